@@ -1,0 +1,147 @@
+/**
+ * The CNI data model shared by the runtime and the plugins. Results are kept
+ * internally in the 1.x form (interfaces / ips / routes / dns); conversion to
+ * and from 0.3.x/0.4.0 lives in result.ts.
+ */
+
+export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION'
+
+/** One plugin entry of a conflist, as on disk (plus what the runtime injects). */
+export interface PluginConf {
+  type: string
+  capabilities?: Record<string, boolean>
+  ipam?: IpamConf
+  [key: string]: unknown
+}
+
+export interface IpamConf {
+  type: string
+  [key: string]: unknown
+}
+
+/** A network configuration list (the .conflist file). */
+export interface NetConfList {
+  cniVersion: string
+  name: string
+  disableCheck?: boolean
+  disableGC?: boolean
+  plugins: PluginConf[]
+  [key: string]: unknown
+}
+
+/** What a plugin sees on stdin: its entry plus name, cniVersion and injections. */
+export interface PluginNetConf extends PluginConf {
+  name: string
+  cniVersion: string
+  prevResult?: CniResult
+  runtimeConfig?: Record<string, unknown>
+  args?: Record<string, unknown>
+}
+
+export interface CniInterface {
+  name: string
+  mac?: string
+  mtu?: number
+  sandbox?: string
+  socketPath?: string
+  pciID?: string
+}
+
+export interface CniIpConfig {
+  /** CIDR: the address with its subnet prefix, e.g. 10.4.1.2/24 */
+  address: string
+  gateway?: string
+  /** Index into interfaces */
+  interface?: number
+}
+
+export interface CniRoute {
+  dst: string
+  gw?: string
+  mtu?: number
+  advmss?: number
+  priority?: number
+  table?: number
+  scope?: number
+}
+
+export interface CniDns {
+  nameservers?: string[]
+  domain?: string
+  search?: string[]
+  options?: string[]
+}
+
+export interface CniResult {
+  cniVersion: string
+  interfaces?: CniInterface[]
+  ips?: CniIpConfig[]
+  routes?: CniRoute[]
+  dns?: CniDns
+  [key: string]: unknown
+}
+
+export interface PortMapping {
+  hostPort: number
+  containerPort: number
+  protocol: string
+  hostIP?: string
+}
+
+/** The CNI error object (spec "Error" section). */
+export class CniError extends Error {
+  constructor(
+    public readonly code: number,
+    public readonly msg: string,
+    public readonly details = '',
+  ) {
+    super(details ? `${msg}: ${details}` : msg)
+    this.name = 'CniError'
+  }
+
+  toJSON(cniVersion = '1.0.0'): Record<string, unknown> {
+    return {cniVersion, code: this.code, msg: this.msg, ...(this.details ? {details: this.details} : {})}
+  }
+}
+
+export const CNI_ERR = {
+  INCOMPATIBLE_VERSION: 1,
+  UNSUPPORTED_FIELD: 2,
+  UNKNOWN_CONTAINER: 3,
+  INVALID_ENV: 4,
+  IO_FAILURE: 5,
+  DECODING_FAILURE: 6,
+  INVALID_NETCONF: 7,
+  TRY_AGAIN_LATER: 11,
+  INTERNAL: 999,
+} as const
+
+/**
+ * Everything one plugin invocation receives: the CNI_* environment and the
+ * stdin config. `invokeIpam` lets a main plugin delegate to its IPAM plugin
+ * (embedded or exec'd) the way the reference plugins call ipam.ExecAdd/ExecDel.
+ */
+export interface PluginRequest {
+  command: CniCommand
+  containerId: string
+  /** Path of the container's network namespace; may be '' (or vanished) on DEL/GC. */
+  netns: string
+  ifName: string
+  /** CNI_ARGS as given, e.g. "IgnoreUnknown=1;IP=10.4.1.9" */
+  cniArgs: string
+  /** CNI_ARGS parsed into ordered pairs */
+  args: Array<[string, string]>
+  /** CNI_PATH split on ':' */
+  cniPath: string[]
+  config: PluginNetConf
+  invokeIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC', ipam: PluginNetConf): Promise<CniResult | undefined>
+}
+
+/** An in-process plugin. Results are returned in 1.x form. */
+export interface EmbeddedPlugin {
+  add(req: PluginRequest): Promise<CniResult>
+  del(req: PluginRequest): Promise<void>
+  check(req: PluginRequest): Promise<void>
+  gc?(req: PluginRequest): Promise<void>
+  status?(req: PluginRequest): Promise<void>
+}

@@ -1,0 +1,55 @@
+import {spawn, type StdioOptions} from 'node:child_process'
+
+export interface ExecOptions {
+  input?: string | Buffer
+  env?: NodeJS.ProcessEnv
+  timeoutMs?: number
+  /** Extra file descriptors handed to the child as fd 3, 4, ... */
+  extraFds?: number[]
+  /** Do not throw on a non-zero exit; the caller reads `code`. */
+  allowFailure?: boolean
+}
+
+export interface ExecResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/**
+ * Runs a program with an argument array (never through a shell) and collects
+ * its output. Throws an Error naming the program and its stderr on failure.
+ */
+export function run(file: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', ...(opts.extraFds ?? [])]
+    const child = spawn(file, args, {stdio, env: opts.env ?? process.env})
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    let timedOut = false
+    const timer = opts.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true
+          child.kill('SIGKILL')
+        }, opts.timeoutMs)
+      : undefined
+    child.stdout!.on('data', (d: Buffer) => out.push(d))
+    child.stderr!.on('data', (d: Buffer) => err.push(d))
+    child.on('error', (e) => {
+      if (timer) clearTimeout(timer)
+      reject(new Error(`${file}: ${e.message}`))
+    })
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer)
+      const res = {code: code ?? 128, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString()}
+      if (timedOut) return reject(new Error(`${file} timed out after ${opts.timeoutMs} ms`))
+      if ((code !== 0 || signal) && !opts.allowFailure) {
+        const why = res.stderr.trim() || res.stdout.trim() || `exit ${code ?? signal}`
+        return reject(new Error(`${file} ${args.slice(0, 3).join(' ')}: ${why}`))
+      }
+      resolve(res)
+    })
+    child.stdin!.on('error', () => {})
+    child.stdin!.end(opts.input ?? '')
+  })
+}
