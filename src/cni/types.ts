@@ -134,7 +134,13 @@ export interface PluginRequest {
   /** CNI_PATH split on ':' */
   cniPath: string[]
   config: PluginNetConf
-  invokeIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC', ipam: PluginNetConf): Promise<CniResult | undefined>
+  /**
+   * Delegates to the IPAM plugin named by `conf.ipam.type`, like the reference
+   * plugins' ipam.ExecAdd/ExecDel: pass the plugin's WHOLE netconf (normally
+   * `req.config`, it carries `ipam`, `name`, `cniVersion`, `runtimeConfig`,
+   * `args`). ADD returns the IPAM result in 1.x form; DEL/CHECK return undefined.
+   */
+  invokeIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC', conf: PluginNetConf): Promise<CniResult | undefined>
 }
 
 /** An in-process plugin. Results are returned in 1.x form. */
