@@ -8,6 +8,8 @@ export interface ExecOptions {
   extraFds?: number[]
   /** Do not throw on a non-zero exit; the caller reads `code`. */
   allowFailure?: boolean
+  /** Kill the child and fail when stdout grows past this many bytes (default 64 MiB). */
+  maxStdout?: number
 }
 
 export interface ExecResult {
@@ -33,7 +35,18 @@ export function run(file: string, args: string[], opts: ExecOptions = {}): Promi
           child.kill('SIGKILL')
         }, opts.timeoutMs)
       : undefined
-    child.stdout!.on('data', (d: Buffer) => out.push(d))
+    let outBytes = 0
+    let overflow = false
+    const maxStdout = opts.maxStdout ?? 64 << 20
+    child.stdout!.on('data', (d: Buffer) => {
+      outBytes += d.length
+      if (outBytes > maxStdout) {
+        if (!overflow) child.kill('SIGKILL')
+        overflow = true
+        return
+      }
+      out.push(d)
+    })
     child.stderr!.on('data', (d: Buffer) => err.push(d))
     child.on('error', (e) => {
       if (timer) clearTimeout(timer)
@@ -42,6 +55,7 @@ export function run(file: string, args: string[], opts: ExecOptions = {}): Promi
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer)
       const res = {code: code ?? 128, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString()}
+      if (overflow) return reject(new Error(`${file} wrote more than ${maxStdout} bytes to stdout`))
       if (timedOut) return reject(new Error(`${file} timed out after ${opts.timeoutMs} ms`))
       if ((code !== 0 || signal) && !opts.allowFailure) {
         const why = res.stderr.trim() || res.stdout.trim() || `exit ${code ?? signal}`

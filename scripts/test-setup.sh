@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests drive for real, when missing, then builds ctrnet.
+# Debian packages: the reference CNI plugins (the oracle), iptables, iproute2,
+# util-linux (flock, nsenter), containerd + runc (started by the tests on a
+# private socket), busybox-static (the containers' rootfs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in containernetworking-plugins iptables iproute2 util-linux containerd runc busybox-static procps kmod; do
+  have "$p" || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test-setup: missing packages ${need[*]} and not root: run as root (the e2e tests need root anyway)" >&2
+    exit 1
+  fi
+  echo "test-setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# A distro containerd service must not be what the tests talk to: they start
+# their own on a private socket. Nothing here starts or stops the host's.
+
+[ -d node_modules ] || npm ci --no-audit --no-fund
+npm run build --silent

@@ -1,0 +1,78 @@
+import {createHash} from 'node:crypto'
+import {Address4, Address6} from 'ip-address'
+import {parseCniArgs} from './args.js'
+import {findNetworkConf, type LoadedConf} from './loader.js'
+import {parsePortSpec} from './portspec.js'
+import {CniRuntime, type CniMode, type RuntimeConf} from './runtime.js'
+
+/** Settings shared by everything that runs plugin chains. */
+export interface RuntimeSettings {
+  confDir: string
+  namespace: string
+  cniPath: string
+  cacheDir: string
+  mode: string
+}
+
+export function makeRuntime(s: RuntimeSettings): CniRuntime {
+  if (s.mode !== 'embedded' && s.mode !== 'exec') throw new Error(`--cni-mode must be embedded or exec, not "${s.mode}"`)
+  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode})
+}
+
+export function loadNetwork(s: RuntimeSettings, name: string, warn?: (msg: string) => void): LoadedConf {
+  const net = findNetworkConf(s.confDir, s.namespace, name, (file, err) => warn?.(`skipping ${file}: ${err.message}`))
+  if (!net) throw new Error(`network "${name}" not found in ${s.confDir}`)
+  return net
+}
+
+/** cnitool's container id for a netns: "cnitool-" + 20 hex chars of sha512(path). */
+export function defaultContainerId(netns: string): string {
+  return 'cnitool-' + createHash('sha512').update(netns).digest('hex').slice(0, 20)
+}
+
+export interface AttachmentFlags {
+  netns: string
+  containerId?: string
+  ifName: string
+  publish: string[]
+  ip?: string
+  capArgs?: string
+  cniArgs?: string
+}
+
+/**
+ * Turns cnitool-like flags into a RuntimeConf. A requested IP goes to the
+ * `ips` capability when a plugin of the chain declares it, else to
+ * CNI_ARGS `IP=` (with IgnoreUnknown=1, which host-local reads).
+ */
+export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): RuntimeConf {
+  const capabilityArgs: Record<string, unknown> = {}
+  if (f.capArgs) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(f.capArgs)
+    } catch (err) {
+      throw new Error(`--cap-args is not JSON: ${(err as Error).message}`)
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--cap-args must be a JSON object')
+    Object.assign(capabilityArgs, parsed)
+  }
+  if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map(parsePortSpec)
+  const args = parseCniArgs(f.cniArgs ?? '')
+  if (f.ip) {
+    if (!Address4.isValid(f.ip) && !Address6.isValid(f.ip)) throw new Error(`--ip "${f.ip}" is not an IP address`)
+    const declaresIps = net.conf.plugins.some((p) => p.capabilities?.ips)
+    if (declaresIps) capabilityArgs.ips = [f.ip]
+    else {
+      if (!args.some(([k]) => k === 'IgnoreUnknown')) args.unshift(['IgnoreUnknown', '1'])
+      args.push(['IP', f.ip])
+    }
+  }
+  return {
+    containerId: f.containerId || defaultContainerId(f.netns),
+    netns: f.netns,
+    ifName: f.ifName,
+    args,
+    capabilityArgs,
+  }
+}

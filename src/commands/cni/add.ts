@@ -1,0 +1,19 @@
+import {loadNetwork, makeRuntime, runtimeConfFromFlags} from '../../cni/attachment.js'
+import {BaseCommand} from '../../lib/base-command.js'
+import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag, settings} from '../../lib/cni-flags.js'
+
+export default class CniAdd extends BaseCommand {
+  static override description = 'Run the ADD command of a network\'s plugin chain for a network namespace and print the result'
+  static override examples = ['<%= config.bin %> cni add mynet /var/run/netns/demo --container-id demo1 -p 8080:80/tcp']
+  static override args = attachmentArgs
+  static override flags = {...attachmentFlags, ...modeFlag}
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(CniAdd)
+    const s = settings(flags)
+    const net = loadNetwork(s, args.network, (m) => this.warn(m))
+    const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})
+    const result = await makeRuntime(s).addNetworkList(net, rt)
+    this.out(JSON.stringify(result, null, 4))
+  }
+}

@@ -1,0 +1,18 @@
+import {loadNetwork, makeRuntime, runtimeConfFromFlags} from '../../cni/attachment.js'
+import {BaseCommand} from '../../lib/base-command.js'
+import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag, settings} from '../../lib/cni-flags.js'
+
+export default class CniDel extends BaseCommand {
+  static override description =
+    "Run the DEL command of a network's plugin chain (reverse order, with the cached result); works when the netns is gone"
+  static override args = attachmentArgs
+  static override flags = {...attachmentFlags, ...modeFlag}
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(CniDel)
+    const s = settings(flags)
+    const net = loadNetwork(s, args.network, (m) => this.warn(m))
+    const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})
+    await makeRuntime(s).delNetworkList(net, rt)
+  }
+}
