@@ -1,6 +1,8 @@
-// Generates oclif.manifest.json from the built commands, so that the CLI does
-// not import every command at start-up. Equivalent to `oclif manifest` without
-// pulling the whole oclif dev toolchain into the dependency tree.
+// Bundles the CLI (scripts/build.js), then generates oclif.manifest.json from
+// the bundled commands, so that the CLI does not load every command's
+// metadata at start-up. Equivalent to `oclif manifest` without pulling the
+// whole oclif dev toolchain into the dependency tree.
+import './build.js'
 import {Plugin} from '@oclif/core'
 import {writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
