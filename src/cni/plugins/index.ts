@@ -6,13 +6,13 @@ import type {EmbeddedPlugin} from '../types.js'
  * CNI_PATH by the runtime.
  */
 const loaders: Record<string, () => Promise<EmbeddedPlugin>> = {
-  // bridge: () => import('./bridge.js').then((m) => m.default),
-  // 'host-local': () => import('./host-local.js').then((m) => m.default),
-  // static: () => import('./static.js').then((m) => m.default),
-  // loopback: () => import('./loopback.js').then((m) => m.default),
-  // tuning: () => import('./tuning.js').then((m) => m.default),
-  // portmap: () => import('./portmap.js').then((m) => m.default),
-  // firewall: () => import('./firewall.js').then((m) => m.default),
+  bridge: () => import('./bridge.js').then((m) => m.default),
+  'host-local': () => import('./host-local.js').then((m) => m.default),
+  static: () => import('./static.js').then((m) => m.default),
+  loopback: () => import('./loopback.js').then((m) => m.default),
+  tuning: () => import('./tuning.js').then((m) => m.default),
+  portmap: () => import('./portmap.js').then((m) => m.default),
+  firewall: () => import('./firewall.js').then((m) => m.default),
 }
 
 export const EMBEDDED_TYPES = Object.keys(loaders)
