@@ -8,10 +8,11 @@ import {writeFileAtomic} from '../lib/atomic.js'
  * containerd, nerdctl, cnitool and ctrnet read each other's entries.
  *
  * Beside it ctrnet keeps a journal of ADDs in flight
- * (`<cacheDir>/ctrnet/pending/<same name>`, same shape without `result`):
- * written before the first plugin runs and removed once the cache entry is
- * written or the failed ADD was undone, so that an ADD killed half-way can
- * still be found and DELeted by `cni del` or `gc`.
+ * (`<cacheDir>/ctrnet/pending/<same name>`, same shape; `result` is the
+ * result so far): written before the first plugin runs, updated when a
+ * plugin changes the result, removed once the cache entry is written or the
+ * failed ADD was undone. An ADD killed half-way can so still be found and
+ * DELeted by `cni del` or `gc`, with the addresses it had been given.
  */
 export interface CachedAttachment {
   kind: 'cniCacheV1'
@@ -74,9 +75,9 @@ function parse(text: string): CachedAttachment | undefined {
   return undefined
 }
 
-function writeEntry(dir: string, e: CachedAttachment): void {
+function writeEntry(dir: string, e: CachedAttachment, fsync = true): void {
   mkdirSync(dir, {recursive: true, mode: 0o700})
-  writeFileAtomic(join(dir, entryName(e)), serialize(e), 0o600)
+  writeFileAtomic(join(dir, entryName(e)), serialize(e), 0o600, {fsync})
 }
 
 function readEntry(dir: string, k: AttachmentKey): CachedAttachment | undefined {
@@ -124,8 +125,12 @@ export function listCachedAttachments(cacheDir: string, network?: string): Cache
   return listEntries(resultsDir(cacheDir), network)
 }
 
+/**
+ * The journal only has to outlive a killed process (a reboot takes the
+ * netns and the veths with it), so it is not fsynced.
+ */
 export function writePending(cacheDir: string, e: CachedAttachment): void {
-  writeEntry(pendingDir(cacheDir), e)
+  writeEntry(pendingDir(cacheDir), e, false)
 }
 
 export function readPending(cacheDir: string, k: AttachmentKey): CachedAttachment | undefined {

@@ -80,9 +80,17 @@ export class CniRuntime {
     let prev: CniResult | undefined
     let started = 0
     try {
+      let journaled = ''
       for (const plugin of conf.plugins) {
         started++
         prev = (await this.invoke('ADD', conf, plugin, prev, rt)) ?? prev
+        // Journal the result so far when it changed (normally once, after the
+        // main plugin): a DEL after a kill then knows the addresses.
+        const now = JSON.stringify(prev)
+        if (prev && started < conf.plugins.length && now !== journaled) {
+          journaled = now
+          writePending(this.opts.cacheDir, {...entry, result: resultAsVersion(prev, conf.cniVersion) as Record<string, unknown>})
+        }
       }
     } catch (err) {
       const undoErrors = await this.undo(conf, started, prev, rt)

@@ -4,10 +4,11 @@ import {randomBytes} from 'node:crypto'
 
 /**
  * Writes a file atomically: a temp file in the same folder, fsync, chmod, then
- * rename into place. Refuses to replace a symlink (a hostile config dir could
+ * rename into place (fsync can be skipped for files that only need to
+ * survive the process, not the machine). Refuses to replace a symlink (a hostile config dir could
  * point a link at a file outside it).
  */
-export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): void {
+export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644, opts: {fsync?: boolean} = {}): void {
   try {
     if (lstatSync(path).isSymbolicLink()) throw new Error(`refusing to overwrite symlink ${path}`)
   } catch (err) {
@@ -17,7 +18,7 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o64
   const fd = openSync(tmp, 'wx', mode)
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data)
-    fsyncSync(fd)
+    if (opts.fsync !== false) fsyncSync(fd)
   } catch (err) {
     closeSync(fd)
     rmSync(tmp, {force: true})
