@@ -1,0 +1,39 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../lib/base-command.js'
+import {modeFlag} from '../../lib/cni-flags.js'
+
+export default class NetworkConnect extends BaseCommand {
+  static override description =
+    "Connect a running containerd container to a network (CNI ADD in its network namespace; records the network in its nerdctl/networks label)"
+  static override examples = [
+    '<%= config.bin %> network connect mynet web -p 8080:80',
+    '<%= config.bin %> network connect --ip 10.4.1.9 mynet web',
+  ]
+  static override args = {
+    network: Args.string({description: 'network name (bridge = the default network, created when missing)', required: true}),
+    container: Args.string({description: 'container id, unique id prefix, or nerdctl/name', required: true}),
+  }
+  static override flags = {
+    ip: Flags.string({description: 'IPv4 address to request (CNI_ARGS IP=, as nerdctl)'}),
+    ip6: Flags.string({description: 'IPv6 address to request (capability "ips"; the network must be created with --ipv6)'}),
+    publish: Flags.string({char: 'p', description: 'publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]', multiple: true, default: []}),
+    ifname: Flags.string({description: 'interface name in the container (default: the next free ethN)'}),
+    ...modeFlag,
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(NetworkConnect)
+    const {connectContainer} = await import('../../containerd/attach.js')
+    await connectContainer(
+      {
+        address: flags.address,
+        namespace: flags.namespace,
+        confDir: flags['cni-netconfpath'],
+        cniPath: flags['cni-path'],
+        cacheDir: flags['cni-cachedir'],
+        mode: flags['cni-mode'],
+      },
+      {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish},
+    )
+  }
+}

@@ -1,0 +1,30 @@
+import {Args} from '@oclif/core'
+import {BaseCommand} from '../../lib/base-command.js'
+import {modeFlag} from '../../lib/cni-flags.js'
+
+export default class NetworkDisconnect extends BaseCommand {
+  static override description =
+    'Disconnect a container from a network (CNI DEL with the cached result; works when its task has exited or the container is gone)'
+  static override examples = ['<%= config.bin %> network disconnect mynet web']
+  static override args = {
+    network: Args.string({description: 'network name', required: true}),
+    container: Args.string({description: 'container id, unique id prefix, or nerdctl/name', required: true}),
+  }
+  static override flags = {...modeFlag}
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(NetworkDisconnect)
+    const {disconnectContainer} = await import('../../containerd/attach.js')
+    await disconnectContainer(
+      {
+        address: flags.address,
+        namespace: flags.namespace,
+        confDir: flags['cni-netconfpath'],
+        cniPath: flags['cni-path'],
+        cacheDir: flags['cni-cachedir'],
+        mode: flags['cni-mode'],
+      },
+      {network: args.network, container: args.container},
+    )
+  }
+}

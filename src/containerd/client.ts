@@ -1,0 +1,322 @@
+import {accessSync, constants, statSync} from 'node:fs'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import type * as GrpcNs from '@grpc/grpc-js'
+import {CtrnetError} from '../lib/errors.js'
+
+/**
+ * A small gRPC client for the containerd API (namespaces, containers, tasks)
+ * over its unix socket. grpc-js, proto-loader and the vendored protos are
+ * loaded on first use only, so commands that never talk to containerd do not
+ * pay for them at start-up.
+ */
+
+/** The 16 MiB receive limit containerd's own client uses. */
+export const MAX_RECV_BYTES = 16 << 20
+export const DEFAULT_TIMEOUT_MS = Number(process.env.CTRNET_CONTAINERD_TIMEOUT_MS) || 10_000
+
+export interface ClientOptions {
+  /** Socket path, or `unix://<path>`. */
+  address: string
+  /** containerd namespace sent as the `containerd-namespace` header. */
+  namespace: string
+  timeoutMs?: number
+}
+
+export interface ContainerInfo {
+  id: string
+  labels: Record<string, string>
+  image: string
+  runtime?: {name: string}
+  /** The OCI spec (containerd stores it as JSON in an Any). */
+  spec?: {type_url?: string; value?: Buffer}
+  snapshotter?: string
+}
+
+export type TaskStatus = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'PAUSED' | 'PAUSING'
+
+export interface TaskInfo {
+  /** The container id (containerd fills `id`, not `containerId`, for a task's init process). */
+  id: string
+  pid: number
+  status: TaskStatus
+  exitStatus: number
+}
+
+/** The socket path of an address given as a path or as `unix://<path>`. */
+export function socketPath(address: string): string {
+  if (address.startsWith('unix://')) return address.slice('unix://'.length)
+  if (address.startsWith('unix:')) return address.slice('unix:'.length)
+  return address
+}
+
+/** Whether something exists at the socket path (a dead socket still counts). */
+export function socketExists(address: string): boolean {
+  try {
+    statSync(socketPath(address))
+    return true
+  } catch (err) {
+    // EACCES on a parent dir: something may well be there; let connect say why.
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR'
+  }
+}
+
+function unreachable(address: string): CtrnetError {
+  return new CtrnetError(`cannot reach containerd at ${address}`, 'is it running, and are you root?')
+}
+
+function denied(address: string): CtrnetError {
+  return new CtrnetError(`cannot reach containerd at ${address}`, 'permission denied on the socket (run as root, or as a user allowed to use it)')
+}
+
+/** Checks the socket before dialling, so the common failures get plain words. */
+function checkSocket(address: string): void {
+  const path = socketPath(address)
+  let st
+  try {
+    st = statSync(path)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EACCES') throw denied(address)
+    throw unreachable(address)
+  }
+  if (!st.isSocket()) throw new CtrnetError(`cannot reach containerd at ${address}`, 'not a unix socket')
+  try {
+    accessSync(path, constants.R_OK | constants.W_OK)
+  } catch {
+    throw denied(address)
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Lazy loading of grpc and the protos
+
+interface Loaded {
+  grpc: typeof GrpcNs
+  services: {
+    Namespaces: GrpcNs.ServiceClientConstructor
+    Containers: GrpcNs.ServiceClientConstructor
+    Tasks: GrpcNs.ServiceClientConstructor
+  }
+}
+
+let loaded: Promise<Loaded> | undefined
+
+/** protos/ at the package root (dist/containerd/.. or src/containerd/..). */
+export function protosDir(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'protos')
+}
+
+export const PROTO_FILES = [
+  'services/namespaces/v1/namespace.proto',
+  'services/containers/v1/containers.proto',
+  'services/tasks/v1/tasks.proto',
+]
+
+async function load(): Promise<Loaded> {
+  const [grpc, protoLoader] = await Promise.all([import('@grpc/grpc-js'), import('@grpc/proto-loader')])
+  const def = protoLoader.loadSync(PROTO_FILES, {
+    includeDirs: [protosDir()],
+    keepCase: false,
+    longs: Number,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  })
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    containerd: {
+      services: {
+        namespaces: {v1: {Namespaces: GrpcNs.ServiceClientConstructor}}
+        containers: {v1: {Containers: GrpcNs.ServiceClientConstructor}}
+        tasks: {v1: {Tasks: GrpcNs.ServiceClientConstructor}}
+      }
+    }
+  }
+  const s = pkg.containerd.services
+  return {
+    grpc,
+    services: {Namespaces: s.namespaces.v1.Namespaces, Containers: s.containers.v1.Containers, Tasks: s.tasks.v1.Tasks},
+  }
+}
+
+function loadOnce(): Promise<Loaded> {
+  loaded ??= load()
+  return loaded
+}
+
+// ---------------------------------------------------------------------------
+
+type Unary = (req: unknown, md: GrpcNs.Metadata, opts: GrpcNs.CallOptions, cb: (err: GrpcNs.ServiceError | null, res: any) => void) => void
+
+export class ContainerdClient {
+  private constructor(
+    private readonly l: Loaded,
+    readonly address: string,
+    readonly namespace: string,
+    private readonly timeoutMs: number,
+    private readonly ns: GrpcNs.Client,
+    private readonly containers: GrpcNs.Client,
+    private readonly tasks: GrpcNs.Client,
+  ) {}
+
+  /** Checks the socket, loads grpc and the protos, and makes the stubs (no I/O yet). */
+  static async connect(opts: ClientOptions): Promise<ContainerdClient> {
+    checkSocket(opts.address)
+    const l = await loadOnce()
+    const target = `unix://${socketPath(opts.address)}`
+    const chanOpts = {
+      'grpc.max_receive_message_length': MAX_RECV_BYTES,
+      'grpc.max_send_message_length': MAX_RECV_BYTES,
+    }
+    const creds = l.grpc.credentials.createInsecure()
+    const nsc = new l.services.Namespaces(target, creds, chanOpts)
+    // The three stubs share one channel.
+    const channelOverride = nsc.getChannel()
+    const cc = new l.services.Containers(target, creds, {...chanOpts, channelOverride})
+    const tc = new l.services.Tasks(target, creds, {...chanOpts, channelOverride})
+    return new ContainerdClient(l, opts.address, opts.namespace, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, nsc, cc, tc)
+  }
+
+  close(): void {
+    this.ns.close()
+  }
+
+  private md(namespace?: string): GrpcNs.Metadata {
+    const md = new this.l.grpc.Metadata()
+    md.set('containerd-namespace', namespace ?? this.namespace)
+    return md
+  }
+
+  private callOpts(): GrpcNs.CallOptions {
+    return {deadline: Date.now() + this.timeoutMs}
+  }
+
+  private unary<T>(client: GrpcNs.Client, method: string, req: unknown, namespace?: string): Promise<T> {
+    const fn = (client as unknown as Record<string, Unary>)[method]!.bind(client)
+    return new Promise((resolve, reject) => {
+      fn(req, this.md(namespace), this.callOpts(), (err, res) => {
+        if (err) reject(this.wrap(err, method))
+        else resolve(res as T)
+      })
+    })
+  }
+
+  /** Turns a gRPC error into a sentence (the raw code stays on `.grpcCode`). */
+  private wrap(err: GrpcNs.ServiceError, method: string): Error {
+    const s = this.l.grpc.status
+    const details = err.details || err.message
+    let out: Error
+    switch (err.code) {
+      case s.UNAVAILABLE:
+        out = /EACCES|permission denied/i.test(details) ? denied(this.address) : unreachable(this.address)
+        break
+      case s.DEADLINE_EXCEEDED:
+        out = new CtrnetError(`containerd at ${this.address}`, `no answer to ${method} within ${this.timeoutMs / 1000}s`)
+        break
+      case s.PERMISSION_DENIED:
+      case s.UNAUTHENTICATED:
+        out = denied(this.address)
+        break
+      default:
+        out = new CtrnetError(`containerd ${method}`, details)
+    }
+    ;(out as Error & {grpcCode?: number}).grpcCode = err.code
+    return out
+  }
+
+  isNotFound(err: unknown): boolean {
+    return (err as {grpcCode?: number})?.grpcCode === this.l.grpc.status.NOT_FOUND
+  }
+
+  // --- namespaces -----------------------------------------------------------
+
+  async listNamespaces(): Promise<string[]> {
+    const res = await this.unary<{namespaces: Array<{name: string}>}>(this.ns, 'List', {filter: ''})
+    return res.namespaces.map((n) => n.name).sort()
+  }
+
+  // --- containers -----------------------------------------------------------
+
+  /** The container, or undefined when it does not exist. */
+  async getContainer(id: string, namespace?: string): Promise<ContainerInfo | undefined> {
+    try {
+      const res = await this.unary<{container: ContainerInfo}>(this.containers, 'Get', {id}, namespace)
+      return res.container
+    } catch (err) {
+      if (this.isNotFound(err)) return undefined
+      throw err
+    }
+  }
+
+  /**
+   * Containers matching the filters (containerd filter syntax, ORed), via
+   * ListStream; containerd versions without it answer UNIMPLEMENTED and we
+   * fall back to List.
+   */
+  async listContainers(filters: string[] = [], namespace?: string): Promise<ContainerInfo[]> {
+    try {
+      return await this.listStream(filters, namespace)
+    } catch (err) {
+      if ((err as {grpcCode?: number}).grpcCode !== this.l.grpc.status.UNIMPLEMENTED) throw err
+    }
+    const res = await this.unary<{containers: ContainerInfo[]}>(this.containers, 'List', {filters}, namespace)
+    return res.containers
+  }
+
+  private listStream(filters: string[], namespace?: string): Promise<ContainerInfo[]> {
+    const fn = (this.containers as unknown as Record<string, (r: unknown, md: GrpcNs.Metadata, o: GrpcNs.CallOptions) => GrpcNs.ClientReadableStream<{container: ContainerInfo}>>)
+      .ListStream!.bind(this.containers)
+    return new Promise((resolve, reject) => {
+      const out: ContainerInfo[] = []
+      const stream = fn({filters}, this.md(namespace), this.callOpts())
+      stream.on('data', (m: {container?: ContainerInfo}) => {
+        if (m.container) out.push(m.container)
+      })
+      stream.on('error', (err: GrpcNs.ServiceError) => reject(this.wrap(err, 'ListStream')))
+      stream.on('end', () => resolve(out))
+    })
+  }
+
+  /**
+   * Sets (value given) or removes (undefined) one label, touching nothing
+   * else: Update with the field mask `labels.<key>`. containerd drops a label
+   * whose value is empty.
+   */
+  async setLabel(id: string, key: string, value: string | undefined, namespace?: string): Promise<ContainerInfo> {
+    const res = await this.unary<{container: ContainerInfo}>(
+      this.containers,
+      'Update',
+      {container: {id, labels: value === undefined ? {} : {[key]: value}}, updateMask: {paths: [`labels.${key}`]}},
+      namespace,
+    )
+    return res.container
+  }
+
+  // --- tasks ----------------------------------------------------------------
+
+  /** The container's task (its init process), or undefined when it has none. */
+  async getTask(containerId: string, namespace?: string): Promise<TaskInfo | undefined> {
+    try {
+      const res = await this.unary<{process: TaskInfo}>(this.tasks, 'Get', {containerId, execId: ''}, namespace)
+      return res.process
+    } catch (err) {
+      if (this.isNotFound(err)) return undefined
+      throw err
+    }
+  }
+
+  async listTasks(namespace?: string): Promise<TaskInfo[]> {
+    const res = await this.unary<{tasks: TaskInfo[]}>(this.tasks, 'List', {filter: ''}, namespace)
+    return res.tasks
+  }
+}
+
+/** Connects, runs fn, and always closes the channel. */
+export async function withClient<T>(opts: ClientOptions, fn: (c: ContainerdClient) => Promise<T>): Promise<T> {
+  const c = await ContainerdClient.connect(opts)
+  try {
+    return await fn(c)
+  } finally {
+    c.close()
+  }
+}
