@@ -16,7 +16,12 @@ export interface RuntimeSettings {
 
 export function makeRuntime(s: RuntimeSettings): CniRuntime {
   if (s.mode !== 'embedded' && s.mode !== 'exec') throw new Error(`--cni-mode must be embedded or exec, not "${s.mode}"`)
-  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode})
+  const t = process.env.CTRNET_PLUGIN_TIMEOUT_MS
+  const execTimeoutMs = t ? Number(t) : undefined
+  if (execTimeoutMs !== undefined && !(Number.isInteger(execTimeoutMs) && execTimeoutMs > 0)) {
+    throw new Error(`CTRNET_PLUGIN_TIMEOUT_MS must be a positive whole number of milliseconds, not "${t}"`)
+  }
+  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode, execTimeoutMs})
 }
 
 export function loadNetwork(s: RuntimeSettings, name: string, warn?: (msg: string) => void): LoadedConf {
