@@ -1,0 +1,45 @@
+import {readFileSync, writeFileSync} from 'node:fs'
+import {assertSysctlKey} from './ip.js'
+
+/**
+ * Sysctls of the namespace this process runs in (the host side), through
+ * /proc/sys. Keys are slash paths below /proc/sys: net/ipv4/ip_forward.
+ * Container-side sysctls go through ipBatch({sysctls}) (one nsenter).
+ */
+export function sysctlPath(key: string): string {
+  assertSysctlKey(key)
+  return `/proc/sys/${key}`
+}
+
+export function readSysctl(key: string): string {
+  return readFileSync(sysctlPath(key), 'utf8').trim()
+}
+
+export function writeSysctl(key: string, value: string): void {
+  writeFileSync(sysctlPath(key), value)
+}
+
+/** Writes value unless it is already set (the reference's echo1). */
+export function ensureSysctl(key: string, value: string): void {
+  try {
+    if (readSysctl(key) === value) return
+  } catch {
+    // fall through and try the write
+  }
+  writeSysctl(key, value)
+}
+
+/** Best effort write; returns false on error (the reference ignores these). */
+export function trySysctl(key: string, value: string): boolean {
+  try {
+    writeSysctl(key, value)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Dotted key (net.ipv4.ip_forward) to slash key, as the tuning plugin does. */
+export function dottedToSlash(key: string): string {
+  return key.replace(/\./g, '/')
+}
