@@ -1,0 +1,62 @@
+// Runs one embedded plugin command in-process (used by plugins-l2.test.ts,
+// always inside a throwaway network namespace via `ip netns exec`).
+// argv: <distDir> ; stdin: {plugin, command, containerId, netns, ifName, cniArgs, config}
+// stdout: {ok:true, result, spawns, ms} or {ok:false, error}
+import {readFileSync} from 'node:fs'
+import {pathToFileURL} from 'node:url'
+import {join} from 'node:path'
+
+const dist = process.argv[2]
+const input = JSON.parse(readFileSync(0, 'utf8'))
+const load = async (rel) => import(pathToFileURL(join(dist, rel)).href)
+const {loadEmbedded} = await load('cni/plugins/index.js')
+const ipmod = await load('cni/kernel/ip.js')
+
+function parseArgs(s) {
+  return (s || '').split(';').filter(Boolean).map((kv) => {
+    const i = kv.indexOf('=')
+    return [kv.slice(0, i), kv.slice(i + 1)]
+  })
+}
+
+function request(inp, config) {
+  return {
+    command: inp.command,
+    containerId: inp.containerId,
+    netns: inp.netns,
+    ifName: inp.ifName ?? 'eth0',
+    cniArgs: inp.cniArgs ?? '',
+    args: parseArgs(inp.cniArgs),
+    cniPath: ['/usr/lib/cni'],
+    config,
+    async invokeIpam(command, conf) {
+      const p = await loadEmbedded(conf.ipam.type)
+      if (!p) throw new Error(`no embedded ipam ${conf.ipam.type}`)
+      const r = request({...inp, command}, conf)
+      if (command === 'ADD') return p.add(r)
+      if (command === 'DEL') return void (await p.del(r))
+      if (command === 'CHECK') return void (await p.check(r))
+    },
+  }
+}
+
+const t0 = performance.now()
+try {
+  const plugin = await loadEmbedded(input.plugin)
+  if (!plugin) throw new Error(`no embedded plugin ${input.plugin}`)
+  const req = request(input, input.config)
+  let result
+  const rounds = input.rounds ?? 1
+  for (let i = 0; i < rounds; i++) {
+    if (input.command === 'ADD') result = await plugin.add(req)
+    else if (input.command === 'DEL') await plugin.del(req)
+    else if (input.command === 'CHECK') await plugin.check(req)
+    else if (input.command === 'ADDDEL') {
+      const r = await plugin.add({...req, command: 'ADD'})
+      await plugin.del({...req, command: 'DEL', config: {...req.config, prevResult: r}})
+    }
+  }
+  process.stdout.write(JSON.stringify({ok: true, result, spawns: ipmod.spawnStats.count, ms: performance.now() - t0}))
+} catch (e) {
+  process.stdout.write(JSON.stringify({ok: false, error: e.message, code: e.code}))
+}
