@@ -1,0 +1,479 @@
+/**
+ * portmap, firewall and the bridge's masquerade rules against the reference
+ * plugins 1.1.1 (/usr/lib/cni), in throwaway namespaces (prefix h3x-).
+ *
+ * Our code runs inside the throwaway host namespace through a tiny driver
+ * (`ip netns exec <ns> node driver.mjs <dist>`), built from src with tsc.
+ * Links and addresses come from the reference bridge plugin in both host
+ * namespaces (ipMasq off on our side: the masquerade rules are ours).
+ */
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join, resolve} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+const ROOT = resolve(__dirname, '../..')
+const TAG = `${process.pid.toString(36)}`
+const NET = 'h3xnet'
+const BRIDGE = 'h3xbr'
+let tmp = ''
+let driver = ''
+let DIST = ''
+const namespaces: string[] = []
+
+const DRIVER = `
+import {readFileSync} from 'node:fs'
+import {pathToFileURL} from 'node:url'
+import {join} from 'node:path'
+const dist = process.argv[2]
+const input = JSON.parse(readFileSync(0, 'utf8'))
+const load = (rel) => import(pathToFileURL(join(dist, rel)).href)
+const ipt = await load('cni/kernel/iptables.js')
+const ipmasq = await load('cni/plugins/ipmasq.js')
+const plugins = {portmap: (await load('cni/plugins/portmap.js')).default, firewall: (await load('cni/plugins/firewall.js')).default}
+const out = []
+try {
+  for (const step of input.steps) {
+    const t0 = performance.now()
+    const s0 = ipt.iptablesStats.spawns
+    let result
+    if (step.plugin === 'ipmasq') {
+      if (step.command === 'ADD') await ipmasq.setupIpMasq(step.net, input.containerId, step.ips)
+      else await ipmasq.teardownIpMasq(step.net, input.containerId, step.ips)
+    } else {
+      const req = {command: step.command, containerId: input.containerId, netns: input.netns ?? '', ifName: 'eth0',
+        cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config: step.config,
+        invokeIpam: async () => { throw new Error('no ipam here') }}
+      const p = plugins[step.plugin]
+      result = step.command === 'ADD' ? await p.add(req) : step.command === 'DEL' ? await p.del(req) : await p.check(req)
+    }
+    out.push({plugin: step.plugin, command: step.command, ms: performance.now() - t0, spawns: ipt.iptablesStats.spawns - s0, result})
+  }
+  process.stdout.write(JSON.stringify({ok: true, steps: out, retries: ipt.iptablesStats.retries}))
+} catch (err) {
+  process.stdout.write(JSON.stringify({ok: false, error: String(err && err.message || err), steps: out}))
+  process.exitCode = 1
+}
+`
+
+function sh(file: string, args: string[], input?: string): string {
+  return execFileSync(file, args, {input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe']})
+}
+
+function addNs(role: string): string {
+  const name = `h3x-${role}-${TAG}`
+  sh('ip', ['netns', 'add', name])
+  namespaces.push(name)
+  sh('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
+  return name
+}
+
+interface Driven {
+  ok: boolean
+  error?: string
+  retries?: number
+  steps: Array<{plugin: string; command: string; ms: number; spawns: number; result?: unknown}>
+}
+
+function drive(hostNs: string, input: Record<string, unknown>): Driven {
+  const res = spawnSync('ip', ['netns', 'exec', hostNs, process.execPath, driver, DIST], {input: JSON.stringify(input), encoding: 'utf8'})
+  if (!res.stdout) throw new Error(`driver: ${res.stderr}`)
+  return JSON.parse(res.stdout) as Driven
+}
+
+function driveAsync(hostNs: string, input: Record<string, unknown>): Promise<Driven> {
+  return new Promise((resolvePromise) => {
+    const child = spawn('ip', ['netns', 'exec', hostNs, process.execPath, driver, DIST])
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (err += d))
+    child.on('close', () => {
+      try {
+        resolvePromise(JSON.parse(out) as Driven)
+      } catch {
+        resolvePromise({ok: false, error: `driver: ${err || out}`, steps: []})
+      }
+    })
+    child.stdin.end(JSON.stringify(input))
+  })
+}
+
+/** Runs one reference plugin from /usr/lib/cni inside hostNs. */
+function refExec(hostNs: string, type: string, command: string, cid: string, netnsPath: string, conf: Record<string, unknown>) {
+  const res = spawnSync('ip', ['netns', 'exec', hostNs, `/usr/lib/cni/${type}`], {
+    input: JSON.stringify(conf),
+    encoding: 'utf8',
+    env: {...process.env, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: netnsPath, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'},
+  })
+  return {code: res.status, stdout: res.stdout, stderr: res.stderr}
+}
+
+function refOk(hostNs: string, type: string, command: string, cid: string, netnsPath: string, conf: Record<string, unknown>): any {
+  const r = refExec(hostNs, type, command, cid, netnsPath, conf)
+  if (r.code !== 0) throw new Error(`reference ${type} ${command}: ${r.stdout} ${r.stderr}`)
+  return r.stdout ? JSON.parse(r.stdout) : undefined
+}
+
+/**
+ * iptables-save and ip6tables-save of nat and filter, normalised: no header or
+ * comment lines, counters zeroed, tables holding nothing but empty built-in
+ * chains dropped (the reference's DEL creates such empty tables as a side
+ * effect of `iptables -F` on a missing chain).
+ */
+function tables(ns: string): string {
+  const out: string[] = []
+  for (const bin of ['iptables-save', 'ip6tables-save']) {
+    for (const table of ['filter', 'nat']) {
+      const text = sh('ip', ['netns', 'exec', ns, bin, '-t', table])
+      const lines = text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
+      const meaningful = lines.some((l) => l.startsWith('-A') || (l.startsWith(':') && l.includes(' - ')))
+      if (meaningful) out.push(`# ${bin}`, ...lines)
+    }
+  }
+  return out.join('\n')
+}
+
+function bridgeConf(ipMasq: boolean, dataDir: string, dual = true) {
+  return {
+    cniVersion: '1.0.0',
+    name: NET,
+    type: 'bridge',
+    bridge: BRIDGE,
+    isGateway: true,
+    ipMasq,
+    hairpinMode: true,
+    ipam: {type: 'host-local', ranges: dual ? [[{subnet: '10.99.0.0/24'}], [{subnet: 'fd99::/64'}]] : [[{subnet: '10.99.0.0/24'}]], dataDir},
+  }
+}
+
+const MAPPINGS = [
+  {hostPort: 8080, containerPort: 80, protocol: 'tcp'},
+  {hostPort: 8081, containerPort: 81, protocol: 'tcp', hostIP: '127.0.0.1'},
+  {hostPort: 5353, containerPort: 53, protocol: 'udp'},
+  {hostPort: 9090, containerPort: 90, protocol: 'tcp', hostIP: '::1'},
+]
+
+function portmapConf(prevResult: unknown, mappings: unknown[] | undefined = MAPPINGS) {
+  return {
+    cniVersion: '1.0.0',
+    name: NET,
+    type: 'portmap',
+    snat: true,
+    capabilities: {portMappings: true},
+    ...(prevResult ? {prevResult} : {}),
+    ...(mappings ? {runtimeConfig: {portMappings: mappings}} : {}),
+  }
+}
+
+function firewallConf(prevResult: unknown) {
+  return {cniVersion: '1.0.0', name: NET, type: 'firewall', ingressPolicy: 'same-bridge', ...(prevResult ? {prevResult} : {})}
+}
+
+/** Our ADD of masquerade + portmap + firewall after a bridge ADD (prevResult). */
+function ourAddSteps(prev: any) {
+  return [
+    {plugin: 'ipmasq', command: 'ADD', net: NET, ips: prev.ips},
+    {plugin: 'portmap', command: 'ADD', config: portmapConf(prev)},
+    {plugin: 'firewall', command: 'ADD', config: firewallConf(prev)},
+  ]
+}
+
+function ourDelSteps(prev: any, bare = false) {
+  return [
+    {plugin: 'firewall', command: 'DEL', config: firewallConf(prev)},
+    // bare: no portMappings and no prevResult for portmap, no ips for the masquerade
+    {plugin: 'portmap', command: 'DEL', config: bare ? portmapConf(undefined, undefined) : portmapConf(prev)},
+    {plugin: 'ipmasq', command: 'DEL', net: NET, ...(bare ? {} : {ips: prev.ips})},
+  ]
+}
+
+function refAdd(hostNs: string, ctrNs: string, cid: string, dataDir: string, dual = true): any {
+  const path = `/var/run/netns/${ctrNs}`
+  const prev = refOk(hostNs, 'bridge', 'ADD', cid, path, bridgeConf(true, dataDir, dual))
+  refOk(hostNs, 'portmap', 'ADD', cid, path, portmapConf(prev))
+  refOk(hostNs, 'firewall', 'ADD', cid, path, firewallConf(prev))
+  return prev
+}
+
+function refDel(hostNs: string, ctrNs: string, cid: string, dataDir: string, prev: any) {
+  const path = `/var/run/netns/${ctrNs}`
+  refOk(hostNs, 'firewall', 'DEL', cid, path, firewallConf(prev))
+  refOk(hostNs, 'portmap', 'DEL', cid, path, portmapConf(prev))
+  refOk(hostNs, 'bridge', 'DEL', cid, path, {...bridgeConf(true, dataDir), prevResult: prev})
+}
+
+function sysctl(ns: string, key: string): string {
+  return sh('ip', ['netns', 'exec', ns, 'sysctl', '-n', key]).trim()
+}
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'h3x-'))
+  driver = join(tmp, 'driver.mjs')
+  writeFileSync(driver, DRIVER)
+  process.env.CTRNET_IPTABLES_LOCK = join(tmp, 'iptables.lock')
+  // Our own build (tsc emits even when another file of the tree does not
+  // typecheck yet), so that other builds of dist/ cannot race with the test.
+  DIST = join(tmp, 'dist')
+  writeFileSync(join(tmp, 'package.json'), '{"type": "module"}\n')
+  symlinkSync(join(ROOT, 'node_modules'), join(tmp, 'node_modules'))
+  spawnSync('npx', ['tsc', '-p', '.', '--outDir', DIST], {cwd: ROOT, encoding: 'utf8'})
+})
+
+afterAll(() => {
+  for (const ns of namespaces.reverse()) spawnSync('ip', ['netns', 'del', ns])
+  if (tmp) rmSync(tmp, {recursive: true, force: true})
+})
+
+describe('ADD state equals the reference, cross-DEL leaves the same tables', () => {
+  let ours = ''
+  let ref = ''
+  let base = ''
+  let oursPrev: any
+  let refPrev: any
+  const cid = 'h3xcid1'
+
+  it('ADD: same nat and filter rules (IPv4 and IPv6) and the same route_localnet', () => {
+    ours = addNs('ours')
+    ref = addNs('ref')
+    base = addNs('base')
+    const oursC = addNs('oursc')
+    const refC = addNs('refc')
+    addNs('basec')
+    // ours: reference bridge without ipMasq for the links, then our masquerade, portmap, firewall
+    oursPrev = refOk(ours, 'bridge', 'ADD', cid, `/var/run/netns/${oursC}`, bridgeConf(false, join(tmp, 'ipam-ours')))
+    const d = drive(ours, {containerId: cid, netns: `/var/run/netns/${oursC}`, steps: ourAddSteps(oursPrev)})
+    expect(d.error).toBeUndefined()
+    expect(d.ok).toBe(true)
+    // portmap and firewall return prevResult unchanged
+    expect(d.steps[1]!.result).toEqual(oursPrev)
+    expect(d.steps[2]!.result).toEqual(oursPrev)
+    refPrev = refAdd(ref, refC, cid, join(tmp, 'ipam-ref'))
+    expect(oursPrev.ips).toEqual(refPrev.ips)
+
+    const a = tables(ours)
+    expect(a).toContain('CNI-DN-')
+    expect(a).toContain('CNI-ISOLATION-STAGE-2')
+    expect(a).toBe(tables(ref))
+    expect(sysctl(ours, `net.ipv4.conf.${BRIDGE}.route_localnet`)).toBe('1')
+    expect(sysctl(ours, `net.ipv4.conf.${BRIDGE}.route_localnet`)).toBe(sysctl(ref, `net.ipv4.conf.${BRIDGE}.route_localnet`))
+
+    // a second ADD of the same container changes nothing (everything is unique)
+    const again = drive(ours, {containerId: cid, steps: ourAddSteps(oursPrev)})
+    expect(again.ok).toBe(true)
+    expect(tables(ours)).toBe(a)
+  })
+
+  it('CHECK passes after our ADD and after the reference ADD', () => {
+    const steps = (prev: any) => [
+      {plugin: 'portmap', command: 'CHECK', config: portmapConf(prev)},
+      {plugin: 'firewall', command: 'CHECK', config: firewallConf(prev)},
+    ]
+    expect(drive(ours, {containerId: cid, steps: steps(oursPrev)}).ok).toBe(true)
+    expect(drive(ref, {containerId: cid, steps: steps(refPrev)}).ok).toBe(true)
+    // the reference CHECK agrees on our state
+    const r = refExec(ours, 'firewall', 'CHECK', cid, `/var/run/netns/h3x-oursc-${TAG}`, firewallConf(oursPrev))
+    expect(r.stdout + r.stderr).toBe('')
+    expect(r.code).toBe(0)
+  })
+
+  it('port forward answers: host -> hostIP:hostPort, 127.0.0.1:hostPort -> server in the container', () => {
+    const ctr = `h3x-oursc-${TAG}`
+    const www = join(tmp, 'www')
+    sh('mkdir', ['-p', www])
+    writeFileSync(join(www, 'index.html'), 'hello-h3x\n')
+    const server = spawn('ip', ['netns', 'exec', ctr, 'busybox', 'httpd', '-f', '-p', '80', '-h', www], {stdio: 'ignore'})
+    try {
+      // wait until the server listens (no timing assertion: poll)
+      for (let i = 0; i < 50; i++) {
+        const r = spawnSync('ip', ['netns', 'exec', ctr, 'busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:80/index.html'], {encoding: 'utf8'})
+        if (r.status === 0) break
+        spawnSync('sleep', ['0.1'])
+      }
+      const viaGw = spawnSync('ip', ['netns', 'exec', ours, 'busybox', 'wget', '-q', '-O', '-', 'http://10.99.0.1:8080/index.html'], {
+        encoding: 'utf8',
+        timeout: 20_000, // busybox wget -T segfaults (1.35)
+      })
+      expect(viaGw.stdout).toBe('hello-h3x\n')
+      const viaLo = spawnSync('ip', ['netns', 'exec', ours, 'busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/index.html'], {
+        encoding: 'utf8',
+        timeout: 20_000, // busybox wget -T segfaults (1.35)
+      })
+      expect(viaLo.stdout).toBe('hello-h3x\n')
+    } finally {
+      server.kill()
+    }
+  })
+
+  it('cross-DEL: reference DEL after our ADD, our DEL after the reference ADD, and reference ADD+DEL leave the same tables', () => {
+    refDel(ours, `h3x-oursc-${TAG}`, cid, join(tmp, 'ipam-ours'), oursPrev)
+    // our DEL of the reference ADD, the hard way: portmap and masquerade by name only
+    const d = drive(ref, {containerId: cid, netns: '', steps: ourDelSteps(refPrev, true)})
+    expect(d.error).toBeUndefined()
+    // baseline: the reference alone
+    const bPrev = refAdd(base, `h3x-basec-${TAG}`, cid, join(tmp, 'ipam-base'))
+    refDel(base, `h3x-basec-${TAG}`, cid, join(tmp, 'ipam-base'), bPrev)
+
+    const after = tables(base)
+    expect(after).not.toContain('CNI-DN-')
+    expect(after).not.toContain('10.99.0.2/32')
+    expect(tables(ours)).toBe(after)
+    expect(tables(ref)).toBe(after)
+    // DEL is idempotent
+    const again = drive(ref, {containerId: cid, steps: ourDelSteps(refPrev)})
+    expect(again.ok).toBe(true)
+    expect(tables(ref)).toBe(after)
+  })
+})
+
+describe('IPv4-only container', () => {
+  it('our CHECK passes (the reference 1.1.1 fails: plugins#819), and our tables equal the reference', () => {
+    const ours = addNs('v4o')
+    const ref = addNs('v4r')
+    const oc = addNs('v4oc')
+    const rc = addNs('v4rc')
+    const cid = 'h3xv4'
+    const prev = refOk(ours, 'bridge', 'ADD', cid, `/var/run/netns/${oc}`, bridgeConf(false, join(tmp, 'ipam-v4o'), false))
+    const steps = [
+      ...ourAddSteps(prev),
+      {plugin: 'portmap', command: 'CHECK', config: portmapConf(prev)},
+      {plugin: 'firewall', command: 'CHECK', config: firewallConf(prev)},
+    ]
+    const d = drive(ours, {containerId: cid, steps})
+    expect(d.error).toBeUndefined()
+    const rprev = refAdd(ref, rc, cid, join(tmp, 'ipam-v4r'), false)
+    expect(tables(ours)).toBe(tables(ref))
+    // for the record: the reference CHECK of the same state fails
+    const r = refExec(ref, 'portmap', 'CHECK', cid, `/var/run/netns/${rc}`, portmapConf(rprev))
+    expect(r.code).not.toBe(0)
+    expect(r.stdout).toMatch(/ipv6 dnat/)
+
+    // once a DNAT rule or a firewall rule is gone, our CHECK says so
+    const dn = sh('ip', ['netns', 'exec', ours, 'iptables-save', '-t', 'nat']).split('\n').find((l) => l.includes('-j DNAT'))!
+    sh('ip', ['netns', 'exec', ours, 'iptables', '-t', 'nat', ...dn.replace(/^-A/, '-D').split(' ')])
+    const c1 = drive(ours, {containerId: cid, steps: [{plugin: 'portmap', command: 'CHECK', config: portmapConf(prev)}]})
+    expect(c1.ok).toBe(false)
+    expect(c1.error).toMatch(/could not check ipv4 dnat: rule .*DNAT --to-destination/)
+    sh('ip', ['netns', 'exec', ours, 'iptables', '-D', 'CNI-FORWARD', '-s', prev.ips[0].address.replace(/\/.*/, '/32'), '-j', 'ACCEPT'])
+    const c2 = drive(ours, {containerId: cid, steps: [{plugin: 'firewall', command: 'CHECK', config: firewallConf(prev)}]})
+    expect(c2.ok).toBe(false)
+    expect(c2.error).toMatch(/expected rule -s 10\.99\.0\.\d+\/32 -j ACCEPT not found/)
+  })
+})
+
+describe('concurrency', () => {
+  it('20 concurrent ADDs (separate processes), with reference plugins running alongside, never fail and leave 20x the per-container rules', async () => {
+    const host = addNs('conc')
+    sh('ip', ['-n', host, 'link', 'add', BRIDGE, 'type', 'bridge'])
+    sh('ip', ['-n', host, 'addr', 'add', '10.99.0.1/24', 'dev', BRIDGE])
+    sh('ip', ['-n', host, 'link', 'set', BRIDGE, 'up'])
+    const prevFor = (i: number) => ({
+      cniVersion: '1.0.0',
+      interfaces: [{name: BRIDGE}, {name: `veth${i}`}, {name: 'eth0', sandbox: `/var/run/netns/fake${i}`}],
+      ips: [{interface: 2, address: `10.99.0.${10 + i}/24`, gateway: '10.99.0.1'}],
+    })
+    const ours = Array.from({length: 20}, (_, i) =>
+      driveAsync(host, {
+        containerId: `h3xc${i}`,
+        steps: [
+          {plugin: 'ipmasq', command: 'ADD', net: NET, ips: prevFor(i).ips},
+          {plugin: 'portmap', command: 'ADD', config: portmapConf(prevFor(i), [{hostPort: 10000 + i, containerPort: 80, protocol: 'tcp'}])},
+          {plugin: 'firewall', command: 'ADD', config: firewallConf(prevFor(i))},
+        ],
+      }),
+    )
+    // reference portmap + firewall ADDs racing with ours (they do not take our lock)
+    const refs = Array.from({length: 4}, (_, i) => {
+      const prev = prevFor(100 + i)
+      return Promise.all(
+        [portmapConf(prev, [{hostPort: 20000 + i, containerPort: 80, protocol: 'tcp'}]), firewallConf(prev)].map(
+          (conf) =>
+            new Promise<number>((res) => {
+              const child = spawn('ip', ['netns', 'exec', host, `/usr/lib/cni/${conf.type}`], {
+                env: {...process.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: `h3xref${i}`, CNI_NETNS: '/dev/null', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'},
+                stdio: ['pipe', 'ignore', 'ignore'],
+              })
+              child.on('close', (code) => res(code ?? 1))
+              child.stdin.end(JSON.stringify(conf))
+            }),
+        ),
+      )
+    })
+    const results = await Promise.all(ours)
+    await Promise.all(refs)
+    for (const r of results) expect(r.error).toBeUndefined()
+    const nat = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'])
+    const filter = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'filter'])
+    const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length
+    const ourCids = Array.from({length: 20}, (_, i) => `h3xc${i}`)
+    // per container: one DNAT entry, one DN chain with 3 rules, one masq jump + chain with 2 rules, 2 forward rules
+    expect(count(nat, /^-A CNI-HOSTPORT-DNAT .*id: \\"h3xc\d+\\"/)).toBe(20)
+    expect(count(nat, /^:CNI-DN-/)).toBe(24)
+    expect(count(nat, /^-A CNI-DN-.* --dport 1\d{4} /)).toBe(60)
+    expect(count(nat, /^-A POSTROUTING -s 10\.99\.0\.\d+\/32 .*id: \\"h3xc\d+\\"/)).toBe(20)
+    expect(count(nat, /^-A CNI-[0-9a-f]{24} .*id: \\"h3xc\d+\\"/)).toBe(40)
+    expect(count(filter, /^-A CNI-FORWARD -[ds] 10\.99\.0\.(1\d|2\d)\/32/)).toBe(40)
+    for (const c of ourCids) expect(nat).toContain(`id: \\"${c}\\"`)
+    // shared rules exist (once from our side; the racing reference may duplicate its own)
+    expect(count(nat, /^-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT$/)).toBeGreaterThanOrEqual(1)
+    expect(count(filter, /^-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN$/)).toBeGreaterThanOrEqual(1)
+  })
+
+  it('20 concurrent ADDs of ours alone leave every shared rule exactly once', async () => {
+    const host = addNs('conc2')
+    sh('ip', ['-n', host, 'link', 'add', BRIDGE, 'type', 'bridge'])
+    sh('ip', ['-n', host, 'addr', 'add', '10.99.0.1/24', 'dev', BRIDGE])
+    sh('ip', ['-n', host, 'link', 'set', BRIDGE, 'up'])
+    const prevFor = (i: number) => ({
+      cniVersion: '1.0.0',
+      interfaces: [{name: BRIDGE}, {name: `veth${i}`}, {name: 'eth0', sandbox: `/var/run/netns/fake${i}`}],
+      ips: [{interface: 2, address: `10.99.0.${10 + i}/24`}],
+    })
+    const results = await Promise.all(
+      Array.from({length: 20}, (_, i) =>
+        driveAsync(host, {
+          containerId: `h3xd${i}`,
+          steps: [
+            {plugin: 'ipmasq', command: 'ADD', net: NET, ips: prevFor(i).ips},
+            {plugin: 'portmap', command: 'ADD', config: portmapConf(prevFor(i), [{hostPort: 10000 + i, containerPort: 80, protocol: 'tcp'}])},
+            {plugin: 'firewall', command: 'ADD', config: firewallConf(prevFor(i))},
+          ],
+        }),
+      ),
+    )
+    for (const r of results) expect(r.error).toBeUndefined()
+    const nat = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'])
+    const filter = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'filter'])
+    const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length
+    expect(count(nat, /^-A (PREROUTING|OUTPUT) -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT$/)).toBe(2)
+    expect(count(nat, /^-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade"/)).toBe(1)
+    expect(count(nat, /^-A CNI-HOSTPORT-DNAT /)).toBe(20)
+    expect(count(nat, /^-A CNI-DN-/)).toBe(60)
+    expect(count(nat, /^-A POSTROUTING -s /)).toBe(20)
+    expect(count(filter, /^-A FORWARD /)).toBe(2)
+    expect(count(filter, /^-A CNI-FORWARD /)).toBe(41)
+    expect(count(filter, /^-A CNI-ISOLATION-STAGE-[12] /)).toBe(4)
+
+    // and 20 concurrent DELs take it all back to the shared rules only
+    const dels = await Promise.all(
+      Array.from({length: 20}, (_, i) =>
+        driveAsync(host, {
+          containerId: `h3xd${i}`,
+          steps: [
+            {plugin: 'firewall', command: 'DEL', config: firewallConf(prevFor(i))},
+            {plugin: 'portmap', command: 'DEL', config: portmapConf(prevFor(i), [{hostPort: 10000 + i, containerPort: 80, protocol: 'tcp'}])},
+            {plugin: 'ipmasq', command: 'DEL', net: NET, ips: prevFor(i).ips},
+          ],
+        }),
+      ),
+    )
+    for (const r of dels) expect(r.error).toBeUndefined()
+    const nat2 = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'])
+    const filter2 = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'filter'])
+    expect(count(nat2, /^-A CNI-HOSTPORT-DNAT /)).toBe(0)
+    expect(count(nat2, /^:CNI-DN-|^:CNI-[0-9a-f]/)).toBe(0)
+    expect(count(nat2, /^-A POSTROUTING -s /)).toBe(0)
+    expect(count(filter2, /^-A CNI-FORWARD /)).toBe(1)
+  })
+})
