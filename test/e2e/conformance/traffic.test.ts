@@ -1,0 +1,189 @@
+/**
+ * Real traffic through networks set up by the reference plugins (the control)
+ * and by ctrnet (embedded), all inside throwaway namespaces:
+ *   host netns -> container ping; container -> container across the bridge;
+ *   a port forward answered by busybox httpd in a container, reached from the
+ *   host netns (a host address and 127.0.0.1), from a third "client" netns
+ *   routed through the host, from another container and from the container itself.
+ */
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type {CniResult, NetConfList} from '../../../src/cni/types.js'
+import {addDummy, createNetns, ipIn, linkNetns, netnsPath, nsSpawn, nsTry, useNetnsCleanup, destroyNetns} from '../../helpers/netns.js'
+import {ReferenceRunner, type RefRuntimeConf} from '../../helpers/reference.js'
+import {dumpState, leftovers} from '../../helpers/state.js'
+import {nerdctlChain} from './cases.js'
+import {describeFailure, newContainerId, PREFIX, REF_PATH, runCtrnet} from './harness.js'
+
+useNetnsCleanup()
+
+const BUSYBOX = '/bin/busybox'
+const HOST_ADDR = '198.51.100.1'
+const CLIENT_GW = '203.0.113.1'
+
+async function retry<T>(what: string, fn: () => Promise<T | undefined>, attempts = 20): Promise<T> {
+  for (let i = 0; i < attempts; i++) {
+    const v = await fn()
+    if (v !== undefined) return v
+    await new Promise((r) => setTimeout(r, 150))
+  }
+  throw new Error(`${what}: no success after ${attempts} attempts`)
+}
+
+async function ping(fromNs: string, ip: string): Promise<boolean> {
+  const r = await nsTry(fromNs, [BUSYBOX, 'ping', '-c', '1', '-W', '2', ip])
+  return r.code === 0
+}
+
+/** HTTP GET with busybox nc (busybox-static's wget crashes resolving names). Returns the body. */
+async function httpGet(fromNs: string, ip: string, port: number): Promise<{code: number; body: string}> {
+  const r = await nsTry(fromNs, [BUSYBOX, 'nc', '-w', '3', ip, String(port)], {
+    input: 'GET / HTTP/1.0\r\n\r\n',
+    timeoutMs: 10_000,
+  })
+  const i = r.stdout.indexOf('\r\n\r\n')
+  const ok = r.code === 0 && r.stdout.startsWith('HTTP/1.1 200') && i >= 0
+  return {code: ok ? 0 : r.code || 1, body: ok ? r.stdout.slice(i + 4) : r.stdout + r.stderr}
+}
+
+for (const impl of ['reference', 'ctrnet'] as const) {
+  describe.sequential(`traffic through a network made by ${impl}`, () => {
+    const token = `h5x-token-${impl}-${Date.now()}`
+    let dir = ''
+    let host = ''
+    let client = ''
+    const containers: string[] = []
+    const results: CniResult[] = []
+    const ids = [newContainerId(), newContainerId()]
+    let conf: NetConfList
+    let stopServer: (() => void) | undefined
+    const ports = [{hostPort: 8080, containerPort: 80, protocol: 'tcp'}]
+
+    const rtOf = (i: number): RefRuntimeConf => ({
+      containerId: ids[i]!,
+      netns: netnsPath(containers[i]!),
+      ifName: 'eth0',
+      args: [['IgnoreUnknown', '1']],
+      capabilityArgs: i === 0 ? {portMappings: ports} : {},
+    })
+    const ctrnetArgs = (cmd: string, i: number) => [
+      'cni',
+      cmd,
+      conf.name,
+      netnsPath(containers[i]!),
+      '--container-id',
+      ids[i]!,
+      '--cni-netconfpath',
+      join(dir, 'net.d'),
+      '--cni-cachedir',
+      join(dir, 'cache'),
+      '--cni-path',
+      REF_PATH,
+      '--cni-mode',
+      process.env.CTRNET_CONFORMANCE_MODE === 'exec' ? 'exec' : 'embedded',
+      '--cni-args',
+      'IgnoreUnknown=1',
+      ...(i === 0 ? ['-p', '8080:80/tcp'] : []),
+    ]
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), `${PREFIX}-traffic-${impl}-`))
+      conf = nerdctlChain(
+        'h5xtraffic',
+        {bridge: 'h5x-br0', ranges: [[{gateway: '10.4.1.1', subnet: '10.4.1.0/24'}]], routes: [{dst: '0.0.0.0/0'}]},
+        {dataDir: join(dir, 'ipam')},
+      )
+      writeFileSync(join(dir, 'index.html'), token)
+      const {mkdirSync} = await import('node:fs')
+      mkdirSync(join(dir, 'net.d'))
+      writeFileSync(join(dir, 'net.d', 'h5xtraffic.conflist'), JSON.stringify(conf, null, 2))
+      host = await createNetns(PREFIX, `tr${impl.slice(0, 3)}h`)
+      client = await createNetns(PREFIX, `tr${impl.slice(0, 3)}k`)
+      await addDummy(host, 'h5x-nic0', [`${HOST_ADDR}/24`])
+      await linkNetns(host, 'h5x-cl0', [`${CLIENT_GW}/24`], client, 'eth0', ['203.0.113.2/24'])
+      await ipIn(client, ['route', 'add', 'default', 'via', CLIENT_GW])
+      for (let i = 0; i < 2; i++) containers.push(await createNetns(PREFIX, `tr${impl.slice(0, 3)}c${i}`))
+    })
+
+    afterAll(async () => {
+      stopServer?.()
+      for (const c of containers) await destroyNetns(c)
+      await destroyNetns(client)
+      await destroyNetns(host)
+      for (const id of ids) rmSync(`/run/cni/tuning/${id}_eth0.json`, {force: true})
+      rmSync(dir, {recursive: true, force: true})
+    })
+
+    it('ADD two containers', async () => {
+      for (let i = 0; i < 2; i++) {
+        if (impl === 'reference') {
+          results.push(await new ReferenceRunner({hostNetns: host, cniPath: REF_PATH}).add(conf, rtOf(i)))
+        } else {
+          const r = await runCtrnet(host, ctrnetArgs('add', i))
+          expect(r.code, describeFailure('ctrnet cni add', r)).toBe(0)
+          results.push(JSON.parse(r.stdout) as CniResult)
+        }
+      }
+      expect(results.map((r) => r.ips?.[0]?.address)).toEqual(['10.4.1.2/24', '10.4.1.3/24'])
+    })
+
+    const ipOf = (i: number) => results[i]!.ips![0]!.address.split('/')[0]!
+
+    it('host netns pings both containers', async () => {
+      expect(results).toHaveLength(2)
+      await retry('ping c0', async () => ((await ping(host, ipOf(0))) ? true : undefined), 5)
+      await retry('ping c1', async () => ((await ping(host, ipOf(1))) ? true : undefined), 5)
+    })
+
+    it('container pings container across the bridge', async () => {
+      expect(results).toHaveLength(2)
+      await retry('ping c0->c1', async () => ((await ping(containers[0]!, ipOf(1))) ? true : undefined), 5)
+      await retry('ping c1->c0', async () => ((await ping(containers[1]!, ipOf(0))) ? true : undefined), 5)
+    })
+
+    it('port forward is answered by a server in the container', async () => {
+      expect(results).toHaveLength(2)
+      await nsTry(containers[0]!, ['ip', 'link', 'set', 'lo', 'up'])
+      const srv = await nsSpawn(containers[0]!, [BUSYBOX, 'httpd', '-f', '-p', '80', '-h', dir])
+      stopServer = srv.stop
+      // The server is up when the container address answers directly.
+      await retry('httpd up', async () => {
+        const r = await httpGet(host, ipOf(0), 80)
+        return r.code === 0 ? r : undefined
+      })
+      const sources: Array<[string, string, string]> = [
+        ['host netns -> host address:hostPort', host, HOST_ADDR],
+        ['host netns -> 127.0.0.1:hostPort', host, '127.0.0.1'],
+        ['client netns -> host:hostPort (routed)', client, CLIENT_GW],
+        ['other container -> host address:hostPort', containers[1]!, HOST_ADDR],
+        ['same container -> host address:hostPort (hairpin)', containers[0]!, HOST_ADDR],
+      ]
+      const got: Record<string, string> = {}
+      for (const [what, ns, ip] of sources) {
+        const r = await httpGet(ns, ip, 8080)
+        got[what] = r.code === 0 ? r.body : `failed (exit ${r.code})`
+      }
+      expect(got).toEqual(Object.fromEntries(sources.map(([w]) => [w, token])))
+    })
+
+    it('DEL both: the forward is gone and nothing is left', async () => {
+      expect(results).toHaveLength(2)
+      for (let i = 1; i >= 0; i--) {
+        if (impl === 'reference') {
+          await new ReferenceRunner({hostNetns: host, cniPath: REF_PATH}).del(conf, rtOf(i), results[i])
+        } else {
+          const r = await runCtrnet(host, ctrnetArgs('del', i))
+          expect(r.code, describeFailure('ctrnet cni del', r)).toBe(0)
+        }
+      }
+      const r = await httpGet(host, HOST_ADDR, 8080)
+      expect(r.code).not.toBe(0)
+      const state = await dumpState({hostNs: host, containerNs: containers, dataDirs: [join(dir, 'ipam')]})
+      for (let i = 0; i < 2; i++) {
+        expect(leftovers(state, {network: conf.name, containerId: ids[i]!, ips: [results[i]!.ips![0]!.address]})).toEqual([])
+      }
+    })
+  })
+}
