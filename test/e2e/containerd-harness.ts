@@ -187,6 +187,13 @@ export class PrivateContainerd {
     throw new Error(`task ${id} did not stop`)
   }
 
+  /** Deletes the stopped task and starts a new one (new pid, new network namespace). */
+  restartTask(namespace: string, id: string): number {
+    this.ctrMust(namespace, ['task', 'rm', id])
+    this.ctrMust(namespace, ['task', 'start', '-d', '--null-io', id])
+    return this.taskPid(namespace, id)
+  }
+
   /** Kills and deletes the task (if any) and the container. */
   removeContainer(namespace: string, id: string): void {
     this.ctr(namespace, ['task', 'kill', '-s', 'SIGKILL', id])
@@ -265,6 +272,26 @@ export class HostNs {
       ['netns', 'exec', this.name, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', this.varlib, process.execPath, CLI, ...args, ...global],
       {env, timeoutMs: 120_000},
     )
+  }
+
+  /** cli() without waiting: for concurrent runs. */
+  cliAsync(args: string[], opts: {address?: string; namespace?: string; env?: NodeJS.ProcessEnv} = {}): Promise<RunResult> {
+    const global = ['--cni-netconfpath', this.netconf, '--cni-cachedir', this.cache]
+    if (opts.address) global.push('-a', opts.address)
+    if (opts.namespace) global.push('-n', opts.namespace)
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', this.name, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', this.varlib, process.execPath, CLI, ...args, ...global],
+      {env: {...process.env, ...opts.env}, stdio: ['ignore', 'pipe', 'pipe']},
+    )
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    return new Promise((resolve, reject) => {
+      child.on('error', reject)
+      child.on('close', (code) => resolve({code: code ?? 128, stdout, stderr}))
+    })
   }
 
   /** The conflist path nerdctl uses for a network in a namespace. */

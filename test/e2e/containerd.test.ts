@@ -199,6 +199,7 @@ describe('network connect / disconnect with containerd', () => {
     // and the network can go now
     ok(['network', 'rm', 'net2'])
     expect(existsSync(host.confPath('net2', NS))).toBe(false)
+    host.createNetwork('net2', ['--subnet', '10.44.2.0/24'], NS)
   })
 
   it('disconnects a container whose task was killed', async () => {
@@ -229,6 +230,48 @@ describe('network connect / disconnect with containerd', () => {
     expect(cacheEntries()).toEqual([])
     expect(host.iptables()).not.toContain(ip)
     expect(host.iptables()).not.toContain('h4x-h4x-gone')
+  })
+
+  it('reconnects a container after its task was restarted, releasing the stale attachment', async () => {
+    ctrd.runContainer(NS, 'h4x-phoenix')
+    ok(['network', 'connect', 'net1', 'h4x-phoenix'])
+    const first = ipOf(containerAddrs('h4x-phoenix', 'eth0')[0])
+    await ctrd.killTask(NS, 'h4x-phoenix')
+    ctrd.restartTask(NS, 'h4x-phoenix')
+    // the new task has a fresh netns: not "already connected"
+    ok(['network', 'connect', 'net1', 'h4x-phoenix'])
+    const addrs = containerAddrs('h4x-phoenix', 'eth0')
+    expect(addrs).toHaveLength(1)
+    // one lease, one cache entry: the old one was released
+    expect(host.leases('net1')).toEqual([ipOf(addrs[0])])
+    expect(cacheEntries()).toEqual(['net1-h4x-h4x-phoenix-eth0'])
+    if (ipOf(addrs[0]) !== first) expect(host.iptables()).not.toContain(`${first}/32`)
+    expect(labelNetworks('h4x-phoenix')).toBe('["net1"]')
+    ok(['network', 'disconnect', 'net1', 'h4x-phoenix'])
+    expect(host.leases('net1')).toEqual([])
+    ctrd.removeContainer(NS, 'h4x-phoenix')
+  })
+
+  it('serialises concurrent connects of one container: distinct ifnames, both in the label', async () => {
+    ctrd.runContainer(NS, 'h4x-busy')
+    const [a, b] = await Promise.all([
+      host.cliAsync(['network', 'connect', 'net1', 'h4x-busy'], {address: ctrd.address, namespace: NS}),
+      host.cliAsync(['network', 'connect', 'net2', 'h4x-busy'], {address: ctrd.address, namespace: NS}),
+    ])
+    expect([a.code, a.stderr, b.code, b.stderr]).toEqual([0, '', 0, ''])
+    const eth0 = containerAddrs('h4x-busy', 'eth0')
+    const eth1 = containerAddrs('h4x-busy', 'eth1')
+    expect([eth0, eth1].flat().map((x) => x.replace(/\.\d+\/24$/, '')).sort()).toEqual(['10.44.1', '10.44.2'])
+    expect(JSON.parse(labelNetworks('h4x-busy') ?? '[]').sort()).toEqual(['net1', 'net2'])
+    const [c, d] = await Promise.all([
+      host.cliAsync(['network', 'disconnect', 'net1', 'h4x-busy'], {address: ctrd.address, namespace: NS}),
+      host.cliAsync(['network', 'disconnect', 'net2', 'h4x-busy'], {address: ctrd.address, namespace: NS}),
+    ])
+    expect([c.code, c.stderr, d.code, d.stderr]).toEqual([0, '', 0, ''])
+    expect(ctrd.labels(NS, 'h4x-busy')).not.toHaveProperty('nerdctl/networks')
+    expect([...host.leases('net1'), ...host.leases('net2')]).toEqual([])
+    expect(cacheEntries()).toEqual([])
+    ctrd.removeContainer(NS, 'h4x-busy')
   })
 
   it('connects to the default network bridge, creating nerdctl\'s file first', () => {
