@@ -14,12 +14,16 @@
  *    (which, with --noflush, silently flushes an existing chain). If the
  *    restore fails because someone else (e.g. the reference plugins, which do
  *    not take our lock) changed the tables meanwhile, we re-read and re-plan
- *    once.
+ *    (at most twice).
+ *  - `iptablesBatch(fn)` merges every transact() made inside fn into one
+ *    transaction (one lock, one full save and one restore per family), for a
+ *    runtime that wants a whole ADD/DEL chain in one go.
  *
  * Rules are given as argument arrays, as one would pass them to `iptables -A`,
  * and converted by `saveForm()` into the canonical text iptables-save prints,
  * so that comparisons with the kernel state and `-D` by exact spec work.
  */
+import {AsyncLocalStorage} from 'node:async_hooks'
 import {Address4, Address6} from 'ip-address'
 import {run} from '../../lib/exec.js'
 import {FileLock} from '../../lib/flock.js'
@@ -447,41 +451,143 @@ export interface TransactOptions {
   optionalFamilies?: readonly Family[]
 }
 
+/** How many times a failed restore is re-planned against a fresh read before giving up. */
+const MAX_RETRIES = 2
+
+async function readFamilies(families: readonly Family[], tables: readonly string[] | undefined, optional: readonly Family[]): Promise<Array<Ruleset | undefined>> {
+  return Promise.all(
+    families.map(async (f) => {
+      try {
+        return await (tables ? readState(f, tables) : readRuleset(f))
+      } catch (err) {
+        if (optional.includes(f)) return undefined
+        throw err
+      }
+    }),
+  )
+}
+
+/** Applies the non-empty Txs, one restore per family, in parallel. Returns the first failure. */
+async function applyTxs(txs: Iterable<Tx>): Promise<string | undefined> {
+  const work = [...txs].filter((tx) => !tx.empty)
+  const outcomes = await Promise.all(work.map((tx) => restore(tx.family, tx.restoreInput())))
+  const failed = outcomes.findIndex((o) => !o.ok)
+  return failed < 0 ? undefined : `${RESTORE_BIN[work[failed]!.family]}: ${outcomes[failed]!.stderr || 'failed'}`
+}
+
+type Plan = (txs: Map<Family, Tx>) => unknown
+
+interface Batch {
+  lock?: FileLock
+  /** Full saves per family read so far; undefined = optional family not available. */
+  states: Map<Family, Ruleset | undefined>
+  txs: Map<Family, Tx>
+  plans: Array<{opts: TransactOptions; plan: Plan}>
+  /** Serialises the transact() calls made inside the batch. */
+  queue: Promise<unknown>
+}
+
+const batchStore = new AsyncLocalStorage<Batch>()
+
+function txsFor(batch: Batch, families: readonly Family[]): Map<Family, Tx> {
+  const txs = new Map<Family, Tx>()
+  for (const f of families) {
+    const st = batch.states.get(f)
+    if (!st) continue
+    let tx = batch.txs.get(f)
+    if (!tx) batch.txs.set(f, (tx = new Tx(st)))
+    txs.set(f, tx)
+  }
+  return txs
+}
+
+async function planInBatch<T>(batch: Batch, opts: TransactOptions, plan: (txs: Map<Family, Tx>) => T): Promise<T> {
+  if (!batch.lock) {
+    batch.lock = await FileLock.acquire(lockPath(), {mode: 0o600})
+    iptablesStats.spawns++
+  }
+  const missing = opts.families.filter((f) => !batch.states.has(f))
+  const read = await readFamilies(missing, undefined, opts.optionalFamilies ?? [])
+  missing.forEach((f, i) => batch.states.set(f, read[i]))
+  let result: T
+  try {
+    result = plan(txsFor(batch, opts.families))
+  } catch (err) {
+    // drop whatever the failed plan recorded: rebuild from the plans that succeeded
+    batch.txs = new Map()
+    for (const p of batch.plans) p.plan(txsFor(batch, p.opts.families))
+    throw err
+  }
+  batch.plans.push({opts, plan})
+  return result
+}
+
+async function commitBatch(batch: Batch): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const failure = await applyTxs(batch.txs.values())
+    if (!failure) return
+    if (attempt >= MAX_RETRIES) throw new Error(failure)
+    iptablesStats.retries++
+    // someone changed the tables under us: re-read everything and re-plan in order
+    const families = [...batch.states.keys()]
+    const optional = [...new Set(batch.plans.flatMap((p) => p.opts.optionalFamilies ?? []))]
+    const read = await readFamilies(families, undefined, optional)
+    batch.states = new Map(families.map((f, i) => [f, read[i]]))
+    batch.txs = new Map()
+    for (const {opts, plan} of batch.plans) plan(txsFor(batch, opts.families))
+  }
+}
+
+/**
+ * Runs `fn` with every transact() inside it (in this async context) merged
+ * into one transaction: the lock is taken once, each family is read once (a
+ * full iptables-save), each plan is recorded against the shared simulated
+ * state, and when `fn` returns everything is applied with one
+ * iptables-restore per family. If `fn` throws, nothing is applied. Meant for
+ * the runtime around a whole ADD or DEL chain (bridge masquerade + portmap +
+ * firewall = 3 spawns instead of 9). Nested calls join the outer batch.
+ */
+export async function iptablesBatch<T>(fn: () => Promise<T>): Promise<T> {
+  if (batchStore.getStore()) return fn()
+  const batch: Batch = {states: new Map(), txs: new Map(), plans: [], queue: Promise.resolve()}
+  try {
+    const result = await batchStore.run(batch, fn)
+    await commitBatch(batch)
+    return result
+  } finally {
+    batch.lock?.release()
+  }
+}
+
 /**
  * Reads the state of the given families under our exclusive lock, lets `plan`
  * record changes on one Tx per family, and applies them with one
  * `iptables-restore --noflush` per family that has changes. When a restore
  * fails (the tables changed under us: a chain appeared, a rule vanished), the
- * state is re-read and `plan` runs again, once. `plan` must therefore be a
- * pure function of the state it is given.
+ * state is re-read and `plan` runs again (at most MAX_RETRIES times). `plan`
+ * must therefore be a pure function of the state it is given.
+ *
+ * Inside iptablesBatch() the plan is only recorded and the restore happens
+ * when the batch ends (errors of the restore surface there).
  */
 export async function transact<T>(opts: TransactOptions, plan: (txs: Map<Family, Tx>) => T): Promise<T> {
+  const batch = batchStore.getStore()
+  if (batch) {
+    const p = batch.queue.then(() => planInBatch(batch, opts, plan))
+    batch.queue = p.catch(() => undefined)
+    return p
+  }
   const lock = await FileLock.acquire(lockPath(), {mode: 0o600})
   iptablesStats.spawns++
   try {
     for (let attempt = 0; ; attempt++) {
+      const states = await readFamilies(opts.families, opts.tables, opts.optionalFamilies ?? [])
       const txs = new Map<Family, Tx>()
-      const states = await Promise.all(
-        opts.families.map(async (f) => {
-          try {
-            return await readState(f, opts.tables)
-          } catch (err) {
-            if (opts.optionalFamilies?.includes(f)) return undefined
-            throw err
-          }
-        }),
-      )
-      opts.families.forEach((f, i) => {
-        if (states[i]) txs.set(f, new Tx(states[i]!))
-      })
+      opts.families.forEach((f, i) => states[i] && txs.set(f, new Tx(states[i]!)))
       const result = plan(txs)
-      const work = [...txs.values()].filter((tx) => !tx.empty)
-      const outcomes = await Promise.all(work.map((tx) => restore(tx.family, tx.restoreInput())))
-      const failed = outcomes.findIndex((o) => !o.ok)
-      if (failed < 0) return result
-      if (attempt >= 1) {
-        throw new Error(`${RESTORE_BIN[work[failed]!.family]}: ${outcomes[failed]!.stderr || 'failed'}`)
-      }
+      const failure = await applyTxs(txs.values())
+      if (!failure) return result
+      if (attempt >= MAX_RETRIES) throw new Error(failure)
       iptablesStats.retries++
     }
   } finally {
@@ -492,16 +598,7 @@ export async function transact<T>(opts: TransactOptions, plan: (txs: Map<Family,
 /** Reads the state of the given families without taking the lock (for CHECK). */
 export async function readStates(families: readonly Family[], tables: readonly string[], optional: readonly Family[] = []): Promise<Map<Family, Ruleset>> {
   const out = new Map<Family, Ruleset>()
-  const states = await Promise.all(
-    families.map(async (f) => {
-      try {
-        return await readState(f, tables)
-      } catch (err) {
-        if (optional.includes(f)) return undefined
-        throw err
-      }
-    }),
-  )
+  const states = await readFamilies(families, tables, optional)
   families.forEach((f, i) => states[i] && out.set(f, states[i]!))
   return out
 }

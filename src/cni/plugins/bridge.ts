@@ -379,6 +379,7 @@ async function add(req: PluginRequest): Promise<CniResult> {
     throw e instanceof CniError ? e : fail((e as Error).message)
   }
   result.interfaces![0].mac = linkMac(n.brName) ?? ''
+  if (result.routes && result.routes.length === 0) delete result.routes
   result.dns = n.dns
   trace('ADD total', tStart)
   return result

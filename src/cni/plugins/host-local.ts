@@ -36,7 +36,8 @@ function ipamFail(msg: string): CniError {
 }
 
 export async function hostLocalAdd(conf: HostLocalConf, containerId: string, ifName: string): Promise<CniResult> {
-  const result: CniResult = {cniVersion: '1.0.0', ips: [], routes: conf.routes, dns: {}}
+  // Go omits an empty routes list (omitempty)
+  const result: CniResult = {cniVersion: '1.0.0', ips: [], ...(conf.routes.length ? {routes: conf.routes} : {}), dns: {}}
   if (conf.resolvConf) result.dns = parseResolvConf(conf.resolvConf)
   const store = new DiskStore(conf.dataDir, conf.name)
   await store.locked(() => {
