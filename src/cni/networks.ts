@@ -1,0 +1,347 @@
+import {CtrnetError, errorMessage} from '../lib/errors.js'
+import type {CreateOptions} from './netconf.js'
+import {
+  type CreatedNetwork,
+  DEFAULT_NETWORK_NAME,
+  type NetworkEntry,
+  createNetworkLocked,
+  listNetworks,
+  removeNetworkFile,
+  withStoreLock,
+} from './store.js'
+
+/**
+ * The network service behind `ctrnet network ...`, following nerdctl's
+ * pkg/cmd/network (create.go, list.go, inspect.go, remove.go, prune.go).
+ * Containerd is only reached (lazily, through src/containerd/usage.ts) by
+ * inspect, rm and prune.
+ */
+
+export interface NetworkEnv {
+  dir: string
+  namespace: string
+  address: string
+  cacheDir: string
+  /** Receives one-line warnings (unreadable conflists, ignored options) */
+  warn?: (message: string) => void
+}
+
+export const PSEUDO_NETWORKS = ['host', 'none']
+
+/** The service environment from the global flags; warnings go to stderr as one line each. */
+export function networkEnv(flags: {'cni-netconfpath': string; namespace: string; address: string; 'cni-cachedir': string}): NetworkEnv {
+  return {
+    dir: flags['cni-netconfpath'],
+    namespace: flags.namespace,
+    address: flags.address,
+    cacheDir: flags['cni-cachedir'],
+    warn: (m) => process.stderr.write(`ctrnet: warning : ${m}\n`),
+  }
+}
+
+function skipper(env: NetworkEnv) {
+  return (file: string, err: Error) => {
+    const msg = errorMessage(err)
+    const why = msg.startsWith(file + ': ') ? msg.slice(file.length + 2) : msg
+    env.warn?.(`skipping ${file}: ${why}`)
+  }
+}
+
+function visible(env: NetworkEnv): NetworkEntry[] {
+  return listNetworks(env.dir, env.namespace, skipper(env))
+}
+
+// ---------- create ----------
+
+export async function createNetwork(env: NetworkEnv, opts: CreateOptions, {ignore = false} = {}): Promise<CreatedNetwork> {
+  const res = await createNetworkLocked(env.dir, env.namespace, opts, {ignoreExisting: ignore, onSkip: skipper(env)})
+  for (const w of res.warnings) env.warn?.(w)
+  return res
+}
+
+// ---------- ls ----------
+
+export interface ListRow {
+  /** First 12 characters of nerdctlID; empty for files without one */
+  ID: string
+  Name: string
+  /** nerdctl's FormatLabels: k=v joined by commas (sorted here; Go's map order is random) */
+  Labels: string
+  fullId: string
+  file: string
+  driver: string
+  labels?: Record<string, string>
+}
+
+export function formatLabels(labels: Record<string, string> | undefined): string {
+  if (!labels) return ''
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',')
+}
+
+type RowFilter = (r: ListRow) => boolean
+
+/** Filters `name=REGEX`, `label=K`, `label=K=V`, `driver=D`, `id=PREFIX`; all must match. */
+export function parseListFilters(filters: string[]): RowFilter[] {
+  const out: RowFilter[] = []
+  for (const f of filters) {
+    const eq = f.indexOf('=')
+    if (eq < 0) throw new CtrnetError('network ls', `invalid filter ${JSON.stringify(f)}: expected KEY=VALUE (name, label, driver, id)`)
+    const key = f.slice(0, eq)
+    const value = f.slice(eq + 1)
+    switch (key) {
+      case 'name': {
+        let re: RegExp
+        try {
+          re = new RegExp(value)
+        } catch (err) {
+          throw new CtrnetError('network ls', `invalid name filter ${JSON.stringify(value)}: ${errorMessage(err)}`)
+        }
+        out.push((r) => re.test(r.Name))
+        break
+      }
+      case 'label': {
+        const i = value.indexOf('=')
+        const k = i < 0 ? value : value.slice(0, i)
+        const v = i < 0 ? undefined : value.slice(i + 1)
+        out.push((r) => !!r.labels && k in r.labels && (v === undefined || r.labels[k] === v))
+        break
+      }
+      case 'driver':
+        out.push((r) => r.driver === value)
+        break
+      case 'id':
+        out.push((r) => r.fullId !== '' && r.fullId.startsWith(value))
+        break
+      default:
+        throw new CtrnetError('network ls', `invalid filter ${JSON.stringify(key)} (use name, label, driver or id)`)
+    }
+  }
+  return out
+}
+
+/** The rows of `network ls`: visible networks, then host and none when no filter is given. */
+export function listRows(env: NetworkEnv, filters: string[] = []): ListRow[] {
+  const preds = parseListFilters(filters)
+  const rows: ListRow[] = visible(env).map((n) => ({
+    ID: (n.nerdctlID ?? '').slice(0, 12),
+    Name: n.name,
+    Labels: formatLabels(n.nerdctlLabels),
+    fullId: n.nerdctlID ?? '',
+    file: n.file,
+    driver: typeof n.conf.plugins[0]?.type === 'string' ? n.conf.plugins[0].type : '',
+    labels: n.nerdctlLabels,
+  }))
+  if (preds.length > 0) return rows.filter((r) => preds.every((p) => p(r)))
+  for (const name of PSEUDO_NETWORKS) rows.push({ID: '', Name: name, Labels: '', fullId: '', file: '', driver: name})
+  return rows
+}
+
+// ---------- lookup (ListNetworksMatch) ----------
+
+interface Match {
+  req: string
+  nets: NetworkEntry[]
+  pseudo?: boolean
+}
+
+function pseudoEntry(name: string): NetworkEntry {
+  const conf = {cniVersion: '1.0.0', name, plugins: [{type: 'nerdctl-pseudo'}]}
+  return {name, file: '', bytes: Buffer.from(JSON.stringify(conf)), conf}
+}
+
+/** By exact name first, else by nerdctlID prefix. host/none only when allowed. */
+function matchNetworks(all: NetworkEntry[], reqs: string[], allowPseudo: boolean): {matches: Match[]; errors: string[]} {
+  const matches: Match[] = []
+  const errors: string[] = []
+  for (const req of reqs) {
+    if (PSEUDO_NETWORKS.includes(req)) {
+      if (!allowPseudo) errors.push(`pseudo network not allowed: ${req}`)
+      else matches.push({req, nets: [pseudoEntry(req)], pseudo: true})
+      continue
+    }
+    let nets = all.filter((n) => n.name === req)
+    if (nets.length === 0) nets = all.filter((n) => n.nerdctlID !== undefined && req.length <= n.nerdctlID.length && n.nerdctlID.startsWith(req))
+    matches.push({req, nets})
+  }
+  return {matches, errors}
+}
+
+// ---------- inspect ----------
+
+export type InspectMode = 'dockercompat' | 'native'
+
+function ipamConfig(conf: NetworkEntry['conf']): Array<Record<string, string>> {
+  const out: Array<Record<string, string>> = []
+  for (const p of conf.plugins) {
+    const ranges = (p.ipam as {ranges?: unknown} | undefined)?.ranges
+    if (!Array.isArray(ranges)) continue
+    for (const set of ranges) {
+      if (!Array.isArray(set)) continue
+      for (const r of set as Array<Record<string, unknown>>) {
+        if (!r || typeof r !== 'object') continue
+        const c: Record<string, string> = {}
+        if (typeof r.subnet === 'string' && r.subnet) c.Subnet = r.subnet
+        if (typeof r.gateway === 'string' && r.gateway) c.Gateway = r.gateway
+        if (typeof r.ipRange === 'string' && r.ipRange) c.IPRange = r.ipRange
+        out.push(c)
+      }
+    }
+  }
+  return out
+}
+
+export interface InspectResult {
+  results: unknown[]
+  errors: string[]
+}
+
+async function containersOf(env: NetworkEnv, name: string) {
+  const usage = await import('../containerd/usage.js')
+  return usage.inspectContainers({address: env.address, namespace: env.namespace, cacheDir: env.cacheDir}, name)
+}
+
+export async function inspectNetworks(env: NetworkEnv, reqs: string[], mode: InspectMode): Promise<InspectResult> {
+  if (mode !== 'dockercompat' && mode !== 'native') throw new CtrnetError('network inspect', `unknown mode ${JSON.stringify(mode)}`)
+  const {matches, errors} = matchNetworks(visible(env), reqs, true)
+  const results: unknown[] = []
+  for (const m of matches) {
+    if (m.nets.length > 1) {
+      errors.push(`multiple IDs found with provided prefix: ${m.req}`)
+      continue
+    }
+    if (m.nets.length === 0) {
+      errors.push(`no network found matching: ${m.req}`)
+      continue
+    }
+    const n = m.nets[0]!
+    const containers = await containersOf(env, n.name)
+    if (mode === 'native') {
+      const list = Object.entries(containers).map(([id, c]) => ({Id: id, ...c}))
+      const r: Record<string, unknown> = {CNI: JSON.parse(n.bytes.toString('utf8')), NerdctlID: n.nerdctlID ?? null}
+      if (n.nerdctlLabels) r.NerdctlLabels = n.nerdctlLabels
+      if (n.file) r.File = n.file
+      r.Containers = list.length ? list : null
+      results.push(r)
+    } else {
+      const r: Record<string, unknown> = {Name: n.name}
+      if (n.nerdctlID) r.Id = n.nerdctlID
+      const cfg = ipamConfig(n.conf)
+      r.IPAM = cfg.length ? {Config: cfg} : {}
+      r.Labels = n.nerdctlLabels ?? null
+      r.Containers = containers
+      results.push(r)
+    }
+  }
+  if (results.length === 0) {
+    const e = new CtrnetError('network inspect', 'unable to find any network matching the provided request')
+    ;(e as CtrnetError & {details?: string[]}).details = errors
+    throw e
+  }
+  return {results, errors}
+}
+
+// ---------- rm / prune ----------
+
+async function usersOf(env: NetworkEnv, name: string) {
+  const usage = await import('../containerd/usage.js')
+  return usage.networkUsers({address: env.address, namespace: env.namespace, cacheDir: env.cacheDir}, name)
+}
+
+function bridgeDevice(n: NetworkEntry): string | undefined {
+  const p0 = n.conf.plugins[0]
+  if (p0?.type !== 'bridge') return undefined
+  return typeof p0.bridge === 'string' && p0.bridge ? p0.bridge : undefined
+}
+
+/** Deletes the file and then the bridge link (nerdctl's fsRemove + clean), under the lock. */
+async function removeOne(env: NetworkEnv, n: NetworkEntry, what: string): Promise<void> {
+  removeNetworkFile(what, n.file)
+  const dev = bridgeDevice(n)
+  if (dev) {
+    const {deleteLinkIfExists} = await import('./kernel/link.js')
+    try {
+      await deleteLinkIfExists(dev)
+    } catch (err) {
+      throw new CtrnetError(what, `failed to remove network interface ${dev}: ${errorMessage(err)}`)
+    }
+  }
+}
+
+function goQuoteList(items: string[]): string {
+  return '[' + items.map((s) => JSON.stringify(s)).join(' ') + ']'
+}
+
+export interface RemoveResult {
+  removed: string[]
+  errors: string[]
+}
+
+/**
+ * `network rm`: each request by name or ID prefix. Refuses host/none, the
+ * default bridge, files without nerdctlID, and networks in use by a running or
+ * paused container. Prints (returns) each removed request as typed.
+ */
+export async function removeNetworks(env: NetworkEnv, reqs: string[]): Promise<RemoveResult> {
+  return withStoreLock(env.dir, 'network rm', async () => {
+    const {matches, errors} = matchNetworks(visible(env), reqs, false)
+    const removed: string[] = []
+    for (const m of matches) {
+      if (m.nets.length > 1) {
+        errors.push(`multiple IDs found with provided prefix: ${m.req}`)
+        continue
+      }
+      if (m.nets.length === 0) {
+        errors.push(`no network found matching: ${m.req}`)
+        continue
+      }
+      const n = m.nets[0]!
+      if (n.name === DEFAULT_NETWORK_NAME) {
+        errors.push('cannot remove pre-defined network bridge')
+        continue
+      }
+      if (n.file === '') {
+        errors.push(`${m.req} is a pre-defined network and cannot be removed`)
+        continue
+      }
+      if (n.nerdctlID === undefined) {
+        errors.push(`${m.req} is managed outside nerdctl and cannot be removed`)
+        continue
+      }
+      const users = await usersOf(env, n.name)
+      if (users.length > 0) {
+        errors.push(`network ${JSON.stringify(m.req)} is in use by container ${goQuoteList(users.map((u) => u.id))}`)
+        continue
+      }
+      try {
+        await removeOne(env, n, `network rm ${m.req}`)
+        removed.push(m.req)
+      } catch (err) {
+        errors.push(err instanceof CtrnetError ? err.why : errorMessage(err))
+      }
+    }
+    return {removed, errors}
+  })
+}
+
+/** `network prune`: every unused nerdctl-made network except host, none and bridge. */
+export async function pruneNetworks(env: NetworkEnv): Promise<RemoveResult> {
+  return withStoreLock(env.dir, 'network prune', async () => {
+    const removed: string[] = []
+    const errors: string[] = []
+    for (const n of visible(env)) {
+      if ([...PSEUDO_NETWORKS, DEFAULT_NETWORK_NAME].some((k) => k.toLowerCase() === n.name.toLowerCase())) continue
+      if (n.nerdctlID === undefined || n.file === '') continue
+      if ((await usersOf(env, n.name)).length > 0) continue
+      try {
+        await removeOne(env, n, `network prune`)
+        removed.push(n.name)
+      } catch (err) {
+        errors.push(`failed to remove network ${n.name}: ${err instanceof CtrnetError ? err.why : errorMessage(err)}`)
+      }
+    }
+    return {removed, errors}
+  })
+}

@@ -1,0 +1,65 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../lib/base-command.js'
+
+/** Go-style `--flag=true|false` for our boolean flags (oclif wants --flag / --no-flag). */
+function goBoolArgs(argv: string[], names: string[]): string[] {
+  return argv.map((a) => {
+    const m = /^--([a-z0-9-]+)=(.*)$/.exec(a)
+    if (!m || !names.includes(m[1]!)) return a
+    const v = m[2]!
+    if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return `--${m[1]}`
+    if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return `--no-${m[1]}`
+    return a
+  })
+}
+
+export default class NetworkCreate extends BaseCommand {
+  static override description = 'Create a network (writes the same conflist as nerdctl network create)'
+  static override examples = [
+    '<%= config.bin %> network create mynet',
+    '<%= config.bin %> network create -d bridge --subnet 10.244.0.0/16 --gateway 10.244.0.1 mynet',
+    '<%= config.bin %> network create --ipv6 --subnet 10.5.0.0/16 --subnet fd00:5::/64 dual',
+    '<%= config.bin %> network create -d macvlan -o parent=eth0 --subnet 192.168.5.0/24 mv',
+  ]
+  static override args = {
+    name: Args.string({description: 'network name', required: true}),
+  }
+  static override flags = {
+    driver: Flags.string({char: 'd', description: 'driver: bridge, macvlan or ipvlan', default: 'bridge'}),
+    opt: Flags.string({char: 'o', description: 'driver option KEY=VALUE (repeatable)', multiple: true, multipleNonGreedy: true, default: []}),
+    'ipam-driver': Flags.string({description: 'IPAM driver: default, host-local or dhcp', default: 'default'}),
+    'ipam-opt': Flags.string({description: 'IPAM driver option KEY=VALUE (repeatable; dhcp only)', multiple: true, multipleNonGreedy: true, default: []}),
+    subnet: Flags.string({description: 'subnet in CIDR form, e.g. 10.5.0.0/16 (repeatable)', multiple: true, multipleNonGreedy: true, default: []}),
+    gateway: Flags.string({description: 'gateway for the subnet that contains it (repeatable)', multiple: true, multipleNonGreedy: true, default: []}),
+    'ip-range': Flags.string({description: 'allocate container IPs from this sub-range of the subnet that contains it (repeatable)', multiple: true, multipleNonGreedy: true, default: []}),
+    label: Flags.string({description: 'label KEY=VALUE (repeatable)', multiple: true, multipleNonGreedy: true, default: []}),
+    ipv6: Flags.boolean({description: 'enable IPv6', default: false, allowNo: true}),
+    ipv4: Flags.boolean({description: 'enable IPv4 (--ipv4=false with --ipv6 and an IPv6 subnet: IPv6-only)', default: true, allowNo: true}),
+    internal: Flags.boolean({description: 'restrict external access to the network', default: false, allowNo: true}),
+    ignore: Flags.boolean({description: 'exit 0 and print the existing ID when a network of that name exists', default: false}),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(NetworkCreate, goBoolArgs(this.argv, ['ipv4', 'ipv6', 'internal', 'ignore']))
+    const {createNetwork, networkEnv} = await import('../../cni/networks.js')
+    const {defaultCreateOptions} = await import('../../cni/netconf.js')
+    const res = await createNetwork(
+      networkEnv(flags),
+      defaultCreateOptions(args.name, {
+        driver: flags.driver,
+        options: flags.opt,
+        ipamDriver: flags['ipam-driver'],
+        ipamOptions: flags['ipam-opt'],
+        subnets: flags.subnet,
+        gateways: flags.gateway,
+        ipRanges: flags['ip-range'],
+        labels: [...new Set(flags.label)],
+        ipv6: flags.ipv6,
+        ipv4: flags.ipv4,
+        internal: flags.internal,
+      }),
+      {ignore: flags.ignore},
+    )
+    this.out(res.id || res.name)
+  }
+}

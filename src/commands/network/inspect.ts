@@ -1,0 +1,43 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../lib/base-command.js'
+import {CtrnetError} from '../../lib/errors.js'
+
+export default class NetworkInspect extends BaseCommand {
+  static override description = 'Display detailed information on one or more networks'
+  static override strict = false
+  static override examples = [
+    '<%= config.bin %> network inspect mynet',
+    "<%= config.bin %> network inspect --format '{{json .IPAM}}' mynet",
+    '<%= config.bin %> network inspect --mode native 11c844f95e28',
+  ]
+  static override args = {
+    network: Args.string({description: 'network name or ID prefix (one or more)', required: true}),
+  }
+  static override flags = {
+    mode: Flags.string({description: 'dockercompat (Docker-compatible output) or native (the conflist as stored)', default: 'dockercompat'}),
+    format: Flags.string({char: 'f', description: "format the output with a Go template, e.g. '{{json .}}'", default: ''}),
+  }
+
+  async run(): Promise<void> {
+    const {argv, flags} = await this.parse(NetworkInspect)
+    const format = flags.format
+    if (['raw', 'table', 'wide'].includes(format)) {
+      throw new CtrnetError('network inspect', 'unsupported format: "raw", "table", and "wide"')
+    }
+    const tmpl = format ? (await import('../../lib/gotemplate.js')).parseFormat(format) : undefined
+    const {inspectNetworks, networkEnv} = await import('../../cni/networks.js')
+    const {results, errors} = await inspectNetworks(networkEnv(flags), argv as string[], flags.mode as 'dockercompat')
+    let text = ''
+    if (tmpl) {
+      for (const r of results) text += tmpl.execute(r) + '\n'
+    } else {
+      // Go: json.Encoder with 4-space indent, no HTML escaping, then an extra newline.
+      text = JSON.stringify(results, null, 4) + '\n\n'
+    }
+    process.stdout.write(text)
+    if (errors.length) {
+      for (const e of errors.slice(0, -1)) process.stderr.write(`ctrnet: network inspect : ${e}\n`)
+      throw new CtrnetError('network inspect', errors[errors.length - 1]!)
+    }
+  }
+}
