@@ -32,13 +32,24 @@ const load = (rel) => import(pathToFileURL(join(dist, rel)).href)
 const ipt = await load('cni/kernel/iptables.js')
 const ipmasq = await load('cni/plugins/ipmasq.js')
 const plugins = {portmap: (await load('cni/plugins/portmap.js')).default, firewall: (await load('cni/plugins/firewall.js')).default}
+const {execFileSync} = await import('node:child_process')
 const out = []
-try {
-  for (const step of input.steps) {
+async function runStep(step) {
     const t0 = performance.now()
     const s0 = ipt.iptablesStats.spawns
     let result
-    if (step.plugin === 'ipmasq') {
+    if (step.plugin === 'batch') {
+      // the whole chain in one iptables transaction
+      await ipt.iptablesBatch(async () => { for (const s of step.steps) await runStep(s) })
+    } else if (step.plugin === 'race') {
+      // a chain appears between our read and our restore: the restore fails, we re-read and re-plan
+      let first = true
+      await ipt.transact({families: [4], tables: ['nat']}, (txs) => {
+        if (first) execFileSync('iptables', ['-t', 'nat', '-N', step.chain])
+        first = false
+        txs.get(4).ensureChain('nat', step.chain).appendUnique('nat', step.chain, '-j RETURN')
+      })
+    } else if (step.plugin === 'ipmasq') {
       if (step.command === 'ADD') await ipmasq.setupIpMasq(step.net, input.containerId, step.ips)
       else await ipmasq.teardownIpMasq(step.net, input.containerId, step.ips)
     } else {
@@ -49,7 +60,9 @@ try {
       result = step.command === 'ADD' ? await p.add(req) : step.command === 'DEL' ? await p.del(req) : await p.check(req)
     }
     out.push({plugin: step.plugin, command: step.command, ms: performance.now() - t0, spawns: ipt.iptablesStats.spawns - s0, result})
-  }
+}
+try {
+  for (const step of input.steps) await runStep(step)
   process.stdout.write(JSON.stringify({ok: true, steps: out, retries: ipt.iptablesStats.retries}))
 } catch (err) {
   process.stdout.write(JSON.stringify({ok: false, error: String(err && err.message || err), steps: out}))
@@ -359,6 +372,49 @@ describe('IPv4-only container', () => {
     const c2 = drive(ours, {containerId: cid, steps: [{plugin: 'firewall', command: 'CHECK', config: firewallConf(prev)}]})
     expect(c2.ok).toBe(false)
     expect(c2.error).toMatch(/expected rule -s 10\.99\.0\.\d+\/32 -j ACCEPT not found/)
+  })
+})
+
+describe('transactions', () => {
+  it('a chain created by someone else between read and restore: re-read, re-plan, succeed', () => {
+    const host = addNs('race')
+    const d = drive(host, {containerId: 'x', steps: [{plugin: 'race', chain: 'H3XRACE'}]})
+    expect(d.error).toBeUndefined()
+    expect(d.retries).toBe(1)
+    const nat = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'])
+    expect(nat.split('\n').filter((l) => l.startsWith('-A H3XRACE'))).toEqual(['-A H3XRACE -j RETURN'])
+  })
+
+  it('one batch for masquerade + portmap + firewall leaves the same tables as three transactions, with one save and one restore per family', () => {
+    const one = addNs('batch1')
+    const three = addNs('batch3')
+    for (const ns of [one, three]) {
+      sh('ip', ['-n', ns, 'link', 'add', BRIDGE, 'type', 'bridge'])
+      sh('ip', ['-n', ns, 'addr', 'add', '10.99.0.1/24', 'dev', BRIDGE])
+      sh('ip', ['-n', ns, 'link', 'set', BRIDGE, 'up'])
+    }
+    const prev = {
+      cniVersion: '1.0.0',
+      interfaces: [{name: BRIDGE}, {name: 'veth0'}, {name: 'eth0', sandbox: '/var/run/netns/fake'}],
+      ips: [
+        {interface: 2, address: '10.99.0.7/24'},
+        {interface: 2, address: 'fd99::7/64'},
+      ],
+    }
+    const b = drive(one, {containerId: 'h3xb', steps: [{plugin: 'batch', steps: ourAddSteps(prev)}]})
+    expect(b.error).toBeUndefined()
+    const t = drive(three, {containerId: 'h3xb', steps: ourAddSteps(prev)})
+    expect(t.error).toBeUndefined()
+    expect(tables(one)).toBe(tables(three))
+    expect(sysctl(one, `net.ipv4.conf.${BRIDGE}.route_localnet`)).toBe('1')
+    // lock + one full save per family + one restore per family
+    expect(b.steps.at(-1)!.spawns).toBe(5)
+    expect(t.steps.reduce((n, s) => n + s.spawns, 0)).toBe(15)
+    const bd = drive(one, {containerId: 'h3xb', steps: [{plugin: 'batch', steps: ourDelSteps(prev)}]})
+    expect(bd.error).toBeUndefined()
+    expect(drive(three, {containerId: 'h3xb', steps: ourDelSteps(prev)}).error).toBeUndefined()
+    expect(tables(one)).toBe(tables(three))
+    expect(tables(one)).not.toContain('10.99.0.7')
   })
 })
 
