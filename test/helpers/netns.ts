@@ -1,12 +1,12 @@
 /**
  * Throwaway network namespaces for e2e tests. Every namespace created here is
  * remembered and removed by `destroyAllNetns()` (register it with
- * `useNetnsCleanup()` in a test file so it runs in afterAll even when tests fail).
+ * `useNetnsCleanup(afterAll)` in a test file so it runs even when tests fail).
+ * This module does not import vitest, so scripts (benchmarks) can use it too.
  * Names are `<prefix>-<tag>-<random>`, short enough for interface-name uses.
  */
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {afterAll} from 'vitest'
 import {run, type ExecOptions, type ExecResult} from '../../src/lib/exec.js'
 
 const created = new Set<string>()
@@ -55,9 +55,12 @@ export async function destroyAllNetns(): Promise<void> {
   for (const n of [...created]) await destroyNetns(n)
 }
 
-/** Registers destroyAllNetns() in afterAll for the calling test file. */
-export function useNetnsCleanup(): void {
-  afterAll(async () => {
+/**
+ * Registers destroyAllNetns() with the given hook (vitest's afterAll), so the
+ * namespaces are removed even when tests fail.
+ */
+export function useNetnsCleanup(afterAllHook: (fn: () => Promise<void>) => void): void {
+  afterAllHook(async () => {
     await destroyAllNetns()
   })
 }

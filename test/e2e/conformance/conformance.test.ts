@@ -21,7 +21,7 @@ import {diffStates, leftovers, maskValue, type KernelState} from '../../helpers/
 import {CASES} from './cases.js'
 import {describeFailure, newContainerId, Side} from './harness.js'
 
-useNetnsCleanup()
+useNetnsCleanup(afterAll)
 
 /** Masks what legitimately differs between two results (netns path, MACs, veth names). */
 function maskResult(r: unknown, side: Side): unknown {
@@ -113,3 +113,27 @@ for (const c of CASES) {
     })
   })
 }
+
+// Issue item 4: the reference leaks the masquerade rules when DEL runs after the
+// container netns is gone (plugins#810); ctrnet must clean up from its cache.
+describe.sequential('ctrnet DEL after the container netns vanished leaves nothing (plugins#810)', () => {
+  const c = CASES[0]!
+  const containerId = newContainerId()
+  const ours = new Side('ours', c, containerId)
+  afterAll(() => ours.teardown())
+
+  it('ADD, delete the netns, DEL: address released, masq/portmap/firewall rules removed', async () => {
+    await ours.setup()
+    const add = await ours.ctrnet('add')
+    expect(add.code, describeFailure('ctrnet cni add', add)).toBe(0)
+    const result = JSON.parse(add.stdout) as CniResult
+    const {destroyNetns} = await import('../../helpers/netns.js')
+    await destroyNetns(ours.containerNs)
+    const del = await ours.ctrnet('del')
+    expect(del.code, describeFailure('ctrnet cni del', del)).toBe(0)
+    const state = await ours.dump()
+    expect(state.containers.c0).toBeNull()
+    expect(leftovers(state, {network: ours.conf.name, containerId, ips: ipsOf(result)})).toEqual([])
+    expect(ours.hasCache()).toBe(false)
+  })
+})

@@ -17,7 +17,7 @@ import {dumpState, leftovers} from '../../helpers/state.js'
 import {nerdctlChain} from './cases.js'
 import {describeFailure, newContainerId, PREFIX, REF_PATH, runCtrnet} from './harness.js'
 
-useNetnsCleanup()
+useNetnsCleanup(afterAll)
 
 const BUSYBOX = '/bin/busybox'
 const HOST_ADDR = '198.51.100.1'
