@@ -74,8 +74,11 @@ function sh(file: string, args: string[], input?: string): string {
   return execFileSync(file, args, {input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe']})
 }
 
+const used = new Map<string, number>()
 function addNs(role: string): string {
-  const name = `h3x-${role}-${TAG}`
+  const n = used.get(role) ?? 0
+  used.set(role, n + 1)
+  const name = n ? `h3x-${role}${n}-${TAG}` : `h3x-${role}-${TAG}`
   sh('ip', ['netns', 'add', name])
   namespaces.push(name)
   sh('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
@@ -373,6 +376,58 @@ describe('IPv4-only container', () => {
     expect(c2.ok).toBe(false)
     expect(c2.error).toMatch(/expected rule -s 10\.99\.0\.\d+\/32 -j ACCEPT not found/)
   })
+})
+
+describe('portmap and firewall config variants equal the reference', () => {
+  const prev = {
+    cniVersion: '1.0.0',
+    interfaces: [{name: BRIDGE}, {name: 'veth0'}, {name: 'eth0', sandbox: '/var/run/netns/fake'}],
+    ips: [
+      {interface: 2, address: '10.99.0.9/24'},
+      {interface: 2, address: 'fd99::9/64'},
+    ],
+  }
+  const many = Array.from({length: 17}, (_, i) => ({hostPort: 30000 + i, containerPort: 80 + i, protocol: 'tcp'}))
+  const cases: Array<[string, Record<string, unknown>, unknown[]]> = [
+    ['snat off', {snat: false}, MAPPINGS],
+    ['markMasqBit 5', {markMasqBit: 5}, MAPPINGS],
+    ['externalSetMarkChain', {externalSetMarkChain: 'H3X-MARK'}, MAPPINGS],
+    ['conditions', {conditionsV4: ['!', '-d', '192.168.0.0/16'], conditionsV6: ['-m', 'comment', '--comment', 'v6 only']}, MAPPINGS],
+    ['17 ports (multiport split), udp+tcp, hostIP ::', {}, [...many, {hostPort: 53, containerPort: 53, protocol: 'udp', hostIP: '::'}]],
+  ]
+  for (const [title, extra, mappings] of cases) {
+    it(title, () => {
+      const nss = [addNs('var'), addNs('varr')]
+      for (const ns of nss) {
+        sh('ip', ['-n', ns, 'link', 'add', BRIDGE, 'type', 'bridge'])
+        sh('ip', ['-n', ns, 'addr', 'add', '10.99.0.1/24', 'dev', BRIDGE])
+        sh('ip', ['-n', ns, 'link', 'set', BRIDGE, 'up'])
+        if (extra.externalSetMarkChain) for (const bin of ['iptables', 'ip6tables']) sh('ip', ['netns', 'exec', ns, bin, '-t', 'nat', '-N', 'H3X-MARK'])
+      }
+      const pm = {...portmapConf(prev, mappings), ...extra}
+      const fw = {...firewallConf(prev), ingressPolicy: 'open', backend: 'iptables', iptablesAdminChainName: 'H3X-ADMIN'}
+      const d = drive(nss[0]!, {
+        containerId: 'h3xv',
+        steps: [
+          {plugin: 'portmap', command: 'ADD', config: pm},
+          {plugin: 'firewall', command: 'ADD', config: fw},
+          {plugin: 'portmap', command: 'CHECK', config: pm},
+          {plugin: 'firewall', command: 'CHECK', config: fw},
+        ],
+      })
+      expect(d.error).toBeUndefined()
+      refOk(nss[1]!, 'portmap', 'ADD', 'h3xv', '/dev/null', pm)
+      refOk(nss[1]!, 'firewall', 'ADD', 'h3xv', '/dev/null', fw)
+      expect(tables(nss[0]!)).toBe(tables(nss[1]!))
+      expect(sysctl(nss[0]!, `net.ipv4.conf.${BRIDGE}.route_localnet`)).toBe(sysctl(nss[1]!, `net.ipv4.conf.${BRIDGE}.route_localnet`))
+      // cross-DEL
+      expect(drive(nss[1]!, {containerId: 'h3xv', steps: [{plugin: 'firewall', command: 'DEL', config: fw}, {plugin: 'portmap', command: 'DEL', config: pm}]}).error).toBeUndefined()
+      refOk(nss[0]!, 'firewall', 'DEL', 'h3xv', '/dev/null', fw)
+      refOk(nss[0]!, 'portmap', 'DEL', 'h3xv', '/dev/null', pm)
+      expect(tables(nss[0]!)).toBe(tables(nss[1]!))
+      expect(tables(nss[0]!)).not.toContain('CNI-DN-')
+    })
+  }
 })
 
 describe('transactions', () => {

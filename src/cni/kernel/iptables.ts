@@ -171,7 +171,8 @@ export function saveForm(args: readonly string[]): string {
       continue
     }
     // a stray value: keep it where it is
-    ;(cur ?? (cur = (blocks.push([]), blocks[blocks.length - 1]!))).push(rawToken(t))
+    if (!cur) blocks.push((cur = []))
+    cur.push(rawToken(t))
   }
   const parts: string[] = []
   for (const k of ['s', 'd', 'i', 'o', 'p', 'f'] as const) if (header[k]) parts.push(header[k]!)
