@@ -9,9 +9,8 @@
  * conflist with host-local's default dataDir (/var/lib/cni/networks) writes
  * into the temp dir.
  *
- * Known host side effects of containerd 1.6 itself: shim sockets under
- * /run/containerd/s/<hash> and runc state under /run/containerd/runc/<ns>;
- * both are removed when the tasks are deleted in stop().
+ * containerd runs in a private mount namespace with a tmpfs over /run, so
+ * its hard-wired /run/containerd/{s,runc} paths stay off the host.
  */
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import {
@@ -95,7 +94,14 @@ export class PrivateContainerd {
     ].join('\n')
     writeFileSync(join(d, 'config.toml'), config)
     const log = openSync(join(d, 'containerd.log'), 'a')
-    this.proc = spawn('containerd', ['--config', join(d, 'config.toml')], {stdio: ['ignore', log, log], detached: true})
+    // A private mount namespace with a tmpfs over /run: containerd 1.6 puts
+    // shim sockets in /run/containerd/s and runc state in /run/containerd/runc
+    // whatever its config says; this way none of it lands on the host.
+    this.proc = spawn(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs h4x-run /run && exec containerd --config "$0"', join(d, 'config.toml')],
+      {stdio: ['ignore', log, log], detached: true},
+    )
     const deadline = Date.now() + 30_000
     for (;;) {
       if (this.proc.exitCode !== null) throw new Error(`containerd exited: ${this.log().slice(-2000)}`)
@@ -174,7 +180,8 @@ export class PrivateContainerd {
 
   /** Runs a command inside the container (ctr task exec). */
   exec(namespace: string, id: string, cmd: string[], timeoutMs = 30_000): RunResult {
-    return this.ctr(namespace, ['task', 'exec', '--exec-id', `x${uniq()}`, id, ...cmd], {timeoutMs})
+    // FIFOs in our dir: ctr's default (/run/containerd/fifo) is not shared with the daemon's private /run
+    return this.ctr(namespace, ['task', 'exec', '--fifo-dir', join(this.dir, 'fifo'), '--exec-id', `x${uniq()}`, id, ...cmd], {timeoutMs})
   }
 
   /** SIGKILLs the task and waits until containerd reports it STOPPED. */
