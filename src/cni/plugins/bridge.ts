@@ -14,6 +14,7 @@ import {batchError, ipBatch, parseJsonLines, type IpCmd} from '../kernel/ip.js'
 import {isNetnsGoneError, netnsExists} from '../kernel/netns.js'
 import {ensureSysctl, trySysctl} from '../kernel/sysctl.js'
 import {
+  validIfName,
   assertIfName,
   cmdBridgeAdd,
   cmdLinkDel,
@@ -32,6 +33,7 @@ import {
 import {bigToIp, ipToBig, cidrContains, cmdAddrAdd, cmdAddrDel, cmdAddrShow, globalCidrs, networkOf, parseCidr, parseIp, type IpAddrLink} from '../kernel/addr.js'
 import {cmdRouteAdd, cmdRouteShowAll, mainRoutes, routeDst, type IpRoute} from '../kernel/route.js'
 import {run} from '../../lib/exec.js'
+import {nftApply, nftJson, nftToken} from '../kernel/nft.js'
 import {loadArgs} from './cniargs.js'
 
 /**
@@ -253,7 +255,6 @@ async function add(req: PluginRequest): Promise<CniResult> {
   const isL3 = n.ipamType !== ''
   if (n.isDefaultGW) n.isGW = true
   if (n.hairpinMode && n.promiscMode) throw fail('cannot set hairpin mode and promiscuous mode at the same time.')
-  if (n.macSpoofChk) throw new CniError(CNI_ERR.UNSUPPORTED_FIELD, 'macspoofchk is not supported by the embedded bridge plugin (it needs nftables); use --cni-mode exec')
   const ifName = assertIfName(req.ifName)
   const netns = req.netns
   if (!netns || !netnsExists(netns)) throw fail(`failed to open netns "${netns}": no such file or directory`)
@@ -351,6 +352,7 @@ async function add(req: PluginRequest): Promise<CniResult> {
       if (gwR.status === 'rejected') throw gwR.reason
       const shown = parseJsonLines(contR.value.stdout).flat() as IpAddrLink[]
       result.interfaces![2].mac = shown.find((l) => l.ifname === ifName)?.address ?? ''
+      if (n.macSpoofChk) await spoofCheckSetup(hostVeth, result.interfaces![2].mac!, req.containerId, ifName)
       if (settle) {
         await settleAddresses(netns, ifName)
         const {v4gw, v6gw} = gatewaysOf(result)
@@ -372,8 +374,10 @@ async function add(req: PluginRequest): Promise<CniResult> {
       const r = await ipBatch([cmdLinkUp(ifName), cmdAddrShow(ifName)], {netns, json: true})
       const shown = parseJsonLines(r.stdout).flat() as IpAddrLink[]
       result.interfaces![2].mac = shown.find((l) => l.ifname === ifName)?.address ?? ''
+      if (n.macSpoofChk) await spoofCheckSetup(hostVeth, result.interfaces![2].mac!, req.containerId, ifName)
     }
   } catch (e) {
+    if (n.macSpoofChk) await spoofCheckTeardown(req.containerId, ifName).catch(() => undefined)
     if (n.ipMasq && isL3) await loadIpMasq().then((m) => m.teardownIpMasq(n.name, req.containerId, ipsOf(result))).catch(() => undefined)
     await undo()
     throw e instanceof CniError ? e : fail((e as Error).message)
@@ -383,6 +387,48 @@ async function add(req: PluginRequest): Promise<CniResult> {
   result.dns = n.dns
   trace('ADD total', tStart)
   return result
+}
+
+/**
+ * macspoofchk (pkg/link/spoofcheck.go v1.1.1): table bridge nat, base chain
+ * PREROUTING (filter, prerouting, priority -300), per attachment chains
+ * cni-br-iface-<cid>-<ifname>[-mac]: only the container's MAC may leave its
+ * veth. One nft transaction (the reference needs two).
+ */
+function spoofNames(containerId: string, ifName: string) {
+  const ref = `${nftToken(containerId)}-${nftToken(ifName)}`
+  const iface = `cni-br-iface-${ref}`
+  return {iface, mac: `${iface}-mac`, comment: `macspoofchk-${ref}`}
+}
+
+async function spoofCheckSetup(hostVeth: string, mac: string, containerId: string, ifName: string): Promise<void> {
+  const c = spoofNames(containerId, ifName)
+  const script = [
+    'add table bridge nat',
+    'add chain bridge nat PREROUTING { type filter hook prerouting priority -300; policy accept; }',
+    `add chain bridge nat ${c.iface}`,
+    `add chain bridge nat ${c.mac}`,
+    `flush chain bridge nat ${c.iface}`,
+    `flush chain bridge nat ${c.mac}`,
+    `add rule bridge nat PREROUTING iifname "${nftToken(hostVeth)}" jump ${c.iface} comment "${c.comment}"`,
+    `add rule bridge nat ${c.iface} jump ${c.mac} comment "${c.comment}"`,
+    `add rule bridge nat ${c.mac} ether saddr ${nftToken(normalizeMac(mac))} return comment "${c.comment}"`,
+    `add rule bridge nat ${c.mac} drop comment "${c.comment}"`,
+  ].join('\n') + '\n'
+  const r = await nftApply(script, {allowFailure: true})
+  if (r.code !== 0) throw fail(`failed to setup spoof-check: ${r.stderr.trim()}`)
+}
+
+async function spoofCheckTeardown(containerId: string, ifName: string): Promise<void> {
+  const c = spoofNames(containerId, ifName)
+  const items = (await nftJson(['list', 'chain', 'bridge', 'nat', 'PREROUTING'])) as Array<{rule?: {handle: number; comment?: string}}>
+  const lines: string[] = []
+  for (const it of items) {
+    if (it.rule && it.rule.comment === c.comment) lines.push(`delete rule bridge nat PREROUTING handle ${Number(it.rule.handle)}`)
+  }
+  const chains = [`delete chain bridge nat ${c.iface}`, `delete chain bridge nat ${c.mac}`]
+  if (lines.length) await nftApply(lines.join('\n') + '\n', {allowFailure: true})
+  await nftApply(chains.join('\n') + '\n', {allowFailure: true})
 }
 
 async function bridgeVlanAdd(dev: string, vid: number): Promise<void> {
@@ -467,17 +513,23 @@ async function del(req: PluginRequest): Promise<void> {
       await m.teardownIpMasq(n.name, req.containerId, ips)
     }
   }
+  const spoofDown = async () => {
+    if (n.macSpoofChk && validIfName(req.ifName)) await spoofCheckTeardown(req.containerId, req.ifName)
+  }
   if (!req.netns || !netnsExists(req.netns)) {
     // The reference returns after IPAM here and leaks the masquerade rules
-    // (plugins#810); we also remove them, using the cached result.
+    // (plugins#810) and the spoof-check chains; we also remove them, using
+    // the cached result.
     await ipamDel()
     await masqDown(ipsOf(prev))
+    await spoofDown()
     return
   }
   const ifName = assertIfName(req.ifName)
   // container: read the addresses and delete the link in one process; IPAM in parallel
-  const contP = ipBatch([cmdAddrShow(ifName), cmdLinkDel(ifName)], {netns: req.netns, json: true, allowFailure: true})
-  const [contR, ipamR] = await Promise.allSettled([contP, ipamDel()])
+  const tD = t0()
+  const contP = ipBatch([cmdAddrShow(ifName), cmdLinkDel(ifName)], {netns: req.netns, json: true, allowFailure: true}).finally(() => trace('DEL container batch', tD))
+  const [contR, ipamR] = await Promise.allSettled([contP, ipamDel().finally(() => trace('DEL ipam', tD))])
   let ipnets: {address: string}[] | undefined
   if (contR.status === 'fulfilled') {
     const r = contR.value
@@ -490,6 +542,7 @@ async function del(req: PluginRequest): Promise<void> {
     }
   } else throw contR.reason
   if (ipamR.status === 'rejected') throw ipamR.reason
+  await spoofDown()
   // link gone already: fall back to the cached result for the masquerade rules
   await masqDown(ipnets ?? ipsOf(prev))
 }
