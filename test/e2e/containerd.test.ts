@@ -151,6 +151,14 @@ describe('network connect / disconnect with containerd', () => {
     expect(existsSync(host.confPath('net1', NS))).toBe(true)
   })
 
+  it('counts a container that only has nerdctl\'s label (attached by nerdctl, cache elsewhere)', () => {
+    ctrd.runContainer(NS, 'h4x-nerdctl-made', {labels: {'nerdctl/networks': '["net2"]', 'nerdctl/name': 'made'}})
+    expect(fails(['network', 'rm', 'net2'])).toContain('network "net2" is in use by container')
+    expect(inspect('net2')).toEqual({'h4x-nerdctl-made': {Name: 'made', MacAddress: '', IPv4Address: '', IPv6Address: ''}})
+    ctrd.removeContainer(NS, 'h4x-nerdctl-made')
+    expect(inspect('net2')).toEqual({})
+  })
+
   it('refuses to connect the same container twice, changing nothing', () => {
     const before = {cache: cacheEntries(), leases: host.leases('net1'), label: labelNetworks('h4x-web-0123456789')}
     const line = fails(['network', 'connect', 'net1', 'web'])
