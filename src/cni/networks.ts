@@ -235,11 +235,6 @@ export async function inspectNetworks(env: NetworkEnv, reqs: string[], mode: Ins
       results.push(r)
     }
   }
-  if (results.length === 0) {
-    const e = new CtrnetError('network inspect', 'unable to find any network matching the provided request')
-    ;(e as CtrnetError & {details?: string[]}).details = errors
-    throw e
-  }
   return {results, errors}
 }
 

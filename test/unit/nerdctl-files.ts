@@ -47,3 +47,48 @@ export const DEFAULT_BRIDGE_FILE = `{
     }
   ]
 }`
+
+// nerdctl v2.3 writes exactly this for `nerdctl network create foo` on a fresh host.
+export const FOO = `{
+  "cniVersion": "1.0.0",
+  "name": "foo",
+  "nerdctlID": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "br-2c26b46b68ff",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "ranges": [
+          [
+            {
+              "gateway": "10.4.1.1",
+              "subnet": "10.4.1.0/24"
+            }
+          ]
+        ],
+        "routes": [
+          {
+            "dst": "0.0.0.0/0"
+          }
+        ],
+        "type": "host-local"
+      }
+    },
+    {
+      "type": "portmap",
+      "capabilities": {
+        "portMappings": true
+      }
+    },
+    {
+      "type": "firewall",
+      "ingressPolicy": "same-bridge"
+    },
+    {
+      "type": "tuning"
+    }
+  ]
+}`

@@ -1,58 +1,13 @@
 import {describe, expect, it} from 'vitest'
 import {defaultBridgeOptions, defaultCreateOptions, goJson, networkId, renderNetwork, type CreateOptions} from '../../src/cni/netconf.js'
 import {parseCidr, type Cidr} from '../../src/cni/subnet.js'
-import {DEFAULT_BRIDGE_FILE} from './nerdctl-files.js'
+import {DEFAULT_BRIDGE_FILE, FOO} from './nerdctl-files.js'
 
 const NO_USED: Cidr[] = []
 const render = (name: string, over: Partial<CreateOptions> = {}, used: Cidr[] = NO_USED) =>
   renderNetwork(defaultCreateOptions(name, over), {usedSubnets: used})
 const plugins = (name: string, over: Partial<CreateOptions> = {}, used?: Cidr[]) => render(name, over, used).conf.plugins as Array<Record<string, unknown>>
 const ipam = (name: string, over: Partial<CreateOptions> = {}, used?: Cidr[]) => plugins(name, over, used)[0]!.ipam as Record<string, unknown>
-
-// nerdctl v2.3 writes exactly this for `nerdctl network create foo` on a fresh host.
-const FOO = `{
-  "cniVersion": "1.0.0",
-  "name": "foo",
-  "nerdctlID": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "br-2c26b46b68ff",
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "ranges": [
-          [
-            {
-              "gateway": "10.4.1.1",
-              "subnet": "10.4.1.0/24"
-            }
-          ]
-        ],
-        "routes": [
-          {
-            "dst": "0.0.0.0/0"
-          }
-        ],
-        "type": "host-local"
-      }
-    },
-    {
-      "type": "portmap",
-      "capabilities": {
-        "portMappings": true
-      }
-    },
-    {
-      "type": "firewall",
-      "ingressPolicy": "same-bridge"
-    },
-    {
-      "type": "tuning"
-    }
-  ]
-}`
 
 describe('renderNetwork (nerdctl v2.3 conflist)', () => {
   it('writes the exact file for a plain create, no trailing newline', () => {

@@ -28,7 +28,9 @@ export default class NetworkInspect extends BaseCommand {
     const {inspectNetworks, networkEnv} = await import('../../cni/networks.js')
     const {results, errors} = await inspectNetworks(networkEnv(flags), argv as string[], flags.mode as 'dockercompat')
     let text = ''
-    if (tmpl) {
+    if (results.length === 0) {
+      // nothing to print (nerdctl: "unable to find any network matching the provided request")
+    } else if (tmpl) {
       for (const r of results) text += tmpl.execute(r) + '\n'
     } else {
       // Go: json.Encoder with 4-space indent, no HTML escaping, then an extra newline.
@@ -36,8 +38,12 @@ export default class NetworkInspect extends BaseCommand {
     }
     process.stdout.write(text)
     if (errors.length) {
+      // One line per request that failed; exit non-zero (docker does; nerdctl exits 0 when some were found).
       for (const e of errors.slice(0, -1)) process.stderr.write(`ctrnet: network inspect : ${e}\n`)
       throw new CtrnetError('network inspect', errors[errors.length - 1]!)
+    }
+    if (results.length === 0) {
+      throw new CtrnetError('network inspect', 'unable to find any network matching the provided request')
     }
   }
 }
