@@ -9,7 +9,7 @@
  * host-local files and results must be equal, and each side's DEL must clean
  * up the other side's ADD.
  */
-import {execFileSync, spawnSync} from 'node:child_process'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
@@ -63,6 +63,18 @@ function oursOk(hostNs: string, input: Record<string, unknown>): any {
   const r = ours(hostNs, input)
   if (!r.ok) throw new Error(`ours ${input.plugin} ${input.command}: ${r.error}`)
   return r.result
+}
+
+function run(file: string, args: string[], input: string, env: NodeJS.ProcessEnv = process.env): Promise<{code: number; stdout: string; stderr: string}> {
+  return new Promise((res) => {
+    const child = spawn(file, args, {env})
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('close', (code) => res({code: code ?? 1, stdout, stderr}))
+    child.stdin.end(input)
+  })
 }
 
 /** Runs one reference plugin from /usr/lib/cni inside hostNs. */
@@ -382,6 +394,40 @@ describe('bridge: traffic, failures, vanished netns', () => {
     oursOk(h.name, {plugin: 'bridge', command: 'DEL', containerId: 'h2xa', netns: c1.path, config: {...conf, prevResult: r1}})
     oursOk(h.name, {plugin: 'bridge', command: 'DEL', containerId: 'h2xb', netns: c2.path, config: {...conf, prevResult: r2}})
     expect(ipFiles(dir)).toEqual([])
+  })
+
+  it('concurrent ADDs (ours and the reference) on a new bridge: all succeed, no address twice', async () => {
+    const h = addNs('ph')
+    const dir = join(tmp, 'ipam-parallel')
+    const conf = bridgeConf({isGateway: true, hairpinMode: true}, hl([[{subnet: '10.72.0.0/24'}], [{subnet: 'fd72::/64'}]]), dir)
+    const jobs: Array<Promise<{code: number; stdout: string; stderr: string}>> = []
+    const ctrs: Array<{name: string; path: string}> = []
+    for (let i = 0; i < 10; i++) {
+      const c = addNs('pc')
+      ctrs.push(c)
+      const cid = `h2xp${i}`
+      if (i % 3 === 2) {
+        jobs.push(run('ip', ['netns', 'exec', h.name, '/usr/lib/cni/bridge'], JSON.stringify(conf), {
+          ...process.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: cid, CNI_NETNS: c.path, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni',
+        }))
+      } else {
+        jobs.push(run('ip', ['netns', 'exec', h.name, process.execPath, DRIVER, DIST], JSON.stringify({plugin: 'bridge', command: 'ADD', containerId: cid, netns: c.path, ifName: 'eth0', config: conf})))
+      }
+    }
+    const outs = await Promise.all(jobs)
+    const addrs: string[] = []
+    outs.forEach((o, i) => {
+      const parsed = JSON.parse(o.stdout)
+      const result = i % 3 === 2 ? parsed : parsed.result
+      expect(i % 3 === 2 ? o.code : parsed.ok, o.stdout + o.stderr).toBe(i % 3 === 2 ? 0 : true)
+      addrs.push(...result.ips.map((x: {address: string}) => x.address))
+    })
+    expect(new Set(addrs).size).toBe(20)
+    expect(ipFiles(dir).length).toBe(20)
+    const br = nsJson(h.name, ['addr', 'show', 'dev', BR])[0]
+    expect(br.addr_info.filter((a: any) => a.scope === 'global').map((a: any) => `${a.local}/${a.prefixlen}`).sort()).toEqual(['10.72.0.1/24', 'fd72::1/64'])
+    expect(nsJson(h.name, ['link', 'show']).filter((l) => l.master === BR).length).toBe(10)
+    for (const c of ctrs) delNs(c.name)
   })
 
   it('a failed ADD leaves no veth and no lease', () => {

@@ -274,12 +274,22 @@ async function add(req: PluginRequest): Promise<CniResult> {
   // the reference creates both ends with txqueuelen 0 (netlink LinkAttrs{} literal)
   host.push(cmdVethAdd(hostVeth, ifName, netns, {mtu: n.mtu || undefined, peerMac: n.mac, txqlen: 0}))
   const vethLine = host.length
+  const hostLen = host.length
   host.push(cmdLinkUp(hostVeth))
   host.push(cmdLinkSet(hostVeth, 'master', n.brName))
   if (n.hairpinMode) host.push(cmdLinkSet(hostVeth, 'type', 'bridge_slave', 'hairpin', 'on'))
 
   const tStart = t0()
-  const hostP = ipBatch(host, {json: true, allowFailure: true}).finally(() => trace('host batch', tStart))
+  const hostP = (async () => {
+    let r = await ipBatch(host, {json: true, allowFailure: true})
+    // a concurrent ADD created the bridge between our check and our batch
+    // (the reference ignores EEXIST here): run the rest again
+    if (newBridge && r.code !== 0 && /Command failed -:1$/m.test(r.stderr) && /File exists/.test(r.stderr) && isBridge(n.brName)) {
+      host.shift()
+      r = await ipBatch(host, {json: true, allowFailure: true})
+    }
+    return r
+  })().finally(() => trace('host batch', tStart))
   const ipamConf = req.config
   const ipamP: Promise<CniResult | undefined> = (isL3 ? req.invokeIpam('ADD', ipamConf) : Promise.resolve(undefined)).finally(() => trace('ipam', tStart))
   const [hostR, ipamR] = await Promise.allSettled([hostP, ipamP])
@@ -292,7 +302,7 @@ async function add(req: PluginRequest): Promise<CniResult> {
   }
   if (hostR.status === 'rejected' || hostR.value.code !== 0) {
     const why = hostR.status === 'rejected' ? (hostR.reason as Error).message : batchError(hostR.value)
-    const line = hostR.status === 'fulfilled' ? Number(/Command failed -:(\d+)/.exec(hostR.value.stderr)?.[1] ?? 0) : 0
+    const line = hostR.status === 'fulfilled' ? Number(/Command failed -:(\d+)/.exec(hostR.value.stderr)?.[1] ?? 0) + (host.length < hostLen ? 1 : 0) : 0
     // the veth exists (and is ours) only when a command after its creation failed
     vethMade = line > vethLine
     await undo()
@@ -450,14 +460,25 @@ async function setupGateways(n: BridgeConf, gws: {v4: GwInfo; v6: GwInfo}, brAdd
     result.interfaces!.push({name: dev, mac: linkMac(dev) ?? ''})
     pin = linkMac(dev)
   }
-  const cmds: IpCmd[] = []
-  let pinned = false
-  for (const gw of all) {
-    const c = ensureAddrCmds(dev, current, gw, n.forceAddress, pinned ? undefined : pin)
-    if (c.length) pinned = true
-    cmds.push(...c)
+  for (let attempt = 0; ; attempt++) {
+    const cmds: IpCmd[] = []
+    let pinned = false
+    for (const gw of all) {
+      const c = ensureAddrCmds(dev, current, gw, n.forceAddress, pinned ? undefined : pin)
+      if (c.length) pinned = true
+      cmds.push(...c)
+    }
+    if (!cmds.length) return
+    const r = await ipBatch(cmds, {allowFailure: true})
+    if (r.code === 0) return
+    // a concurrent ADD added the gateway first (the reference ignores EEXIST): look again
+    if (attempt === 0 && /File exists|already assigned/.test(r.stderr)) {
+      const again = await ipBatch([cmdAddrShow(dev)], {json: true})
+      current = (parseJsonLines(again.stdout).flat() as IpAddrLink[])[0]
+      continue
+    }
+    throw fail(`failed to set bridge addr: ${batchError(r)}`)
   }
-  if (cmds.length) await ipBatch(cmds)
 }
 
 /** ensureVlanInterface: a veth pair "<br>.<vlan>" (host side) <-> random port on the bridge with the vlan tag. */
