@@ -259,6 +259,7 @@ const CASES: Case[] = [
     ipam: hl([[{subnet: '10.66.5.0/24'}], [{subnet: 'fd66:5::/64'}]], {routes: [{dst: '0.0.0.0/0'}, {dst: '::/0'}]}),
     ping: '10.66.5.2',
   },
+  {name: 'enabledad (waits for DAD before routes)', extra: {isGateway: true, enabledad: true}, ipam: hl([[{subnet: '10.66.11.0/24'}], [{subnet: 'fd66:11::/64'}]], {routes: [{dst: '::/0'}]})},
   {name: 'IPv6 only, isDefaultGateway', extra: {isDefaultGateway: true}, ipam: hl([[{subnet: 'fd66:6::/64', rangeStart: 'fd66:6::10'}]])},
   {name: 'layer 2 only (no ipam)', extra: {}},
   {name: 'macspoofchk (nft bridge table)', extra: {isGateway: true, macspoofchk: true}, ipam: hl([[{subnet: '10.66.10.0/24'}]]), ping: '10.66.10.2'},

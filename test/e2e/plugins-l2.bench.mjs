@@ -1,0 +1,64 @@
+// Benchmark (not a test): bridge+host-local ADD+DEL in-process vs the reference
+// plugins exec'd, alternating, median of N rounds, inside throwaway namespaces.
+// Run as root from the repo: npx tsc -p . ; node test/e2e/plugins-l2.bench.mjs [rounds] [ipMasq]
+import {execFileSync, spawn} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join, resolve} from 'node:path'
+
+const rounds = Number(process.argv[2] ?? 9)
+const ipMasq = process.argv[3] === 'ipMasq'
+if (process.argv[2] === '--child') {
+  // inside the throwaway host namespace
+  const [, , , dist, netns, dir, n, masq] = process.argv
+  const {pathToFileURL} = await import('node:url')
+  const {loadEmbedded} = await import(pathToFileURL(join(dist, 'cni/plugins/index.js')).href)
+  const ipmod = await import(pathToFileURL(join(dist, 'cni/kernel/ip.js')).href)
+  const br = await loadEmbedded('bridge')
+  const hl = await loadEmbedded('host-local')
+  const conf = (ipam) => ({cniVersion: '1.0.0', name: 'h2xbench', type: 'bridge', bridge: 'h2xbr0', isGateway: true, ipMasq: masq === '1', hairpinMode: true,
+    ipam: {type: 'host-local', ranges: [[{subnet: '10.73.0.0/24', gateway: '10.73.0.1'}]], routes: [{dst: '0.0.0.0/0'}], dataDir: ipam}})
+  const req = (command, config, cid) => ({command, containerId: cid, netns, ifName: 'eth0', cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config,
+    invokeIpam: async (c, cf) => (c === 'ADD' ? hl.add(req(c, cf, cid)) : c === 'DEL' ? void (await hl.del(req(c, cf, cid))) : hl.check(req(c, cf, cid)))})
+  const exec = (command, cid, cf) => new Promise((res, rej) => {
+    const ch = spawn('/usr/lib/cni/bridge', [], {env: {...process.env, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'}})
+    let out = ''
+    ch.stdout.on('data', (d) => (out += d))
+    ch.on('close', (code) => (code === 0 ? res(out) : rej(new Error(out))))
+    ch.stdin.end(JSON.stringify(cf))
+  })
+  const ours = [], refs = [], addT = [], delT = [], spawnsAdd = [], spawnsDel = []
+  // warm up both (module loading, page cache), and let the bridge + gateway exist
+  { const r = await br.add(req('ADD', conf(join(dir, 'o')), 'w1')); await br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, 'w1')) }
+  { const cf = conf(join(dir, 'r')); const out = await exec('ADD', 'w2', cf); await exec('DEL', 'w2', {...cf, prevResult: JSON.parse(out)}) }
+  for (let i = 0; i < Number(n); i++) {
+    let t = performance.now()
+    const s0 = ipmod.spawnStats.count
+    const r = await br.add(req('ADD', conf(join(dir, 'o')), `o${i}`))
+    const t1 = performance.now()
+    const s1 = ipmod.spawnStats.count
+    await br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, `o${i}`))
+    const t2 = performance.now()
+    ours.push(t2 - t); addT.push(t1 - t); delT.push(t2 - t1); spawnsAdd.push(s1 - s0); spawnsDel.push(ipmod.spawnStats.count - s1)
+    t = performance.now()
+    const cf = conf(join(dir, 'r'))
+    const out = await exec('ADD', `r${i}`, cf)
+    await exec('DEL', `r${i}`, {...cf, prevResult: JSON.parse(out)})
+    refs.push(performance.now() - t)
+  }
+  const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]
+  console.log(JSON.stringify({rounds: Number(n), ipMasq: masq === '1', oursAddDelMs: med(ours), oursAddMs: med(addT), oursDelMs: med(delT),
+    refAddDelMs: med(refs), ratio: +(med(ours) / med(refs)).toFixed(3), ipSpawnsAdd: med(spawnsAdd), ipSpawnsDel: med(spawnsDel)}))
+  process.exit(0)
+}
+const root = resolve(new URL('.', import.meta.url).pathname, '../..')
+const tag = process.pid.toString(36)
+const h = `h2x-bh-${tag}`, c = `h2x-bc-${tag}`
+const dir = mkdtempSync(join(tmpdir(), 'h2x-bench-'))
+execFileSync('ip', ['netns', 'add', h]); execFileSync('ip', ['netns', 'add', c])
+try {
+  const out = execFileSync('ip', ['netns', 'exec', h, process.execPath, new URL(import.meta.url).pathname, '--child', join(root, 'dist'), `/var/run/netns/${c}`, dir, String(rounds), ipMasq ? '1' : '0'], {encoding: 'utf8'})
+  process.stdout.write(out)
+} finally {
+  execFileSync('ip', ['netns', 'del', c]); execFileSync('ip', ['netns', 'del', h]); rmSync(dir, {recursive: true, force: true})
+}
