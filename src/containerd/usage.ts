@@ -36,6 +36,9 @@ export interface ContainerdOpts {
 interface Use {
   user: NetworkUser
   attachment?: CachedAttachment
+  /** Task pid and the network's position in the label (nerdctl names it eth<index>). */
+  pid: number
+  labelIndex: number
 }
 
 async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
@@ -66,8 +69,9 @@ async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
         // Only an attachment in the current task's netns counts (not one left by an earlier task).
         const attachment = cached.find((a) => a.containerId === cniContainerId(ns, c.id) && a.netns === `/proc/${task.pid}/ns/net`)
         const nets = parseNetworksLabel(c.labels) ?? []
-        if (!attachment && !(isCniNetworkList(nets) && nets.includes(network))) continue
-        uses.push({user: {namespace: ns, id: c.id, name: displayName(c), status: task.status}, attachment})
+        const labelIndex = isCniNetworkList(nets) ? nets.indexOf(network) : -1
+        if (!attachment && labelIndex < 0) continue
+        uses.push({user: {namespace: ns, id: c.id, name: displayName(c), status: task.status}, attachment, pid: task.pid, labelIndex})
       }
     }
     return uses
@@ -102,11 +106,41 @@ function endpoint(a: CachedAttachment | undefined): Omit<InspectContainer, 'Name
   return out
 }
 
+/**
+ * With no cache entry (attached by nerdctl with another cache dir), read the
+ * interface nerdctl gives the network, eth<position in the label>, from the
+ * container's netns, as nerdctl's inspect reads the netns.
+ */
+async function endpointFromNetns(u: Use): Promise<Omit<InspectContainer, 'Name'>> {
+  const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
+  if (u.labelIndex < 0 || !u.pid) return out
+  const {netnsInode} = await import('./containers.js')
+  const netns = `/proc/${u.pid}/ns/net`
+  const inode = netnsInode(netns)
+  // never read the host's (or our own) namespace for a container's
+  if (!inode || inode === netnsInode('/proc/1/ns/net') || inode === netnsInode('/proc/self/ns/net')) return out
+  try {
+    const {ipJson} = await import('../cni/kernel/ip.js')
+    const {globalCidrs} = await import('../cni/kernel/addr.js')
+    const links = await ipJson<import('../cni/kernel/addr.js').IpAddrLink[]>(['addr', 'show', 'dev', `eth${u.labelIndex}`], netns)
+    const link = links[0]
+    if (!link) return out
+    out.MacAddress = link.address ?? ''
+    for (const cidr of globalCidrs(link)) {
+      if (cidr.includes(':')) out.IPv6Address ||= cidr
+      else out.IPv4Address ||= cidr
+    }
+  } catch {
+    /* gone or not ours to read: leave the details empty */
+  }
+  return out
+}
+
 /** `Containers` of `network inspect`: full container id -> details. */
 export async function inspectContainers(opts: ContainerdOpts, network: string): Promise<Record<string, InspectContainer>> {
   const out: Record<string, InspectContainer> = {}
   for (const u of await findUses(opts, network)) {
-    out[u.user.id] = {Name: u.user.name, ...endpoint(u.attachment)}
+    out[u.user.id] = {Name: u.user.name, ...(u.attachment ? endpoint(u.attachment) : await endpointFromNetns(u))}
   }
   return out
 }

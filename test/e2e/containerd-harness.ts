@@ -269,8 +269,8 @@ export class HostNs {
    * namespace with our temp dir over /var/lib), with the temp config and
    * cache dirs and the given containerd address/namespace.
    */
-  cli(args: string[], opts: {address?: string; namespace?: string; env?: NodeJS.ProcessEnv} = {}): RunResult {
-    const global = ['--cni-netconfpath', this.netconf, '--cni-cachedir', this.cache]
+  cli(args: string[], opts: {address?: string; namespace?: string; cacheDir?: string; env?: NodeJS.ProcessEnv} = {}): RunResult {
+    const global = ['--cni-netconfpath', this.netconf, '--cni-cachedir', opts.cacheDir ?? this.cache]
     if (opts.address) global.push('-a', opts.address)
     if (opts.namespace) global.push('-n', opts.namespace)
     const env = {...process.env, ...opts.env}

@@ -13,8 +13,8 @@ const NS = 'h4x'
 let ctrd: PrivateContainerd
 let host: HostNs
 
-function cli(args: string[], opts: {namespace?: string; address?: string} = {}): RunResult {
-  return host.cli(args, {address: opts.address ?? ctrd.address, namespace: opts.namespace ?? NS})
+function cli(args: string[], opts: {namespace?: string; address?: string; cacheDir?: string} = {}): RunResult {
+  return host.cli(args, {address: opts.address ?? ctrd.address, namespace: opts.namespace ?? NS, cacheDir: opts.cacheDir})
 }
 
 function ok(args: string[]): string {
@@ -152,9 +152,21 @@ describe('network connect / disconnect with containerd', () => {
   })
 
   it('counts a container that only has nerdctl\'s label (attached by nerdctl, cache elsewhere)', () => {
-    ctrd.runContainer(NS, 'h4x-nerdctl-made', {labels: {'nerdctl/networks': '["net2"]', 'nerdctl/name': 'made'}})
+    const pid = ctrd.runContainer(NS, 'h4x-nerdctl-made', {labels: {'nerdctl/networks': '["net2"]', 'nerdctl/name': 'made'}})
     expect(fails(['network', 'rm', 'net2'])).toContain('network "net2" is in use by container')
+    // not attached at all yet: listed, no details
     expect(inspect('net2')).toEqual({'h4x-nerdctl-made': {Name: 'made', MacAddress: '', IPv4Address: '', IPv6Address: ''}})
+    // attached the way nerdctl does it, with its cache somewhere else: details come from the netns (eth0 = 1st in label)
+    const otherCache = join(host.dir, 'other-cache')
+    const netns = `/proc/${pid}/ns/net`
+    const add = cli(['cni', 'add', 'net2', netns, '--container-id', 'h4x-h4x-nerdctl-made'], {cacheDir: otherCache})
+    expect(add.stderr).toBe('')
+    const addr = containerAddrs('h4x-nerdctl-made', 'eth0')[0]
+    expect(inspect('net2')).toEqual({
+      'h4x-nerdctl-made': {Name: 'made', MacAddress: containerMac('h4x-nerdctl-made', 'eth0'), IPv4Address: addr, IPv6Address: ''},
+    })
+    expect(cli(['cni', 'del', 'net2', netns, '--container-id', 'h4x-h4x-nerdctl-made'], {cacheDir: otherCache}).code).toBe(0)
+    expect(host.leases('net2')).toEqual([])
     ctrd.removeContainer(NS, 'h4x-nerdctl-made')
     expect(inspect('net2')).toEqual({})
   })
