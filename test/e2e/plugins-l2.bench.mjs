@@ -12,6 +12,13 @@ if (process.argv[2] === '--child') {
   // inside the throwaway host namespace
   const [, , , dist, netns, dir, n, masq] = process.argv
   const {pathToFileURL} = await import('node:url')
+  // count every process we start (ip, nsenter, flock, iptables, nft ...)
+  const cp = (await import('node:child_process')).default
+  const {syncBuiltinESMExports} = await import('node:module')
+  const origSpawn = cp.spawn
+  const spawned = {n: 0, names: {}}
+  cp.spawn = function (file, ...rest) { spawned.n++; spawned.names[file] = (spawned.names[file] ?? 0) + 1; return origSpawn.call(this, file, ...rest) }
+  syncBuiltinESMExports()
   const {loadEmbedded} = await import(pathToFileURL(join(dist, 'cni/plugins/index.js')).href)
   const ipmod = await import(pathToFileURL(join(dist, 'cni/kernel/ip.js')).href)
   const br = await loadEmbedded('bridge')
@@ -21,34 +28,36 @@ if (process.argv[2] === '--child') {
   const req = (command, config, cid) => ({command, containerId: cid, netns, ifName: 'eth0', cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config,
     invokeIpam: async (c, cf) => (c === 'ADD' ? hl.add(req(c, cf, cid)) : c === 'DEL' ? void (await hl.del(req(c, cf, cid))) : hl.check(req(c, cf, cid)))})
   const exec = (command, cid, cf) => new Promise((res, rej) => {
-    const ch = spawn('/usr/lib/cni/bridge', [], {env: {...process.env, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'}})
+    const ch = origSpawn('/usr/lib/cni/bridge', [], {env: {...process.env, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'}})
     let out = ''
     ch.stdout.on('data', (d) => (out += d))
     ch.on('close', (code) => (code === 0 ? res(out) : rej(new Error(out))))
     ch.stdin.end(JSON.stringify(cf))
   })
+  const refAdd = [], refDel = []
   const ours = [], refs = [], addT = [], delT = [], spawnsAdd = [], spawnsDel = []
   // warm up both (module loading, page cache), and let the bridge + gateway exist
   { const r = await br.add(req('ADD', conf(join(dir, 'o')), 'w1')); await br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, 'w1')) }
   { const cf = conf(join(dir, 'r')); const out = await exec('ADD', 'w2', cf); await exec('DEL', 'w2', {...cf, prevResult: JSON.parse(out)}) }
   for (let i = 0; i < Number(n); i++) {
     let t = performance.now()
-    const s0 = ipmod.spawnStats.count
+    const s0 = spawned.n
     const r = await br.add(req('ADD', conf(join(dir, 'o')), `o${i}`))
     const t1 = performance.now()
-    const s1 = ipmod.spawnStats.count
+    const s1 = spawned.n
     await br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, `o${i}`))
     const t2 = performance.now()
-    ours.push(t2 - t); addT.push(t1 - t); delT.push(t2 - t1); spawnsAdd.push(s1 - s0); spawnsDel.push(ipmod.spawnStats.count - s1)
+    ours.push(t2 - t); addT.push(t1 - t); delT.push(t2 - t1); spawnsAdd.push(s1 - s0); spawnsDel.push(spawned.n - s1)
     t = performance.now()
     const cf = conf(join(dir, 'r'))
     const out = await exec('ADD', `r${i}`, cf)
+    const tr = performance.now()
     await exec('DEL', `r${i}`, {...cf, prevResult: JSON.parse(out)})
-    refs.push(performance.now() - t)
+    refs.push(performance.now() - t); refAdd.push(tr - t); refDel.push(performance.now() - tr)
   }
   const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]
   console.log(JSON.stringify({rounds: Number(n), ipMasq: masq === '1', oursAddDelMs: med(ours), oursAddMs: med(addT), oursDelMs: med(delT),
-    refAddDelMs: med(refs), ratio: +(med(ours) / med(refs)).toFixed(3), ipSpawnsAdd: med(spawnsAdd), ipSpawnsDel: med(spawnsDel)}))
+    refAddDelMs: med(refs), refAddMs: med(refAdd), refDelMs: med(refDel), ratio: +(med(ours) / med(refs)).toFixed(3), spawnsPerAdd: med(spawnsAdd), spawnsPerDel: med(spawnsDel), byProgram: spawned.names}))
   process.exit(0)
 }
 const root = resolve(new URL('.', import.meta.url).pathname, '../..')
