@@ -109,7 +109,7 @@ export async function nsSpawn(name: string, argv: string[]): Promise<{pid: numbe
 }
 
 /**
- * Adds a stand-in "host NIC" with addresses in a netns: a dummy link, or, on
+ * Adds a stand-in "host NIC" with addresses (IPv6 ones without DAD) in a netns: a dummy link, or, on
  * kernels without the dummy driver, one end of a veth pair whose peer
  * (`<ifname>p`, also up) stays in the same netns so the link has carrier.
  */
@@ -120,13 +120,13 @@ export async function addDummy(ns: string, ifname: string, addrs: string[] = [])
     const peer = `${ifname.slice(0, 14)}p`
     cmds.push(`link add ${ifname} type veth peer name ${peer}`, `link set ${peer} up`)
   }
-  cmds.push(...addrs.map((a) => `addr add ${a} dev ${ifname}`), `link set ${ifname} up`)
+  cmds.push(...addrs.map((a) => `addr add ${a} dev ${ifname}${a.includes(':') ? ' nodad' : ''}`), `link set ${ifname} up`)
   await run('ip', ['-n', ns, '-batch', '-'], {input: cmds.join('\n') + '\n'})
 }
 
 /**
  * Connects two netns with a veth pair `aIf`<->`bIf` and addresses on each end
- * (e.g. a "client" namespace talking to the host namespace).
+ * (e.g. a "client" namespace talking to the host namespace). IPv6 addresses skip DAD.
  */
 export async function linkNetns(
   a: string,
@@ -137,8 +137,9 @@ export async function linkNetns(
   bAddrs: string[],
 ): Promise<void> {
   await run('ip', ['-n', a, 'link', 'add', aIf, 'type', 'veth', 'peer', 'name', bIf, 'netns', b])
-  for (const x of aAddrs) await ipIn(a, ['addr', 'add', x, 'dev', aIf])
-  for (const x of bAddrs) await ipIn(b, ['addr', 'add', x, 'dev', bIf])
+  const nodad = (x: string) => (x.includes(':') ? ['nodad'] : [])
+  for (const x of aAddrs) await ipIn(a, ['addr', 'add', x, 'dev', aIf, ...nodad(x)])
+  for (const x of bAddrs) await ipIn(b, ['addr', 'add', x, 'dev', bIf, ...nodad(x)])
   await ipIn(a, ['link', 'set', aIf, 'up'])
   await ipIn(b, ['link', 'set', bIf, 'up'])
 }

@@ -7,8 +7,9 @@
  *
  * Order per case (never two live attachments with the same container id, so the
  * global tuning backup file /run/cni/tuning/<cid>_<if>.json cannot collide):
- *   1. reference ADD on the "ref" pair, dump
- *   2. ctrnet DEL of it (reading the libcni cache the runner wrote), dump: nothing left
+ *   1. reference ADD on the "ref" pair, dump; ctrnet CHECK of it
+ *   2. ctrnet DEL of it (reading the libcni cache the runner wrote), dump: nothing
+ *      left; a second ctrnet DEL succeeds and changes nothing
  *   3. ctrnet ADD on the "ours" pair, dump: equal to (1); result equal; ctrnet CHECK ok;
  *      reference CHECK ok
  *   4. reference DEL of it (reading ctrnet's cache), dump: nothing left, equal to (2)
@@ -61,13 +62,22 @@ for (const c of CASES) {
       expect(ref.hasCache()).toBe(true)
     })
 
-    it('ctrnet DEL after the reference ADD leaves nothing', async () => {
+    it('ctrnet CHECK passes on the reference ADD (reading the libcni cache)', async () => {
+      expect(refAdd, 'reference ADD did not run').toBeDefined()
+      const r = await ref.ctrnet('check')
+      expect(r.code, describeFailure('ctrnet cni check', r)).toBe(0)
+    })
+
+    it('ctrnet DEL after the reference ADD leaves nothing; a repeated DEL succeeds', async () => {
       expect(refAdd, 'reference ADD did not run').toBeDefined()
       const r = await ref.ctrnet('del')
       expect(r.code, describeFailure('ctrnet cni del', r)).toBe(0)
       refAfterOurDel = await ref.dump()
       expect(leftovers(refAfterOurDel, {network: ref.conf.name, containerId, ips: ipsOf(refAdd!.result)})).toEqual([])
       expect(ref.hasCache(), 'ctrnet DEL must remove the libcni cache entry').toBe(false)
+      const again = await ref.ctrnet('del')
+      expect(again.code, describeFailure('second ctrnet cni del', again)).toBe(0)
+      expect(diffStates(refAfterOurDel, await ref.dump(), ['first DEL', 'second DEL'])).toEqual([])
     })
 
     it('ctrnet ADD leaves the same state and result as the reference', async () => {
