@@ -294,6 +294,24 @@ describe('network connect / disconnect with containerd', () => {
     ctrd.removeContainer(NS, 'h4x-busy')
   })
 
+  it('dual stack: --ip6 on a network created with --ipv6', () => {
+    host.createNetwork('net6', ['--ipv6', '--subnet', '10.44.6.0/24', '--subnet', 'fd00:44:6::/64'], NS)
+    ok(['network', 'connect', '--ip6', 'fd00:44:6::77', 'net6', 'web'])
+    const addrs = containerAddrs('h4x-web-0123456789', 'eth0')
+    expect(addrs).toContain('fd00:44:6::77/64')
+    const v4 = addrs.find((a) => !a.includes(':'))
+    expect(v4).toMatch(/^10\.44\.6\.\d+\/24$/)
+    expect(inspect('net6')['h4x-web-0123456789']).toEqual({
+      Name: 'web',
+      MacAddress: containerMac('h4x-web-0123456789', 'eth0'),
+      IPv4Address: v4,
+      IPv6Address: 'fd00:44:6::77/64',
+    })
+    ok(['network', 'disconnect', 'net6', 'web'])
+    expect(host.leases('net6')).toEqual([])
+    expect(cacheEntries()).toEqual([])
+  })
+
   it('connects to the default network bridge, creating nerdctl\'s file first', () => {
     const file = host.confPath('bridge')
     expect(existsSync(file)).toBe(false)
