@@ -79,24 +79,28 @@ export class CniRuntime {
     writePending(this.opts.cacheDir, entry)
     let prev: CniResult | undefined
     let started = 0
+    let chainDone = false
     try {
-      let journaled = ''
-      for (const plugin of conf.plugins) {
-        started++
-        prev = (await this.invoke('ADD', conf, plugin, prev, rt)) ?? prev
-        // Journal the result so far when it changed (normally once, after the
-        // main plugin): a DEL after a kill then knows the addresses.
-        const now = JSON.stringify(prev)
-        if (prev && started < conf.plugins.length && now !== journaled) {
-          journaled = now
-          writePending(this.opts.cacheDir, {...entry, result: resultAsVersion(prev, conf.cniVersion) as Record<string, unknown>})
+      await this.batched(async () => {
+        let journaled = ''
+        for (const plugin of conf.plugins) {
+          started++
+          prev = (await this.invoke('ADD', conf, plugin, prev, rt)) ?? prev
+          // Journal the result so far when it changed (normally once, after the
+          // main plugin): a DEL after a kill then knows the addresses.
+          const now = JSON.stringify(prev)
+          if (prev && started < conf.plugins.length && now !== journaled) {
+            journaled = now
+            writePending(this.opts.cacheDir, {...entry, result: resultAsVersion(prev, conf.cniVersion) as Record<string, unknown>})
+          }
         }
-      }
+        chainDone = true
+      })
     } catch (err) {
       const undoErrors = await this.undo(conf, started, prev, rt)
       if (undoErrors.length === 0) removePending(this.opts.cacheDir, key)
       const plugin = conf.plugins[started - 1]
-      const e = wrap(err, `plugin type="${plugin?.type}" failed (add)`)
+      const e = wrap(err, chainDone ? 'applying iptables rules failed (add)' : `plugin type="${plugin?.type}" failed (add)`)
       if (undoErrors.length) e.details = [e.details, `cleanup also failed: ${undoErrors.join('; ')}`].filter(Boolean).join('; ')
       throw e
     }
@@ -163,12 +167,18 @@ export class CniRuntime {
       }
     }
     const errors: CniError[] = []
-    for (let i = conf.plugins.length - 1; i >= 0; i--) {
-      try {
-        await this.invoke('DEL', conf, conf.plugins[i], prev, effective)
-      } catch (err) {
-        errors.push(wrap(err, `plugin type="${conf.plugins[i].type}" failed (delete)`))
-      }
+    try {
+      await this.batched(async () => {
+        for (let i = conf.plugins.length - 1; i >= 0; i--) {
+          try {
+            await this.invoke('DEL', conf, conf.plugins[i], prev, effective)
+          } catch (err) {
+            errors.push(wrap(err, `plugin type="${conf.plugins[i].type}" failed (delete)`))
+          }
+        }
+      })
+    } catch (err) {
+      errors.push(wrap(err, 'applying iptables changes failed (delete)'))
     }
     if (errors.length) throw errors[0]
     const key = {networkName: conf.name, containerId: rt.containerId, ifName: rt.ifName}
@@ -274,6 +284,18 @@ export class CniRuntime {
     if (!Array.isArray(conf.plugins) || conf.plugins.length === 0) {
       throw new CniError(CNI_ERR.INVALID_NETCONF, `network "${conf.name}" has no plugins`)
     }
+  }
+
+  /**
+   * In embedded mode, the iptables work of a whole chain (ipMasq, portmap,
+   * firewall) is one transaction: one lock, one iptables-save and one
+   * iptables-restore per family, applied when the chain succeeded. A chain
+   * that fails midway has applied no rule at all.
+   */
+  private async batched(fn: () => Promise<void>): Promise<void> {
+    if (this.mode !== 'embedded') return fn()
+    const {iptablesBatch} = await import('./kernel/iptables.js')
+    await iptablesBatch(fn)
   }
 
   /** Fails before anything runs when a plugin of the chain cannot be found. */
