@@ -205,6 +205,98 @@ export const CASES: ConfCase[] = [
     ports: [{hostPort: 8081, containerPort: 81, protocol: 'tcp'}],
   },
   {
+    name: 'hairpin off, promiscMode, isDefaultGateway',
+    conf: (ctx) => ({
+      cniVersion: '1.0.0',
+      name: 'h5xdefgw',
+      plugins: [
+        bridge(
+          {
+            bridge: 'h5x-br11',
+            hairpinMode: false,
+            ranges: [[{subnet: '10.4.14.0/24'}]],
+            extra: {isDefaultGateway: true, promiscMode: true},
+          },
+          ctx,
+        ),
+        portmap,
+        firewall,
+        tuning,
+      ],
+    }),
+    ports: [{hostPort: 8080, containerPort: 80, protocol: 'tcp'}],
+  },
+  {
+    name: 'static IPAM',
+    conf: () => ({
+      cniVersion: '1.0.0',
+      name: 'h5xstatic',
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: 'h5x-br13',
+          isGateway: true,
+          ipMasq: true,
+          ipam: {
+            type: 'static',
+            addresses: [
+              {address: '10.4.16.5/24', gateway: '10.4.16.1'},
+              {address: 'fd00:4:16::5/64', gateway: 'fd00:4:16::1'},
+            ],
+            routes: [{dst: '0.0.0.0/0'}, {dst: '192.168.50.0/24', gw: '10.4.16.254'}],
+          },
+        },
+        tuning,
+      ],
+    }),
+  },
+  {
+    name: 'requested IP via the ips capability, two pools in one range set',
+    conf: (ctx) =>
+      nerdctlChain(
+        'h5xips',
+        {
+          bridge: 'h5x-br14',
+          ranges: [[{subnet: '10.4.17.0/28'}, {subnet: '10.4.18.0/24'}]],
+          routes: V4_DEFAULT,
+          capabilities: {ips: true},
+        },
+        ctx,
+      ),
+    capArgs: {ips: ['10.4.18.77']},
+  },
+  {
+    name: 'cniVersion 0.3.1 (DEL without prevResult)',
+    conf: (ctx) => ({
+      cniVersion: '0.3.1',
+      name: 'h5xv031',
+      plugins: [
+        bridge({bridge: 'h5x-br15', ranges: [[{subnet: '10.4.19.0/24'}]], routes: V4_DEFAULT}, ctx),
+        portmap,
+        tuning,
+      ],
+    }),
+    ports: [{hostPort: 8082, containerPort: 82, protocol: 'tcp'}],
+  },
+  {
+    name: 'firewall without ingressPolicy, dual-stack',
+    conf: (ctx) => ({
+      cniVersion: '1.0.0',
+      name: 'h5xfw',
+      plugins: [
+        bridge(
+          {
+            bridge: 'h5x-br16',
+            ranges: [[{subnet: '10.4.20.0/24'}], [{subnet: 'fd00:4:20::/64'}]],
+            routes: [{dst: '0.0.0.0/0'}, {dst: '::/0'}],
+          },
+          ctx,
+        ),
+        {type: 'firewall'},
+      ],
+    }),
+  },
+  {
     name: 'macvlan (exec mode)',
     conf: (ctx) => ({
       cniVersion: '1.0.0',
