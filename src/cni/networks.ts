@@ -56,6 +56,13 @@ function visible(env: NetworkEnv): NetworkEntry[] {
 export async function createNetwork(env: NetworkEnv, opts: CreateOptions, {ignore = false} = {}): Promise<CreatedNetwork> {
   const res = await createNetworkLocked(env.dir, env.namespace, opts, {ignoreExisting: ignore, onSkip: skipper(env)})
   for (const w of res.warnings) env.warn?.(w)
+  if (res.created && opts.ipamDriver === 'dhcp') {
+    const {DHCP_SOCKET} = await import('./netconf.js')
+    const {existsSync} = await import('node:fs')
+    if (!existsSync(DHCP_SOCKET)) {
+      env.warn?.(`cannot access dhcp socket ${JSON.stringify(DHCP_SOCKET)} (hint: start the CNI dhcp plugin as a daemon: dhcp daemon --socketpath=${DHCP_SOCKET} &)`)
+    }
+  }
   return res
 }
 
