@@ -163,7 +163,8 @@ function pseudoEntry(name: string): NetworkEntry {
 function matchNetworks(all: NetworkEntry[], reqs: string[], allowPseudo: boolean): {matches: Match[]; errors: string[]} {
   const matches: Match[] = []
   const errors: string[] = []
-  for (const req of reqs) {
+  // nerdctl keys the requests by name: a request given twice counts once.
+  for (const req of new Set(reqs)) {
     if (PSEUDO_NETWORKS.includes(req)) {
       if (!allowPseudo) errors.push(`pseudo network not allowed: ${req}`)
       else matches.push({req, nets: [pseudoEntry(req)], pseudo: true})
