@@ -154,7 +154,8 @@ export class CniRuntime {
     this.validate(conf, rt)
     const effective: RuntimeConf = {
       ...rt,
-      netns: rt.netns || cached?.netns || '',
+      // '' is a caller's way to say "no netns": only an absent value falls back to the cache
+      netns: rt.netns ?? cached?.netns ?? '',
       args: cached?.cniArgs ?? rt.args,
       capabilityArgs: cached?.capabilityArgs ?? rt.capabilityArgs,
     }
@@ -243,7 +244,7 @@ export class CniRuntime {
       report.removed.push({containerId: a.containerId, ifName: a.ifName, netns: a.netns, pending})
       if (opts.dryRun) continue
       try {
-        await this.delWith(net, {containerId: a.containerId, ifName: a.ifName, netns: a.netns ?? ''}, a)
+        await this.delWith(net, {containerId: a.containerId, ifName: a.ifName, netns: gcNetns(a.netns)}, a)
       } catch (err) {
         report.errors.push(`failed to delete stale attachment ${a.containerId} ${a.ifName}: ${(err as Error).message}`)
       }
@@ -392,6 +393,19 @@ export class CniRuntime {
       throw wrap(err)
     }
   }
+}
+
+/**
+ * The netns a GC DEL may enter. A task's `/proc/<pid>/ns/net` outlives
+ * nothing: once the task is gone its pid can be reused by any process, even
+ * one in the host's netns, where a DEL would delete that process's
+ * interface. Such paths are therefore not entered (the netns died with its
+ * task; addresses and rules are released without it). Named netns paths
+ * (bind mounts) stay valid and are used.
+ */
+export function gcNetns(netns: string | undefined): string {
+  if (!netns || /^\/proc\/\d+\/(task\/\d+\/)?ns\/net$/.test(netns)) return ''
+  return netns
 }
 
 /** Makes any error a CniError, prefixing context as libcni does. */
