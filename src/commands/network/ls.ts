@@ -20,7 +20,6 @@ export default class NetworkLs extends BaseCommand {
       multiple: true,
       multipleNonGreedy: true,
       delimiter: ',',
-      default: [],
     }),
     'no-trunc': Flags.boolean({description: 'do not truncate network IDs', default: false}),
   }
@@ -33,7 +32,7 @@ export default class NetworkLs extends BaseCommand {
     if (!table && flags.quiet) throw new CtrnetError('network ls', 'format and quiet must not be specified together')
     // Parse the template before reading anything, so a bad one fails fast.
     const tmpl = table ? undefined : (await import('../../lib/gotemplate.js')).parseFormat(format)
-    const rows = listRows(networkEnv(flags), flags.filter)
+    const rows = listRows(networkEnv(flags), flags.filter ?? [])
     const id = (r: (typeof rows)[number]) => (flags['no-trunc'] ? r.fullId : r.ID)
     let text = ''
     if (tmpl) {
