@@ -357,7 +357,10 @@ async function add(req: PluginRequest): Promise<CniResult> {
 
       // gateway addresses on the bridge (host), in parallel with the container
       const gwP = (n.isGW ? setupGateways(n, gws, brAddrs, brPreMac, result) : Promise.resolve()).finally(() => trace('gateway batch', tC))
-      const [contR, gwR] = await Promise.allSettled([contP, gwP])
+      // the masquerade rules need only the addresses: set them up alongside
+      const masqP = n.ipMasq ? loadIpMasq().then((m) => m.setupIpMasq(n.name, req.containerId, ipsOf(result))).finally(() => trace('masq', tC)) : Promise.resolve()
+      const [contR, gwR, masqR] = await Promise.allSettled([contP, gwP, masqP])
+      if (masqR.status === 'rejected') throw masqR.reason
       if (contR.status === 'rejected') throw fail(`failed to configure ${ifName} in ${netns}: ${(contR.reason as Error).message}`)
       if (gwR.status === 'rejected') throw gwR.reason
       const shown = parseJsonLines(contR.value.stdout).flat() as IpAddrLink[]
@@ -375,10 +378,6 @@ async function add(req: PluginRequest): Promise<CniResult> {
       if (n.isGW) {
         if (gws.v4.gws.length) ensureSysctl('net/ipv4/ip_forward', '1')
         if (gws.v6.gws.length) ensureSysctl('net/ipv6/conf/all/forwarding', '1')
-      }
-      if (n.ipMasq) {
-        const m = await loadIpMasq()
-        await m.setupIpMasq(n.name, req.containerId, ipsOf(result))
       }
     } else {
       const r = await ipBatch([cmdLinkUp(ifName), cmdAddrShow(ifName)], {netns, json: true})
@@ -550,7 +549,11 @@ async function del(req: PluginRequest): Promise<void> {
   // container: read the addresses and delete the link in one process; IPAM in parallel
   const tD = t0()
   const contP = ipBatch([cmdAddrShow(ifName), cmdLinkDel(ifName)], {netns: req.netns, json: true, allowFailure: true}).finally(() => trace('DEL container batch', tD))
-  const [contR, ipamR] = await Promise.allSettled([contP, ipamDel().finally(() => trace('DEL ipam', tD))])
+  // with the cached result the masquerade teardown needs nothing from the
+  // container: run it alongside (it only depends on network name and id)
+  const earlyMasq = isL3 && n.ipMasq && (prev?.ips?.length ?? 0) > 0
+  const masqP = earlyMasq ? masqDown(ipsOf(prev)).finally(() => trace('DEL masq', tD)) : Promise.resolve()
+  const [contR, ipamR, masqR] = await Promise.allSettled([contP, ipamDel().finally(() => trace('DEL ipam', tD)), masqP])
   let ipnets: {address: string}[] | undefined
   if (contR.status === 'fulfilled') {
     const r = contR.value
@@ -563,9 +566,10 @@ async function del(req: PluginRequest): Promise<void> {
     }
   } else throw contR.reason
   if (ipamR.status === 'rejected') throw ipamR.reason
+  if (masqR.status === 'rejected') throw masqR.reason
   await spoofDown()
   // link gone already: fall back to the cached result for the masquerade rules
-  await masqDown(ipnets ?? ipsOf(prev))
+  if (!earlyMasq) await masqDown(ipnets ?? ipsOf(prev))
 }
 
 async function check(req: PluginRequest): Promise<void> {
