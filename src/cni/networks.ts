@@ -201,6 +201,14 @@ function ipamConfig(conf: NetworkEntry['conf']): Array<Record<string, string>> {
   return out
 }
 
+/**
+ * A Go struct field with `omitempty`: left out of the JSON when empty, yet
+ * still there for a --format template (`{{.Id}}` prints "" rather than failing).
+ */
+function goField(o: Record<string, unknown>, key: string, value: unknown, omit: boolean): void {
+  Object.defineProperty(o, key, {value, enumerable: !omit, writable: true, configurable: true})
+}
+
 export interface InspectResult {
   results: unknown[]
   errors: string[]
@@ -229,15 +237,17 @@ export async function inspectNetworks(env: NetworkEnv, reqs: string[], mode: Ins
     if (mode === 'native') {
       const list = Object.entries(containers).map(([id, c]) => ({Id: id, ...c}))
       const r: Record<string, unknown> = {CNI: JSON.parse(n.bytes.toString('utf8')), NerdctlID: n.nerdctlID ?? null}
-      if (n.nerdctlLabels) r.NerdctlLabels = n.nerdctlLabels
-      if (n.file) r.File = n.file
+      goField(r, 'NerdctlLabels', n.nerdctlLabels, n.nerdctlLabels === undefined)
+      goField(r, 'File', n.file, n.file === '')
       r.Containers = list.length ? list : null
       results.push(r)
     } else {
       const r: Record<string, unknown> = {Name: n.name}
-      if (n.nerdctlID) r.Id = n.nerdctlID
+      goField(r, 'Id', n.nerdctlID ?? '', !n.nerdctlID)
       const cfg = ipamConfig(n.conf)
-      r.IPAM = cfg.length ? {Config: cfg} : {}
+      const ipam: Record<string, unknown> = {}
+      goField(ipam, 'Config', cfg, cfg.length === 0)
+      r.IPAM = ipam
       r.Labels = n.nerdctlLabels ?? null
       r.Containers = containers
       results.push(r)
