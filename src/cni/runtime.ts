@@ -1,4 +1,5 @@
-import {existsSync} from 'node:fs'
+import {existsSync, lstatSync} from 'node:fs'
+import {join} from 'node:path'
 import {validateContainerId, validateIfName, validateNetworkName} from './args.js'
 import {
   type CachedAttachment,
@@ -7,6 +8,8 @@ import {
   readCachedAttachment,
   readPending,
   removeCachedAttachment,
+  resultsDir,
+  pendingDir,
   removePending,
   writeCachedAttachment,
   writePending,
@@ -74,6 +77,7 @@ export class CniRuntime {
     this.validate(conf, rt)
     await this.resolvePlugins(conf)
     const key = {networkName: conf.name, containerId: rt.containerId, ifName: rt.ifName}
+    assertWritableEntry(this.opts.cacheDir, key)
     const entry = this.cacheEntry(net, rt)
     // Journal first: an ADD killed after this point can still be found and undone.
     writePending(this.opts.cacheDir, entry)
@@ -96,6 +100,10 @@ export class CniRuntime {
         }
         chainDone = true
       })
+      const final = resultAsVersion(prev ?? {cniVersion: conf.cniVersion}, conf.cniVersion)
+      writeCachedAttachment(this.opts.cacheDir, {...entry, result: final as Record<string, unknown>})
+      removePending(this.opts.cacheDir, key)
+      return final
     } catch (err) {
       const undoErrors = await this.undo(conf, started, prev, rt)
       if (undoErrors.length === 0) removePending(this.opts.cacheDir, key)
@@ -104,20 +112,22 @@ export class CniRuntime {
       if (undoErrors.length) e.details = [e.details, `cleanup also failed: ${undoErrors.join('; ')}`].filter(Boolean).join('; ')
       throw e
     }
-    const final = resultAsVersion(prev ?? {cniVersion: conf.cniVersion}, conf.cniVersion)
-    writeCachedAttachment(this.opts.cacheDir, {...entry, result: final as Record<string, unknown>})
-    removePending(this.opts.cacheDir, key)
-    return final
   }
 
-  /** DELs, in reverse, every plugin an ADD started (the failed one too: its DEL is idempotent). */
+  /**
+   * DELs, in reverse, every plugin an ADD started (the failed one too: its
+   * DEL is idempotent). Returns the failures that leave state behind: those
+   * of plugins whose ADD had succeeded. The failed plugin's own DEL is best
+   * effort (a plugin whose ADD fails must clean up after itself, and one that
+   * cannot even parse its config, or hangs, fails its DEL the same way).
+   */
   private async undo(conf: NetConfList, started: number, prev: CniResult | undefined, rt: RuntimeConf): Promise<string[]> {
     const errors: string[] = []
     for (let i = started - 1; i >= 0; i--) {
       try {
         await this.invoke('DEL', conf, conf.plugins[i], prev, rt)
       } catch (err) {
-        errors.push(`${conf.plugins[i].type}: ${(err as Error).message}`)
+        if (i < started - 1) errors.push(`${conf.plugins[i].type}: ${(err as Error).message}`)
       }
     }
     return errors
@@ -391,6 +401,18 @@ export class CniRuntime {
       }
     } catch (err) {
       throw wrap(err)
+    }
+  }
+}
+
+/** Refuses, before anything runs, a cache or journal entry that is a symlink (it would be written through). */
+function assertWritableEntry(cacheDir: string, k: {networkName: string; containerId: string; ifName: string}): void {
+  const name = `${k.networkName}-${k.containerId}-${k.ifName}`
+  for (const p of [join(resultsDir(cacheDir), name), join(pendingDir(cacheDir), name)]) {
+    try {
+      if (lstatSync(p).isSymbolicLink()) throw new CniError(CNI_ERR.IO_FAILURE, `refusing to write the CNI cache through a symlink`, p)
+    } catch (err) {
+      if (err instanceof CniError) throw err
     }
   }
 }
