@@ -353,6 +353,10 @@ describe('network inspect', () => {
     expect(cli(['network', 'inspect', '--format', '{{.Name}} {{.Id}} {{json .IPAM}}', 'nat1']).stdout).toBe(
       `nat1 ${id} {"Config":[{"Subnet":"10.4.1.0/24","Gateway":"10.4.1.1"}]}\n`,
     )
+    // host/none inspect like nerdctl's pseudo configs; omitted fields still work in templates
+    expect(cli(['network', 'inspect', '--format', '[{{.Id}}] {{json .}}', 'host']).stdout).toBe(
+      '[] {"Name":"host","IPAM":{},"Labels":null,"Containers":{}}\n',
+    )
   })
 
   it('partial failure: the found ones print, the missing one is an error line, exit non-zero', () => {
