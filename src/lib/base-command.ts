@@ -52,6 +52,11 @@ export abstract class BaseCommand extends Command {
     return this.exit(code || 1)
   }
 
+  /** A warning as one line on stderr: `ctrnet: warning: <msg>`. */
+  protected warnLine(msg: string): void {
+    process.stderr.write(`ctrnet: warning: ${msg.replace(/\s*\n\s*/g, ' ')}\n`)
+  }
+
   /** Writes a line to stdout (no chalk, no paging). */
   protected out(text: string): void {
     process.stdout.write(text.endsWith('\n') ? text : text + '\n')

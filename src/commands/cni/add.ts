@@ -11,7 +11,7 @@ export default class CniAdd extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniAdd)
     const s = settings(flags)
-    const net = loadNetwork(s, args.network, (m) => this.warn(m))
+    const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})
     const result = await makeRuntime(s).addNetworkList(net, rt)
     this.out(JSON.stringify(result, null, 4))

@@ -10,7 +10,7 @@ export default class CniCheck extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniCheck)
     const s = settings(flags)
-    const net = loadNetwork(s, args.network, (m) => this.warn(m))
+    const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})
     await makeRuntime(s).checkNetworkList(net, rt)
   }

@@ -11,7 +11,7 @@ export default class CniDel extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniDel)
     const s = settings(flags)
-    const net = loadNetwork(s, args.network, (m) => this.warn(m))
+    const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})
     await makeRuntime(s).delNetworkList(net, rt)
   }

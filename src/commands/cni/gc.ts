@@ -16,7 +16,7 @@ export default class CniGc extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniGc)
     const s = settings(flags)
-    const net = loadNetwork(s, args.network, (m) => this.warn(m))
+    const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const valid = flags.valid?.map((v) => {
       const [containerId, ifName = 'eth0'] = v.split('/')
       return {containerId, ifName}
