@@ -35,7 +35,7 @@ export function networkEnv(flags: {'cni-netconfpath': string; namespace: string;
     namespace: flags.namespace,
     address: flags.address,
     cacheDir: flags['cni-cachedir'],
-    warn: (m) => process.stderr.write(`ctrnet: warning : ${m}\n`),
+    warn: (m) => process.stderr.write(`ctrnet: warning: ${m.replace(/\s*\n\s*/g, ' ')}\n`),
   }
 }
 

@@ -318,7 +318,7 @@ describe('network ls', () => {
     const r = cli(['network', 'ls', '--format', '{{.Name}}'])
     expect(r.code).toBe(0)
     expect(r.stdout).toBe('ok1\nhost\nnone\n')
-    expect(r.stderr).toMatch(new RegExp(`^ctrnet: warning : skipping ${file('05-broken.conflist')}: invalid JSON.*\\n$`))
+    expect(r.stderr).toMatch(new RegExp(`^ctrnet: warning: skipping ${file('05-broken.conflist')}: invalid JSON.*\\n$`))
     // create still works and still warns
     const c = cli(['network', 'create', 'ok2'])
     expect(c.code).toBe(0)
