@@ -5,7 +5,7 @@
 // module loaded only by the containerd commands. oclif finds the commands
 // through the "explicit" strategy: the COMMANDS export of the bundle.
 import {build} from 'esbuild'
-import {readdirSync, statSync} from 'node:fs'
+import {readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {dirname, join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -38,7 +38,9 @@ export async function main() {
 }
 `
 
-await build({
+rmSync(join(root, 'dist', 'bundle'), {recursive: true, force: true})
+const result = await build({
+  metafile: true,
   stdin: {contents: entry, resolveDir: src, sourcefile: 'cli.ts', loader: 'ts'},
   bundle: true,
   splitting: true,
@@ -48,11 +50,12 @@ await build({
   outdir: join(root, 'dist', 'bundle'),
   entryNames: 'cli',
   chunkNames: 'chunk-[hash]',
-  minifySyntax: true,
-  minifyWhitespace: true,
+  minify: true,
+  keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
   external: ['typescript', 'ts-node', 'tsx', '@grpc/grpc-js', '@grpc/proto-loader'],
   banner: {js: "import {createRequire as __ctrnetCreateRequire} from 'node:module'; const require = __ctrnetCreateRequire(import.meta.url);"},
 })
+writeFileSync(join(root, 'dist', 'bundle-meta.json'), JSON.stringify(result.metafile))
 console.log(`bundle: ${files.length} commands -> dist/bundle/cli.js`)

@@ -1,4 +1,3 @@
-import {loadNetwork, makeRuntime, runtimeConfFromFlags} from '../../cni/attachment.js'
 import {BaseCommand} from '../../lib/base-command.js'
 import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag, settings} from '../../lib/cni-flags.js'
 
@@ -9,6 +8,7 @@ export default class CniCheck extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniCheck)
+    const {loadNetwork, makeRuntime, runtimeConfFromFlags} = await import('../../cni/attachment.js')
     const s = settings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})

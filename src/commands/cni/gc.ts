@@ -1,5 +1,4 @@
 import {Args, Flags} from '@oclif/core'
-import {loadNetwork, makeRuntime} from '../../cni/attachment.js'
 import {BaseCommand} from '../../lib/base-command.js'
 import {modeFlag, settings} from '../../lib/cni-flags.js'
 
@@ -15,6 +14,7 @@ export default class CniGc extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniGc)
+    const {loadNetwork, makeRuntime} = await import('../../cni/attachment.js')
     const s = settings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const valid = flags.valid?.map((v) => {
