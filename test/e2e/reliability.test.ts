@@ -9,7 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createNetns, destroyNetns, netnsPath, nsTry, useNetnsCleanup} from '../helpers/netns.js'
 import {account, chains, CLI, isClean, makeLab, summary, type Lab} from './reliability-lib.js'
 
-useNetnsCleanup()
+useNetnsCleanup(afterAll)
 
 const N = 24
 
@@ -107,10 +107,10 @@ describe('gc after containers die', () => {
       const r = await lab.cli(['cni', 'add', lab.net, netnsPath(ns), '--container-id', cid, '-p', `${port}:80`])
       expect(r.code, r.stderr).toBe(0)
     }
-    const before = await account(lab)
-    expect(Object.keys(before.leases).length).toBe(3)
     await destroyNetns(dead1)
     await destroyNetns(dead2)
+    const before = await account(lab)
+    expect(Object.keys(before.leases).length).toBe(3)
 
     const dry = await lab.cli(['cni', 'gc', lab.net, '--dry-run'])
     expect(dry.code, dry.stderr).toBe(0)
