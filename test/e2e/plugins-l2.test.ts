@@ -450,6 +450,21 @@ describe('bridge: traffic, failures, vanished netns', () => {
     expect(nsJson(h.name, ['link', 'show']).map((l) => l.ifname).filter((n) => vethName.test(n))).toEqual([])
     expect(nsJson(c.name, ['link', 'show']).map((l) => l.ifname)).toEqual(['lo'])
     expect(ipFiles(dir)).toEqual([])
+    // bad IPAM config or a netns path that is no namespace: nothing is created, not even the bridge
+    const h2 = addNs('fh')
+    const dir2 = join(tmp, 'ipam-fail2')
+    for (const [ipam, netns, msg] of [
+      [hl([[{subnet: '10.68.0.0/33'}]]), c.path, /CIDR|invalid/],
+      [hl([[{subnet: '10.68.0.0/24', rangeStart: '10.99.0.5'}]]), c.path, /RangeStart/],
+      [hl([[{subnet: '10.68.0.0/24'}]]), '/etc/hostname', /not a network namespace/],
+      [{ranges: [[{subnet: '10.68.0.0/24'}]]}, c.path, /missing "type"/],
+    ] as const) {
+      const r3 = ours(h2.name, {plugin: 'bridge', command: 'ADD', containerId: 'h2xg', netns, config: bridgeConf({isGateway: true}, ipam as Record<string, unknown>, dir2)})
+      expect(r3.ok).toBe(false)
+      expect(r3.error).toMatch(msg)
+      expect(nsJson(h2.name, ['link', 'show']).map((l) => l.ifname)).toEqual(['lo'])
+      expect(existsSync(dir2) ? readdirSync(dir2) : []).toEqual([])
+    }
   })
 
   it('refuses values that could inject ip batch commands, creating nothing', () => {

@@ -128,6 +128,8 @@ describe('host-local config loading', () => {
     expect(() => loadHostLocalConf(base({ranges: [[{subnet: '10.0.0.0/24'}]]}), [['FOO', '1']])).toThrow(/unknown args/)
     expect(() => loadHostLocalConf(base({ranges: [[{subnet: '10.0.0.0/24'}], [{subnet: '10.0.0.0/16'}]]}), [])).toThrow(/overlaps/)
     expect(() => loadHostLocalConf(base({}), [])).toThrow(/no IP ranges/)
+    expect(() => loadHostLocalConf(base({ranges: [[{subnet: '10.0.0.0/24'}]], dataDir: '../../etc'}), [])).toThrow(/dataDir/)
+    expect(() => loadHostLocalConf(base({ranges: [[{subnet: '10.0.0.0/24'}]], dataDir: '/var/lib/../../etc'}), [])).toThrow(/dataDir/)
   })
 })
 

@@ -11,7 +11,7 @@ import {
   type PluginRequest,
 } from '../types.js'
 import {batchError, ipBatch, parseJsonLines, type IpCmd} from '../kernel/ip.js'
-import {isNetnsGoneError, netnsExists} from '../kernel/netns.js'
+import {isNetns, isNetnsGoneError, netnsExists} from '../kernel/netns.js'
 import {ensureSysctl, trySysctl} from '../kernel/sysctl.js'
 import {
   validIfName,
@@ -23,6 +23,7 @@ import {
   cmdLinkUp,
   cmdVethAdd,
   isBridge,
+  bridgePorts,
   linkAttr,
   linkExists,
   linkMac,
@@ -66,7 +67,7 @@ interface BridgeConf {
 }
 
 function invalid(msg: string): CniError {
-  return new CniError(CNI_ERR.INVALID_NETCONF, msg)
+  return new CniError(CNI_ERR.INTERNAL, msg) // the reference returns plain errors: skel makes them 999
 }
 
 function fail(msg: string): CniError {
@@ -120,6 +121,18 @@ interface GwInfo {
   gws: string[] // CIDRs gateway/prefix
   v6: boolean
   defaultRouteFound: boolean
+}
+
+/** Config checks of the embedded IPAM types that need no state. */
+async function precheckIpam(req: PluginRequest): Promise<void> {
+  const type = req.config.ipam?.type
+  if (type === 'host-local') {
+    const {validateAdd} = await import('./host-local.js')
+    validateAdd(req.config, req.args)
+  } else if (type === 'static') {
+    const {loadStaticConf} = await import('./static.js')
+    loadStaticConf(req)
+  }
 }
 
 /** calcGateways of bridge.go: fills gateways, interface index and default routes. */
@@ -258,6 +271,11 @@ async function add(req: PluginRequest): Promise<CniResult> {
   const ifName = assertIfName(req.ifName)
   const netns = req.netns
   if (!netns || !netnsExists(netns)) throw fail(`failed to open netns "${netns}": no such file or directory`)
+  if (!isNetns(netns)) throw fail(`failed to open netns "${netns}": not a network namespace`)
+  // The reference treats an ipam section without type as layer 2; we refuse it.
+  if (req.config.ipam !== undefined && !isL3) throw fail('ipam: missing "type" (remove the ipam section for a layer-2 only network)')
+  // Bad IPAM input must change nothing: check what can be checked before any kernel work.
+  if (isL3) await precheckIpam(req)
   if (linkExists(n.brName) && !isBridge(n.brName)) throw fail(`failed to create bridge "${n.brName}": "${n.brName}" already exists but is not a bridge`)
 
   const hostVeth = randomVethName()
@@ -298,6 +316,8 @@ async function add(req: PluginRequest): Promise<CniResult> {
   let vethMade = hostR.status === 'fulfilled' && hostR.value.code === 0
   const undo = async () => {
     if (vethMade) await ipBatch([cmdLinkDel(hostVeth)], {allowFailure: true})
+    // a bridge we created and nobody else uses yet goes too (the reference keeps it)
+    if (newBridge && isBridge(n.brName) && bridgePorts(n.brName).length === 0) await ipBatch([cmdLinkDel(n.brName)], {allowFailure: true})
     if (ipamDone) await req.invokeIpam('DEL', ipamConf).catch(() => undefined)
   }
   if (hostR.status === 'rejected' || hostR.value.code !== 0) {

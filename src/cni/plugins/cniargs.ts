@@ -13,7 +13,7 @@ export function loadArgs(pairs: Array<[string, string]>, known: string[]): Recor
     if (known.includes(k)) out[k] = v
     else if (!ignore) unknown.push(`${k}=${v}`)
   }
-  if (unknown.length) throw new CniError(CNI_ERR.INVALID_ENV, `ARGS: unknown args ${JSON.stringify(unknown)}`)
+  if (unknown.length) throw new CniError(CNI_ERR.INTERNAL, `ARGS: unknown args ${JSON.stringify(unknown)}`)
   return out
 }
 

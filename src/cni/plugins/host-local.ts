@@ -1,7 +1,7 @@
 import {readFileSync} from 'node:fs'
 import {CniError, CNI_ERR, type CniDns, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import {allocate} from './host-local/allocator.js'
-import {loadHostLocalConf, rangeSetContains, type HostLocalConf} from './host-local/config.js'
+import {loadHostLocalConf, precheckAdd, rangeSetContains, type HostLocalConf} from './host-local/config.js'
 import {DiskStore, type Lease} from './host-local/store.js'
 
 /** host-local IPAM, in-process, with the v1.1.1 on-disk store and order. */
@@ -36,6 +36,7 @@ function ipamFail(msg: string): CniError {
 }
 
 export async function hostLocalAdd(conf: HostLocalConf, containerId: string, ifName: string): Promise<CniResult> {
+  precheckAdd(conf)
   // Go omits an empty routes list (omitempty)
   const result: CniResult = {cniVersion: '1.0.0', ips: [], ...(conf.routes.length ? {routes: conf.routes} : {}), dns: {}}
   if (conf.resolvConf) result.dns = parseResolvConf(conf.resolvConf)
@@ -69,6 +70,14 @@ export async function hostLocalAdd(conf: HostLocalConf, containerId: string, ifN
 export async function hostLocalDel(conf: HostLocalConf, containerId: string, ifName: string): Promise<void> {
   const store = new DiskStore(conf.dataDir, conf.name)
   await store.locked(() => store.releaseById(containerId, ifName))
+}
+
+/**
+ * Validates an ADD's IPAM config without touching anything (used by bridge
+ * before it creates links, so a bad config changes nothing).
+ */
+export function validateAdd(conf: PluginNetConf, args: Array<[string, string]>): void {
+  precheckAdd(loadHostLocalConf(conf, args))
 }
 
 /** Leases of a network's store (for GC / listings). */

@@ -10,7 +10,7 @@ interface StaticAddr {
 }
 
 function bad(msg: string): CniError {
-  return new CniError(CNI_ERR.INVALID_NETCONF, msg)
+  return new CniError(CNI_ERR.INTERNAL, msg) // the reference returns plain errors: skel makes them 999
 }
 
 function cidr(s: unknown, what: string): string {

@@ -34,7 +34,7 @@ interface Backup {
 }
 
 function bad(msg: string): CniError {
-  return new CniError(CNI_ERR.INVALID_NETCONF, msg)
+  return new CniError(CNI_ERR.INTERNAL, msg) // the reference returns plain errors: skel makes them 999
 }
 function fail(msg: string): CniError {
   return new CniError(CNI_ERR.INTERNAL, msg)

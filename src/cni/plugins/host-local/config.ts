@@ -26,7 +26,7 @@ export interface HostLocalConf {
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks'
 
 function bad(msg: string): CniError {
-  return new CniError(CNI_ERR.INVALID_NETCONF, msg)
+  return new CniError(CNI_ERR.INTERNAL, msg) // the reference returns plain errors: skel makes them 999
 }
 
 /** ip.IP of the reference: "a.b.c.d" or "a.b.c.d/nn" (keeps the address). */
@@ -166,6 +166,8 @@ export function loadHostLocalConf(conf: PluginNetConf, args: Array<[string, stri
   }
   const routes = Array.isArray(ipam.routes) ? ipam.routes.map(normalizeRoute) : []
   const dataDir = typeof ipam.dataDir === 'string' && ipam.dataDir !== '' ? ipam.dataDir : DEFAULT_DATA_DIR
+  // the reference takes a relative dataDir relative to its cwd; we refuse it
+  if (!dataDir.startsWith('/') || dataDir.split('/').includes('..')) throw bad(`invalid dataDir ${JSON.stringify(dataDir)}: must be an absolute path without ".."`)
   const name = conf.name
   if (typeof name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) throw bad(`invalid network name ${JSON.stringify(name)}`)
   return {
@@ -177,4 +179,14 @@ export function loadHostLocalConf(conf: PluginNetConf, args: Array<[string, stri
     ranges,
     requested,
   }
+}
+
+/**
+ * The checks of an ADD that need no store: every requested IP must fall in
+ * some range set (else the reference fails with "failed to allocate all
+ * requested IPs" after opening the store).
+ */
+export function precheckAdd(conf: HostLocalConf): void {
+  const left = conf.requested.filter((ip) => !conf.ranges.some((s) => rangeSetContains(s, ip)))
+  if (left.length) throw new CniError(CNI_ERR.INTERNAL, `failed to allocate all requested IPs: ${left.join(' ')}`)
 }
