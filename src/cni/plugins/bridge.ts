@@ -278,7 +278,7 @@ async function add(req: PluginRequest): Promise<CniResult> {
   if (isL3) await precheckIpam(req)
   if (linkExists(n.brName) && !isBridge(n.brName)) throw fail(`failed to create bridge "${n.brName}": "${n.brName}" already exists but is not a bridge`)
 
-  const hostVeth = randomVethName()
+  let hostVeth = randomVethName()
   // ---- step 1: host batch (bridge + veth) in parallel with IPAM ----
   const host: IpCmd[] = []
   const newBridge = !linkExists(n.brName)
@@ -304,6 +304,16 @@ async function add(req: PluginRequest): Promise<CniResult> {
     // (the reference ignores EEXIST here): run the rest again
     if (newBridge && r.code !== 0 && /Command failed -:1$/m.test(r.stderr) && /File exists/.test(r.stderr) && isBridge(n.brName)) {
       host.shift()
+      r = await ipBatch(host, {json: true, allowFailure: true})
+    }
+    // the random host name is taken (the reference retries up to 10 names)
+    for (let i = 0; i < 9 && r.code !== 0 && /File exists/.test(r.stderr) && linkExists(hostVeth); i++) {
+      const failed = Number(/Command failed -:(\d+)/.exec(r.stderr)?.[1] ?? 0) + (host.length < hostLen ? 1 : 0)
+      if (failed !== vethLine) break
+      const next = randomVethName()
+      for (const cmd of host) cmd.forEach((t, k) => t === hostVeth && (cmd[k] = next))
+      hostVeth = next
+      if (newBridge && host.length === hostLen && isBridge(n.brName)) host.shift()
       r = await ipBatch(host, {json: true, allowFailure: true})
     }
     return r
