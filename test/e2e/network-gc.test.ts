@@ -58,8 +58,8 @@ describe('network gc', () => {
     expect(ctrd.labels(NS, 'gc-doomed')['nerdctl/networks']).toBe('[]')
     expect(ctrd.labels(NS, 'gc-alive')['nerdctl/networks']).toBe('["gcnet"]')
     const left = rules()
-    expect(left.some((l) => l.includes('"rlgc-gc-doomed"'))).toBe(false)
-    expect(left.some((l) => l.includes('"rlgc-gc-alive"'))).toBe(true)
+    expect(left.some((l) => l.includes('rlgc-gc-doomed'))).toBe(false)
+    expect(left.some((l) => l.includes('rlgc-gc-alive'))).toBe(true)
     expect(left.length).toBeLessThan(rulesBefore.length)
 
     // a second run finds nothing to do

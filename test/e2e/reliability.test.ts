@@ -107,9 +107,21 @@ describe('gc after containers die', () => {
       const r = await lab.cli(['cni', 'add', lab.net, netnsPath(ns), '--container-id', cid, '-p', `${port}:80`])
       expect(r.code, r.stderr).toBe(0)
     }
+    // an ADD killed half-way (a journal entry or a cache entry, depending on the moment)
+    const dead3 = await createNetns('rlg', 'dead3')
+    const child = spawn('ip', ['netns', 'exec', lab.host, process.execPath, CLI, 'cni', 'add', lab.net, netnsPath(dead3), '--container-id', 'dead3', '-p', '22004:80', '--cni-netconfpath', lab.conf, '--cni-cachedir', lab.cache], {stdio: 'ignore'})
+    const exited = new Promise((r) => child.on('exit', r))
+    await new Promise((r) => setTimeout(r, 260))
+    child.kill('SIGKILL')
+    await exited
+    await new Promise((r) => setTimeout(r, 300))
     await destroyNetns(dead1)
     await destroyNetns(dead2)
+    await destroyNetns(dead3)
+    // the kernel dismantles a deleted netns (and so the host ends of its veths) asynchronously
+    for (let i = 0; i < 50 && (await account(lab)).veths.length > 1; i++) await new Promise((r) => setTimeout(r, 100))
     const before = await account(lab)
+    expect(before.veths.length).toBe(1)
     expect(Object.keys(before.leases).length).toBe(3)
 
     const dry = await lab.cli(['cni', 'gc', lab.net, '--dry-run'])
@@ -130,7 +142,7 @@ describe('gc after containers die', () => {
     expect(a.veths.length).toBe(1)
     // the live container still answers
     const ip = Object.keys(a.leases)[0]
-    const ping = await nsTry(lab.host, ['ping', '-c1', '-W2', ip])
+    const ping = await nsTry(lab.host, ['busybox', 'ping', '-c', '1', '-W', '2', ip])
     expect(ping.code, ping.stdout + ping.stderr).toBe(0)
 
     const del = await lab.cli(['cni', 'del', lab.net, netnsPath(live), '--container-id', 'live'])

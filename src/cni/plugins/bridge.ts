@@ -681,7 +681,16 @@ async function check(req: PluginRequest): Promise<void> {
   }
 }
 
-const plugin: EmbeddedPlugin = {add, del, check}
+/**
+ * GC (CNI 1.1): bridge keeps no per-attachment state of its own beyond what
+ * DEL removes; its IPAM plugin does (leases), so GC is delegated to it with
+ * the valid attachments, as the reference plugins of 1.1 do.
+ */
+async function gc(req: PluginRequest): Promise<void> {
+  if (req.config.ipam?.type) await req.invokeIpam('GC', req.config)
+}
+
+const plugin: EmbeddedPlugin = {add, del, check, gc}
 export default plugin
 
 export type {CniIpConfig}
