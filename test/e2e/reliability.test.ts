@@ -122,7 +122,7 @@ describe('gc after containers die', () => {
     for (let i = 0; i < 50 && (await account(lab)).veths.length > 1; i++) await new Promise((r) => setTimeout(r, 100))
     const before = await account(lab)
     expect(before.veths.length).toBe(1)
-    expect(Object.keys(before.leases).length).toBe(3)
+    expect(Object.keys(before.leases).length).toBeGreaterThanOrEqual(3)
 
     const dry = await lab.cli(['cni', 'gc', lab.net, '--dry-run'])
     expect(dry.code, dry.stderr).toBe(0)
