@@ -305,7 +305,7 @@ export class CniRuntime {
    */
   private async batched(fn: () => Promise<void>): Promise<void> {
     if (this.mode !== 'embedded') return fn()
-    const {iptablesBatch} = await import('./kernel/iptables.js')
+    const {iptablesBatch} = await import('./kernel/iptables.js') // same chunk: plugins import it
     await iptablesBatch(fn)
   }
 
