@@ -3,6 +3,7 @@ import {defineConfig} from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
     // e2e files create namespaces, bridges and processes; two at a time fits
     // the 2-core machines without starving the kernel work of each.
