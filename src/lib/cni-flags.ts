@@ -47,3 +47,8 @@ export function flagsToAttachment(flags: {'container-id'?: string; ifname: strin
     cniArgs: flags['cni-args'],
   }
 }
+
+/** The settings of the commands that talk to containerd: the runtime's plus the socket address. */
+export function containerdSettings(flags: Parameters<typeof settings>[0] & {address: string}): RuntimeSettings & {address: string} {
+  return {...settings(flags), address: flags.address}
+}

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../lib/base-command.js'
-import {modeFlag} from '../../lib/cni-flags.js'
+import {containerdSettings, modeFlag} from '../../lib/cni-flags.js'
 
 export default class NetworkConnect extends BaseCommand {
   static override description =
@@ -25,14 +25,7 @@ export default class NetworkConnect extends BaseCommand {
     const {args, flags} = await this.parse(NetworkConnect)
     const {connectContainer} = await import('../../containerd/attach.js')
     await connectContainer(
-      {
-        address: flags.address,
-        namespace: flags.namespace,
-        confDir: flags['cni-netconfpath'],
-        cniPath: flags['cni-path'],
-        cacheDir: flags['cni-cachedir'],
-        mode: flags['cni-mode'],
-      },
+      containerdSettings(flags),
       {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish},
     )
   }

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../lib/base-command.js'
-import {modeFlag} from '../../lib/cni-flags.js'
+import {containerdSettings, modeFlag} from '../../lib/cni-flags.js'
 
 export default class NetworkDisconnect extends BaseCommand {
   static override description =
@@ -16,14 +16,7 @@ export default class NetworkDisconnect extends BaseCommand {
     const {args, flags} = await this.parse(NetworkDisconnect)
     const {disconnectContainer} = await import('../../containerd/attach.js')
     await disconnectContainer(
-      {
-        address: flags.address,
-        namespace: flags.namespace,
-        confDir: flags['cni-netconfpath'],
-        cniPath: flags['cni-path'],
-        cacheDir: flags['cni-cachedir'],
-        mode: flags['cni-mode'],
-      },
+      containerdSettings(flags),
       {network: args.network, container: args.container},
     )
   }

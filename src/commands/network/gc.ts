@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../lib/base-command.js'
-import {modeFlag} from '../../lib/cni-flags.js'
+import {containerdSettings, modeFlag} from '../../lib/cni-flags.js'
 
 export default class NetworkGc extends BaseCommand {
   static override description =
@@ -14,14 +14,7 @@ export default class NetworkGc extends BaseCommand {
     const {argv, flags} = await this.parse(NetworkGc)
     const {gcNetworks} = await import('../../containerd/gc.js')
     const results = await gcNetworks(
-      {
-        address: flags.address,
-        namespace: flags.namespace,
-        confDir: flags['cni-netconfpath'],
-        cniPath: flags['cni-path'],
-        cacheDir: flags['cni-cachedir'],
-        mode: flags['cni-mode'],
-      },
+      containerdSettings(flags),
       argv as string[],
       {dryRun: flags['dry-run']},
     )
