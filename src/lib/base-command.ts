@@ -1,4 +1,5 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
+import {stderrChalk} from './color.js'
 import {CtrnetError, formatError} from './errors.js'
 
 export type GlobalFlags = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags']>
@@ -46,7 +47,9 @@ export abstract class BaseCommand extends Command {
   override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<never> {
     // oclif's own exit requests (this.exit) pass through untouched.
     if (err.oclif?.exit !== undefined && err.message.startsWith('EEXIT')) throw err
-    process.stderr.write(formatError(err) + '\n')
+    const line = formatError(err)
+    const c = await stderrChalk()
+    process.stderr.write((c ? c.red.bold('ctrnet:') + line.slice('ctrnet:'.length) : line) + '\n')
     if (process.env.DEBUG && err.stack) process.stderr.write(err.stack + '\n')
     const code = err instanceof CtrnetError ? err.exitCode : typeof err.oclif?.exit === 'number' ? err.oclif.exit : 1
     return this.exit(code || 1)
