@@ -5,7 +5,7 @@
  * the run, naming what changed.
  */
 import {execFileSync} from 'node:child_process'
-import {existsSync, readdirSync, statSync} from 'node:fs'
+import {existsSync, readdirSync, rmdirSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
 function tree(dir: string): string[] {
@@ -15,8 +15,10 @@ function tree(dir: string): string[] {
     for (const n of readdirSync(d).sort()) {
       const p = join(d, n)
       const st = statSync(p, {throwIfNoEntry: false})
-      out.push(`${p} ${st?.size ?? '?'} ${st?.mtimeMs ?? '?'}`)
-      if (st?.isDirectory()) walk(p)
+      if (st?.isDirectory()) {
+        out.push(`${p}/`)
+        walk(p)
+      } else out.push(`${p} ${st?.size ?? '?'} ${st?.mtimeMs ?? '?'}`)
     }
   }
   walk(dir)
@@ -33,9 +35,7 @@ function sh(file: string, args: string[]): string {
 
 function snapshot(): Record<string, string> {
   return {
-    '/etc/cni': tree('/etc/cni').join('\n'),
-    '/var/lib/cni': tree('/var/lib/cni').join('\n'),
-    '/run/cni': tree('/run/cni').join('\n'),
+    ...Object.fromEntries(CNI_DIRS.map((d) => [d, (existsSync(d) ? [`${d}/`, ...tree(d)] : []).join('\n')])),
     'host links': sh('ip', ['-o', 'link', 'show'])
       .split('\n')
       .map((l) => l.split(':')[1]?.trim() ?? '')
@@ -51,12 +51,33 @@ function snapshot(): Record<string, string> {
 }
 
 let before: Record<string, string>
+const CNI_DIRS = ['/etc/cni', '/var/lib/cni', '/run/cni']
+
+/**
+ * Empty directories the run created under the CNI dirs are its residue, not
+ * state: the reference tuning plugin, run by the conformance tests, keeps its
+ * backups in a hard-coded /run/cni/tuning (it writes and removes them there);
+ * remove such directories (deepest first) before comparing.
+ */
+function removeEmptyNewDirs(): void {
+  const existed = new Set(CNI_DIRS.flatMap((d) => before[d].split('\n')))
+  const dirs = CNI_DIRS.flatMap((d) => [...(existsSync(d) ? [`${d}/`] : []), ...tree(d).filter((l) => l.endsWith('/'))])
+  for (const d of dirs.sort((a, b) => b.length - a.length)) {
+    if (existed.has(d)) continue
+    try {
+      rmdirSync(d) // fails, and so keeps, a directory that is not empty
+    } catch {
+      /* not empty: a real change, reported below */
+    }
+  }
+}
 
 export function setup(): void {
   before = snapshot()
 }
 
 export function teardown(): void {
+  removeEmptyNewDirs()
   const after = snapshot()
   const changed = Object.keys(before).filter((k) => before[k] !== after[k])
   if (changed.length > 0) {

@@ -7,7 +7,7 @@
 import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {HostNs, PrivateContainerd, type RunResult} from './containerd-harness.js'
+import {HostNs, PrivateContainerd, sh, type RunResult} from './containerd-harness.js'
 
 const NS = 'h4x'
 let ctrd: PrivateContainerd
@@ -45,14 +45,15 @@ function pendingEntries(): string[] {
 
 /** Addresses (CIDR) of an interface inside the container. */
 function containerAddrs(id: string, ifName: string): string[] {
-  const r = ctrd.exec(NS, id, ['ip', '-o', 'addr', 'show', 'dev', ifName])
+  // read through the task's netns (a `ctr task exec` can fail under load)
+  const r = sh('nsenter', [`--net=/proc/${ctrd.taskPid(NS, id)}/ns/net`, 'ip', '-o', 'addr', 'show', 'dev', ifName])
   if (r.code !== 0) return []
   return [...r.stdout.matchAll(/inet6? (\S+)/g)].map((m) => m[1]).filter((a) => !a.startsWith('fe80:'))
 }
 
 function containerMac(id: string, ifName: string): string {
-  const r = ctrd.exec(NS, id, ['cat', `/sys/class/net/${ifName}/address`])
-  return r.stdout.trim()
+  const r = sh('nsenter', [`--net=/proc/${ctrd.taskPid(NS, id)}/ns/net`, 'ip', '-o', 'link', 'show', 'dev', ifName])
+  return /link\/ether (\S+)/.exec(r.stdout)?.[1] ?? ''
 }
 
 function labelNetworks(id: string): string | undefined {
