@@ -27,7 +27,7 @@ import {
   type PluginNetConf,
   type PluginRequest,
 } from './types.js'
-import {assertSupportedVersion, resultAsVersion, toInternalResult, versionAtLeast} from './version.js'
+import {assertSupportedVersion, resultAsVersion, SUPPORTED_VERSIONS, toInternalResult, versionAtLeast} from './version.js'
 
 export type CniMode = 'embedded' | 'exec'
 
@@ -283,6 +283,30 @@ export class CniRuntime {
     for (const plugin of conf.plugins) {
       await this.invokeOne('STATUS', {...plugin, name: conf.name, cniVersion: conf.cniVersion}, {containerId: '', netns: '', ifName: ''})
     }
+  }
+
+  // ---- VERSION ---------------------------------------------------------
+
+  /**
+   * The spec versions a plugin speaks (the VERSION command): embedded
+   * plugins speak every version the runtime converts between; an external
+   * one is asked by the CNI protocol.
+   */
+  async versionInfo(type: string): Promise<{cniVersion: string; supportedVersions: string[]}> {
+    if (this.mode === 'embedded' && (await loadEmbedded(type))) {
+      return {cniVersion: '1.1.0', supportedVersions: [...SUPPORTED_VERSIONS]}
+    }
+    const path = findInPath(type, this.opts.cniPath)
+    const raw = (await execPlugin(
+      path,
+      JSON.stringify({cniVersion: '1.1.0'}),
+      {command: 'VERSION', containerId: '', netns: '', ifName: '', args: [], cniPath: this.opts.cniPath},
+      this.opts.execTimeoutMs,
+    )) as unknown as {cniVersion?: unknown; supportedVersions?: unknown}
+    if (!raw || !Array.isArray(raw.supportedVersions) || !raw.supportedVersions.every((v) => typeof v === 'string')) {
+      throw new CniError(CNI_ERR.DECODING_FAILURE, `plugin ${type} gave no version information`)
+    }
+    return {cniVersion: String(raw.cniVersion ?? ''), supportedVersions: raw.supportedVersions as string[]}
   }
 
   // ---- plumbing --------------------------------------------------------

@@ -150,3 +150,20 @@ describe('chain execution by the CNI protocol', () => {
     expect(readdirSync(join(dir, 'cache', 'results'))).toEqual(['fake-keep-eth0'])
   })
 })
+
+describe('VERSION', () => {
+  it('asks an external plugin by the CNI protocol and reports embedded ones itself', async () => {
+    const dir2 = mkdtempSync(join(tmpdir(), 'ctrnet-ver-'))
+    const bin = join(dir2, 'bin')
+    mkdirSync(bin)
+    writeFileSync(join(bin, 'verplug'), '#!/bin/sh\n[ "$CNI_COMMAND" = VERSION ] || exit 9\necho \'{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}\'\n')
+    chmodSync(join(bin, 'verplug'), 0o755)
+    try {
+      const rt = new CniRuntime({cniPath: [bin], cacheDir: join(dir2, 'cache'), mode: 'embedded'})
+      expect(await rt.versionInfo('verplug')).toEqual({cniVersion: '1.0.0', supportedVersions: ['0.4.0', '1.0.0']})
+      expect((await rt.versionInfo('bridge')).supportedVersions).toEqual(['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'])
+    } finally {
+      rmSync(dir2, {recursive: true, force: true})
+    }
+  })
+})
