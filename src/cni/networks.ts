@@ -154,6 +154,13 @@ interface Match {
   pseudo?: boolean
 }
 
+/** The one network a request names, or undefined after recording nerdctl's error for none or several. */
+function single(m: Match, errors: string[]): NetworkEntry | undefined {
+  if (m.nets.length > 1) errors.push(`multiple IDs found with provided prefix: ${m.req}`)
+  else if (m.nets.length === 0) errors.push(`no network found matching: ${m.req}`)
+  return m.nets.length === 1 ? m.nets[0] : undefined
+}
+
 function pseudoEntry(name: string): NetworkEntry {
   const conf = {cniVersion: '1.0.0', name, plugins: [{type: 'nerdctl-pseudo'}]}
   return {name, file: '', bytes: Buffer.from(JSON.stringify(conf)), conf}
@@ -224,15 +231,8 @@ export async function inspectNetworks(env: NetworkEnv, reqs: string[], mode: Ins
   const {matches, errors} = matchNetworks(visible(env), reqs, true)
   const results: unknown[] = []
   for (const m of matches) {
-    if (m.nets.length > 1) {
-      errors.push(`multiple IDs found with provided prefix: ${m.req}`)
-      continue
-    }
-    if (m.nets.length === 0) {
-      errors.push(`no network found matching: ${m.req}`)
-      continue
-    }
-    const n = m.nets[0]!
+    const n = single(m, errors)
+    if (!n) continue
     const containers = await containersOf(env, n.name)
     if (mode === 'native') {
       const list = Object.entries(containers).map(([id, c]) => ({Id: id, ...c}))
@@ -302,15 +302,8 @@ export async function removeNetworks(env: NetworkEnv, reqs: string[]): Promise<R
     const {matches, errors} = matchNetworks(visible(env), reqs, false)
     const removed: string[] = []
     for (const m of matches) {
-      if (m.nets.length > 1) {
-        errors.push(`multiple IDs found with provided prefix: ${m.req}`)
-        continue
-      }
-      if (m.nets.length === 0) {
-        errors.push(`no network found matching: ${m.req}`)
-        continue
-      }
-      const n = m.nets[0]!
+      const n = single(m, errors)
+      if (!n) continue
       if (n.name === DEFAULT_NETWORK_NAME) {
         errors.push('cannot remove pre-defined network bridge')
         continue
