@@ -4,7 +4,8 @@
  * accounting of what attachments leave behind (leases, iptables chains and
  * rules, veths, cache and journal entries).
  */
-import {mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync} from 'node:fs'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -155,4 +156,53 @@ export function isClean(a: Account): boolean {
 export function summary(a: Account): string {
   const {iptables: _i, ...rest} = a
   return JSON.stringify(rest)
+}
+
+/**
+ * Every file of the lab's lease dir other than `lock` and `last_reserved_ip.*`
+ * (dot files too: a temp file left by a killed writer), with its size: after a
+ * DEL this must be empty, and an entry of size 0 is a torn lease.
+ */
+export function leaseDirFiles(lab: Lab): Array<{name: string; size: number}> {
+  const d = join(lab.data, lab.net)
+  if (!existsSync(d)) return []
+  return readdirSync(d)
+    .filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip.'))
+    .map((name) => ({name, size: statSync(join(d, name)).size}))
+}
+
+/** Starts `cni add` in the lab (not awaited) so that it can be killed. */
+export function spawnAdd(lab: Lab, netns: string, cid: string, port: number): {child: ChildProcess; exited: Promise<number | null>; started: number} {
+  const child = spawn('ip', ['netns', 'exec', lab.host, process.execPath, CLI, 'cni', 'add', lab.net, netns, '--container-id', cid, '-p', `${port}:80`, '--cni-netconfpath', lab.conf, '--cni-cachedir', lab.cache], {stdio: 'ignore'})
+  const started = Date.now()
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+  return {child, exited, started}
+}
+
+/**
+ * How far an ADD of `cid` (ifname eth0) got, in the order the ADD goes:
+ * journal written, then bridge (veth and lease in parallel), journal updated
+ * with the addresses, iptables rules of the whole chain in one transaction,
+ * cache entry written and journal removed.
+ */
+export const PHASES = ['no journal', 'journal without addresses', 'veth present', 'journal with addresses', 'rules present', 'completed'] as const
+export type Phase = (typeof PHASES)[number]
+
+export async function addPhase(lab: Lab, cid: string): Promise<{phase: Phase; detail: string}> {
+  const name = `${lab.net}-${cid}-eth0`
+  const pendingPath = join(lab.cache, 'ctrnet', 'pending', name)
+  const journal = existsSync(pendingPath) ? (JSON.parse(readFileSync(pendingPath, 'utf8')) as {result?: {ips?: unknown[]}}) : undefined
+  const cached = existsSync(join(lab.cache, 'results', name))
+  const a = await account(lab)
+  const c = chains(lab.net, cid)
+  const rules = a.masqChains.includes(c.masq) || a.dnatChains.includes(c.dnat) || a.firewallRules > 0
+  const lease = Object.values(a.leases).some((v) => v.split('\r\n')[0] === cid)
+  const detail = `journal=${journal ? (journal.result?.ips?.length ? 'addresses' : 'bare') : 'none'} veth=${a.veths.length} lease=${lease} rules=${rules} cache=${cached}`
+  let phase: Phase = 'no journal'
+  if (cached) phase = 'completed'
+  else if (rules) phase = 'rules present'
+  else if (journal?.result?.ips?.length) phase = 'journal with addresses'
+  else if (journal && a.veths.length > 0) phase = 'veth present'
+  else if (journal) phase = 'journal without addresses'
+  return {phase, detail}
 }

@@ -3,11 +3,11 @@
  * containers. Everything runs inside throwaway namespaces with private dirs.
  */
 import {spawn} from 'node:child_process'
-import {writeFileSync, mkdirSync} from 'node:fs'
+import {closeSync, openSync, writeFileSync, mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createNetns, destroyNetns, netnsPath, nsTry, useNetnsCleanup} from '../helpers/netns.js'
-import {account, chains, CLI, isClean, makeLab, summary, type Lab} from './reliability-lib.js'
+import {account, addPhase, chains, CLI, isClean, leaseDirFiles, makeLab, PHASES, spawnAdd, summary, type Lab, type Phase} from './reliability-lib.js'
 
 useNetnsCleanup(afterAll)
 
@@ -55,36 +55,66 @@ describe(`${N} parallel ADDs then ${N} parallel DELs on one network with portmap
 })
 
 describe('SIGKILL at random points of an ADD, then DEL', () => {
-  const TRIALS = 12
+  const TRIALS = 30
+  const WARMUP = 3
   let lab: Lab
   beforeAll(async () => {
     lab = await makeLab('kill', {subnet: '10.78.0.0/24'})
   })
   afterAll(async () => lab?.cleanup())
 
-  it(`leaves nothing after ${TRIALS} trials`, async () => {
-    const outcomes: string[] = []
+  /** DEL, then exact accounting: nothing of any attachment, no torn lease or temp file. */
+  async function delAndAccount(c: string, cid: string, what: string): Promise<void> {
+    const del = await lab.cli(['cni', 'del', lab.net, netnsPath(c), '--container-id', cid])
+    expect(del.code, `${what}: ${del.stderr}`).toBe(0)
+    const a = await account(lab)
+    expect(isClean(a), `${what}: ${summary(a)}`).toBe(true)
+    expect(leaseDirFiles(lab), what).toEqual([])
+  }
+
+  it(`leaves nothing after ${TRIALS} kills spread over the measured ADD, landing in at least 3 phases`, async () => {
+    // 1. How long an ADD takes here (process start-up included), un-killed.
+    const durations: number[] = []
+    for (let w = 0; w < WARMUP; w++) {
+      const c = await createNetns('rlk', `w${w}`)
+      const cid = `warm${w}`
+      const add = spawnAdd(lab, netnsPath(c), cid, 21900 + w)
+      const code = await add.exited
+      durations.push(Date.now() - add.started)
+      expect(code, `warm-up ADD ${w}`).toBe(0)
+      expect((await addPhase(lab, cid)).phase).toBe('completed')
+      await delAndAccount(c, cid, `warm-up ${w}`)
+      await destroyNetns(c)
+    }
+    const duration = Math.max(...durations)
+    const span = duration * 1.1
+
+    // 2. Trial t is killed at a time uniform within slice t of [0, span].
+    const trials: Array<{delay: number; phase: Phase; detail: string}> = []
     for (let t = 0; t < TRIALS; t++) {
       const c = await createNetns('rlk', `k${t}`)
       const cid = `kill${t}`
-      // Spread the kill over the whole ADD (it takes a few hundred ms with start-up).
-      const delay = Math.floor((t / TRIALS) * 400 + Math.random() * 40)
-      const child = spawn('ip', ['netns', 'exec', lab.host, process.execPath, CLI, 'cni', 'add', lab.net, netnsPath(c), '--container-id', cid, '-p', `${21000 + t}:80`, '--cni-netconfpath', lab.conf, '--cni-cachedir', lab.cache], {stdio: 'ignore'})
-      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-      await new Promise((r) => setTimeout(r, delay))
-      child.kill('SIGKILL')
-      const code = await exited
-      outcomes.push(code === 0 ? 'completed' : 'killed')
+      const delay = Math.floor(((t + Math.random()) / TRIALS) * span)
+      const add = spawnAdd(lab, netnsPath(c), cid, 21000 + t)
+      await new Promise((r) => setTimeout(r, Math.max(0, add.started + delay - Date.now())))
+      add.child.kill('SIGKILL')
+      await add.exited
+      const killedAt = Date.now()
+      // where the ADD was when it died, before anything else touches the lab
+      const {phase, detail} = await addPhase(lab, cid)
+      trials.push({delay, phase, detail})
       // Helper processes the killed ADD had started (ip, iptables-restore) finish on
-      // their own within milliseconds; a later DEL comes after them.
-      await new Promise((r) => setTimeout(r, 300))
-      const del = await lab.cli(['cni', 'del', lab.net, netnsPath(c), '--container-id', cid])
-      expect(del.code, `trial ${t} (delay ${delay} ms): ${del.stderr}`).toBe(0)
-      const a = await account(lab)
-      expect(isClean(a), `trial ${t} (delay ${delay} ms, ${outcomes[t]}): ${summary(a)}`).toBe(true)
+      // their own within milliseconds; a later DEL comes after them (docs/reliability.md).
+      await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 300 - Date.now())))
+      await delAndAccount(c, cid, `trial ${t} (delay ${delay} ms, ${phase}: ${detail})`)
       await destroyNetns(c)
     }
-    expect(outcomes.length).toBe(TRIALS)
+
+    const histogram = Object.fromEntries(PHASES.map((p) => [p, trials.filter((x) => x.phase === p).length]))
+    console.log(`SIGKILL: ADD ${durations.join('/')} ms, kills over 0..${Math.round(span)} ms, ${TRIALS} trials, phases ${JSON.stringify(histogram)}`)
+    for (const [t, x] of trials.entries()) console.log(`  trial ${t}: ${x.delay} ms -> ${x.phase} (${x.detail})`)
+    expect(trials.length).toBe(TRIALS)
+    expect(Object.values(histogram).filter((k) => k > 0).length, JSON.stringify(histogram)).toBeGreaterThanOrEqual(3)
   })
 })
 
@@ -157,5 +187,29 @@ describe('gc after containers die', () => {
     const gc = await lab.cli(['cni', 'gc', lab.net])
     expect(gc.code, gc.stderr).toBe(0)
     expect((await account(lab)).leases).toEqual({})
+  })
+
+  it('reclaims, with cni del and with cni gc, an empty lease file as the reference leaves it when killed mid-write', async () => {
+    // host-local v1.1.1 Reserve: open(O_RDWR|O_EXCL|O_CREATE, 0644), then write the owner.
+    // Killed in between, it leaves an empty <ip> file (under the lock, so whoever
+    // holds the lock next knows it is garbage).
+    const leaseDir = join(lab.data, lab.net)
+    mkdirSync(leaseDir, {recursive: true})
+    const torn = (ip: string) => closeSync(openSync(join(leaseDir, ip), 'wx', 0o644))
+    torn('10.79.0.201')
+    expect(leaseDirFiles(lab)).toEqual([{name: '10.79.0.201', size: 0}])
+    const c = await createNetns('rlg', 'torn')
+    const del = await lab.cli(['cni', 'del', lab.net, netnsPath(c), '--container-id', 'someone'])
+    expect(del.code, del.stderr).toBe(0)
+    expect(leaseDirFiles(lab)).toEqual([])
+    await destroyNetns(c)
+
+    torn('10.79.0.202')
+    writeFileSync(join(leaseDir, '.10.79.0.203.0123456789ab.tmp'), 'killed\r\neth0') // a killed ctrnet writer's temp file
+    expect(leaseDirFiles(lab).length).toBe(2)
+    const gc = await lab.cli(['cni', 'gc', lab.net])
+    expect(gc.code, gc.stderr).toBe(0)
+    expect(leaseDirFiles(lab)).toEqual([])
+    expect(isClean(await account(lab))).toBe(true)
   })
 })
