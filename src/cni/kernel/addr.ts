@@ -1,5 +1,7 @@
 import {Address4, Address6} from 'ip-address'
 import type {IpCmd} from './ip.js'
+import {assertIfName} from './link.js'
+import {showToken} from './tokens.js'
 
 /** Addresses: parsing/formatting with ip-address, and ip batch builders. */
 
@@ -19,15 +21,15 @@ export function parseIp(text: string): {v6: boolean; ip: string} {
       return v4 ? {v6: false, ip: v4} : {v6: true, ip: a.correctForm()}
     }
   }
-  throw new Error(`invalid IP address ${JSON.stringify(text)}`)
+  throw new Error(`invalid IP address ${showToken(text)}`)
 }
 
 export function parseCidr(text: string): Cidr {
   const m = typeof text === 'string' ? /^([^/]+)\/(\d{1,3})$/.exec(text) : null
-  if (!m) throw new Error(`invalid CIDR ${JSON.stringify(text)}`)
+  if (!m) throw new Error(`invalid CIDR ${showToken(text)}`)
   const {v6, ip} = parseIp(m[1])
   const prefix = Number(m[2])
-  if (prefix > (v6 ? 128 : 32)) throw new Error(`invalid CIDR ${JSON.stringify(text)}`)
+  if (prefix > (v6 ? 128 : 32)) throw new Error(`invalid CIDR ${showToken(text)}`)
   return {v6, ip, prefix}
 }
 
@@ -76,16 +78,16 @@ export function isIpv6(ip: string): boolean {
 
 export function cmdAddrAdd(dev: string, cidr: string): IpCmd {
   const c = parseCidr(cidr)
-  return ['addr', 'add', formatCidr(c), 'dev', dev]
+  return ['addr', 'add', formatCidr(c), 'dev', assertIfName(dev)]
 }
 
 export function cmdAddrDel(dev: string, cidr: string): IpCmd {
   const c = parseCidr(cidr)
-  return ['addr', 'del', formatCidr(c), 'dev', dev]
+  return ['addr', 'del', formatCidr(c), 'dev', assertIfName(dev)]
 }
 
 export function cmdAddrShow(dev: string): IpCmd {
-  return ['addr', 'show', 'dev', dev]
+  return ['addr', 'show', 'dev', assertIfName(dev)]
 }
 
 /** One entry of `ip -j addr show`. */

@@ -27,6 +27,7 @@ import {AsyncLocalStorage} from 'node:async_hooks'
 import {Address4, Address6} from 'ip-address'
 import {run} from '../../lib/exec.js'
 import {FileLock} from '../../lib/flock.js'
+import {UnsafeTokenError, ifNameFault, portFault, showToken, tokenFault, valueFault} from './tokens.js'
 
 export type Family = 4 | 6
 
@@ -104,12 +105,188 @@ export function formatIp(addr: string): string {
   return addr
 }
 
+// ---------------------------------------------------------------------------
+// Token checks (the last line of defence: see tokens.ts)
+
+/** Characters of a bare token in a rule (iptables-save never prints others unquoted for our rules). */
+const BARE = /^[A-Za-z0-9_.,:/+@%=[\]-]+$/
+/** Chain and target names: iptables allows 28 characters (XT_EXTENSION_MAXNAMELEN - 1). */
+const CHAIN_CHARS = /^[A-Za-z0-9_.:+@-]+$/
+export const MAX_CHAIN = 28
+const TABLES = new Set(['filter', 'nat', 'mangle', 'raw', 'security'])
+/** Protocols a rule may name (-p); numbers 0..255 too. */
+const PROTOCOLS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp', 'icmp', 'icmpv6', 'ipv6-icmp', 'esp', 'ah', 'gre', 'all'])
+/** Options that are iptables commands (or change the table): never part of a rule. */
+const COMMAND_OPTIONS = new Set([
+  '-A', '--append', '-C', '--check', '-D', '--delete', '-I', '--insert', '-R', '--replace', '-L', '--list', '-S', '--list-rules',
+  '-F', '--flush', '-Z', '--zero', '-N', '--new-chain', '-X', '--delete-chain', '-P', '--policy', '-E', '--rename-chain',
+  '-t', '--table', '-w', '--wait', '-W', '--wait-interval', '-M', '--modprobe', '-h', '--help', '-V', '--version',
+])
+/** Options whose value is a port list or range, a state list, an address type list. */
+const PORT_OPTIONS = new Set(['--dport', '--sport'])
+const PORT_LIST_OPTIONS = new Set(['--dports', '--sports'])
+/** Options that must be followed by a value. */
+const NEEDS_VALUE = new Set([...PORT_OPTIONS, ...PORT_LIST_OPTIONS, '--ctstate', '--state', '--dst-type', '--src-type'])
+
+function refuse(msg: string): never {
+  throw new UnsafeTokenError(msg)
+}
+
+function ruleFault(field: string, tok: unknown, why: string): never {
+  refuse(`iptables: refused token ${showToken(tok)} for ${field} in rule : ${why}`)
+}
+
+/** Why a chain (or target) name cannot be used, or undefined. */
+export function chainFault(name: unknown): string | undefined {
+  const f = valueFault(name, CHAIN_CHARS, MAX_CHAIN)
+  if (f) return f
+  if ((name as string).startsWith('!')) return "starts with '!'"
+  return undefined
+}
+
+/** Throws unless `name` is a usable chain name (at most 28 characters, no whitespace, not starting with '-' or '!'). */
+export function assertChainName(name: unknown, what = 'chain'): string {
+  const f = chainFault(name)
+  if (f) refuse(`iptables: refused ${what} name ${showToken(name)} : ${f}`)
+  return name as string
+}
+
+/** A port (1..65535) or a range a:b (either side may be empty, as iptables allows). */
+function portSpecFault(v: string): string | undefined {
+  const parts = v.split(':')
+  if (parts.length === 1) return portFault(v)
+  if (parts.length !== 2 || (parts[0] === '' && parts[1] === '')) return 'is not a port or port range'
+  for (const p of parts) if (p !== '' && p !== '0' && portFault(p)) return 'is not a port range of numbers 0..65535'
+  return undefined
+}
+
+/** A multiport list: 1..15 ports or ranges, comma-separated. */
+function portListFault(v: string): string | undefined {
+  const items = v.split(',')
+  if (items.length > 15) return 'has more than 15 ports'
+  for (const p of items) if (portSpecFault(p)) return `holds ${JSON.stringify(p)}, not a port or port range`
+  return undefined
+}
+
+/** Re-renders -s/-d values canonically (network address + prefix); refuses anything else. */
+function addressValue(field: string, v: unknown): string {
+  const f = valueFault(v, /^[0-9A-Fa-f:./]+$/, 64)
+  if (f) ruleFault(field, v, f)
+  const s = v as string
+  if (!Address4.isValid(s) && !Address6.isValid(s)) ruleFault(field, v, 'is not an IP address or CIDR')
+  return normalizeCidr(s)
+}
+
+/** ip:port or [ip6]:port (DNAT/SNAT), re-rendered canonically. */
+function natDestValue(field: string, v: unknown): string {
+  const f = valueFault(v, /^[0-9A-Fa-f:.[\]]+$/, 64)
+  if (f) ruleFault(field, v, f)
+  const s = v as string
+  const m6 = /^\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?$/.exec(s)
+  const m4 = m6 ? null : /^([0-9.]+)(?::([0-9]+))?$/.exec(s)
+  const m = m6 ?? m4
+  if (!m) ruleFault(field, v, 'is not ip:port or [ip6]:port')
+  const ok = m6 ? Address6.isValid(m[1]!) && !m[1]!.includes('/') : Address4.isValid(m[1]!) && !m[1]!.includes('/')
+  if (!ok) ruleFault(field, v, 'is not an IP address')
+  if (m[2] !== undefined && portFault(m[2])) ruleFault(field, v, 'has a port outside 1..65535')
+  const ip = formatIp(m[1]!)
+  const host = m6 ? `[${ip}]` : ip
+  return m[2] !== undefined ? `${host}:${Number(m[2])}` : host
+}
+
+/** The value of an option, checked by what the option takes. */
+function optionValue(name: string, v: unknown): string {
+  if (name === '--comment') {
+    // quoted below; one line, printable ASCII, within the kernel's 255 bytes
+    if (typeof v !== 'string') ruleFault(name, v, 'is not a string')
+    const f = v.includes('\n') ? 'contains a newline' : v.includes('\r') ? 'contains a carriage return' : v.includes('\0') ? 'contains a NUL byte' : undefined
+    if (f) ruleFault(name, v, f)
+    // eslint-disable-next-line no-control-regex
+    if (/[\x00-\x1f\x7f]/.test(v)) ruleFault(name, v, 'contains a control character')
+    if (/[^\x20-\x7e]/.test(v)) ruleFault(name, v, 'contains a non-ASCII character')
+    if (v.length > 255) ruleFault(name, v, 'is longer than 255 characters')
+    return v
+  }
+  if (name === '--to-destination' || name === '--to-source') return natDestValue(name, v)
+  if (name === '--set-xmark' || name === '--mark') {
+    const f = valueFault(v, /^(0x[0-9A-Fa-f]{1,8}|[0-9]{1,10})(\/(0x[0-9A-Fa-f]{1,8}|[0-9]{1,10}))?$/, 32)
+    if (f) ruleFault(name, v, f === 'contains a character that is not allowed here' ? 'is not a mark value[/mask]' : f)
+    return v as string
+  }
+  const f = valueFault(v, BARE)
+  if (f) ruleFault(name, v, f)
+  const s = v as string
+  if (PORT_OPTIONS.has(name)) {
+    const pf = portSpecFault(s)
+    if (pf) ruleFault(name, v, pf)
+  } else if (PORT_LIST_OPTIONS.has(name)) {
+    const pf = portListFault(s)
+    if (pf) ruleFault(name, v, pf)
+  } else if (name === '--ctstate' || name === '--state' || name === '--dst-type' || name === '--src-type') {
+    if (!/^[A-Za-z_]+(,[A-Za-z_]+)*$/.test(s)) ruleFault(name, v, 'is not a comma-separated list of names')
+  }
+  return s
+}
+
+/**
+ * Checks a rule in save form (as saveForm renders it, or as iptables-save
+ * printed it) token by token: bare tokens of BARE characters separated by
+ * single spaces, `!` alone, no iptables command options, and one kind of
+ * quoted token, the value of --comment, quoted like xtables_save_string()
+ * (only \" \\ \' escapes, printable ASCII inside).
+ */
+function specFault(spec: string): {tok: string; why: string} | undefined {
+  if (typeof spec !== 'string') return {tok: String(spec), why: 'is not a string'}
+  let i = 0
+  let prev = ''
+  while (i < spec.length) {
+    if (i > 0) {
+      if (spec[i] !== ' ') return {tok: spec.slice(i), why: 'is not separated by a space'}
+      i++
+      if (i >= spec.length || spec[i] === ' ') return {tok: spec, why: 'has an empty token'}
+    }
+    let tok: string
+    if (spec[i] === '"') {
+      if (prev !== '--comment') return {tok: spec.slice(i, i + 64), why: 'is a quoted value (only --comment takes one)'}
+      let j = i + 1
+      while (j < spec.length && spec[j] !== '"') {
+        if (spec[j] === '\\') {
+          if (!/["\\']/.test(spec[j + 1] ?? '')) return {tok: spec.slice(i, j + 2), why: 'has a bad escape in a quoted value'}
+          j++
+        }
+        j++
+      }
+      if (j >= spec.length) return {tok: spec.slice(i), why: 'has an unterminated quote'}
+      tok = spec.slice(i, j + 1)
+      // eslint-disable-next-line no-control-regex
+      if (/[^\x20-\x7e]/.test(tok)) return {tok, why: /\n/.test(tok) ? 'contains a newline' : 'contains a control or non-ASCII character'}
+      i = j + 1
+    } else {
+      const j = spec.indexOf(' ', i)
+      tok = spec.slice(i, j < 0 ? spec.length : j)
+      if (tok !== '!') {
+        const f = tokenFault(tok, BARE)
+        if (f) return {tok, why: f}
+        if (COMMAND_OPTIONS.has(tok)) return {tok, why: 'is an iptables command option'}
+      }
+      i += tok.length
+    }
+    prev = tok
+  }
+  return undefined
+}
+
 /**
  * Converts a rule given as `iptables -A` arguments into the text iptables-save
  * prints for it: the IP header matches first in the order -s -d -i -o -p -f
  * (addresses with their prefix), then the matches in the order given (with the
  * implicit protocol match made explicit), then the target, with --comment
  * values quoted like xtables_save_string().
+ *
+ * Every argument is checked as what its position makes it (an address, an
+ * interface, a protocol, a port, a chain, a match, an option, a value) and a
+ * bad one throws UnsafeTokenError naming the option: no caller can put a
+ * newline, a second option or a quote into a rule through here.
  */
 export function saveForm(args: readonly string[]): string {
   const header: Partial<Record<'s' | 'd' | 'i' | 'o' | 'p' | 'f', string>> = {}
@@ -131,25 +308,45 @@ export function saveForm(args: readonly string[]): string {
         header.f = `${bang}-f`
         continue
       }
-      let v = args[++i] ?? ''
-      if (h === 's' || h === 'd') v = normalizeCidr(v)
-      if (h === 'p') v = v.toLowerCase()
+      const raw = args[++i]
+      let v: string
+      if (h === 's' || h === 'd') v = addressValue(t, raw)
+      else if (h === 'i' || h === 'o') {
+        // an interface name, or a prefix with iptables' '+' wildcard
+        const f = ifNameFault(typeof raw === 'string' && raw.endsWith('+') && raw.length > 1 ? raw.slice(0, -1) : raw)
+        if (f) ruleFault(t, raw, f)
+        v = raw!
+      } else {
+        const f = valueFault(raw, /^[A-Za-z0-9-]+$/, 16)
+        if (f) ruleFault(t, raw, f)
+        v = raw!.toLowerCase()
+        if (!PROTOCOLS.has(v) && !(/^(0|[1-9][0-9]{0,2})$/.test(v) && Number(v) <= 255)) ruleFault(t, raw, 'is not a known protocol')
+      }
       header[h] = `${bang}-${h} ${v}`
       continue
     }
     if (t === '-m' || t === '--match') {
-      cur = ['-m', args[++i] ?? '']
+      const m = args[++i]
+      const f = valueFault(m, /^[A-Za-z0-9_]+$/, 28)
+      if (f) ruleFault(t, m, f)
+      cur = ['-m', m!]
       blocks.push(cur)
       neg = false
       continue
     }
     if (t === '-j' || t === '--jump' || t === '-g' || t === '--goto') {
-      target = [t.startsWith('-g') || t === '--goto' ? '-g' : '-j', args[++i] ?? '']
+      const tg = args[++i]
+      const f = chainFault(tg)
+      if (f) ruleFault(t, tg, f)
+      target = [t.startsWith('-g') || t === '--goto' ? '-g' : '-j', tg!]
       cur = target
       neg = false
       continue
     }
-    if (t.startsWith('-')) {
+    if (typeof t === 'string' && t.startsWith('-')) {
+      const of = tokenFault(t, /^--?[A-Za-z0-9][A-Za-z0-9-]*$/, 64)
+      if (of) ruleFault('an option', t, of)
+      if (COMMAND_OPTIONS.has(t)) ruleFault('an option', t, 'is an iptables command option')
       const name = OPTION_ALIASES[t] ?? t
       const proto = header.p?.replace(/^(! )?-p /, '') ?? ''
       if (!cur || (PROTO_OPTIONS.has(name) && cur !== target && !IMPLICIT_PROTO_MATCH.has(cur[1]!))) {
@@ -161,19 +358,25 @@ export function saveForm(args: readonly string[]): string {
       neg = false
       cur.push(name)
       if (ONE_VALUE.has(name)) {
-        const v = args[++i] ?? ''
+        const v = optionValue(name, args[++i])
         cur.push(name === '--comment' ? saveString(v) : rawToken(v))
         continue
       }
-      while (i + 1 < args.length && !args[i + 1]!.startsWith('-') && args[i + 1] !== '!') {
-        cur.push(rawToken(args[++i]!))
+      if (NEEDS_VALUE.has(name) && (i + 1 >= args.length || args[i + 1] === '!' || String(args[i + 1]).startsWith('-'))) {
+        ruleFault(name, args[i + 1], i + 1 >= args.length ? 'is missing (the option needs a value)' : "starts with '-' or is '!' (the option needs a value)")
+      }
+      while (i + 1 < args.length && typeof args[i + 1] === 'string' && !args[i + 1]!.startsWith('-') && args[i + 1] !== '!') {
+        cur.push(rawToken(optionValue(name, args[++i])))
       }
       continue
     }
     // a stray value: keep it where it is
+    const f = valueFault(t, BARE)
+    if (f) ruleFault('a value', t, f)
     if (!cur) blocks.push((cur = []))
     cur.push(rawToken(t))
   }
+  if (neg) ruleFault("'!'", '!', 'negates nothing')
   const parts: string[] = []
   for (const k of ['s', 'd', 'i', 'o', 'p', 'f'] as const) if (header[k]) parts.push(header[k]!)
   for (const b of blocks) parts.push(b.join(' '))
@@ -331,6 +534,23 @@ export class Tx {
     return this.lines.size === 0
   }
 
+  /**
+   * The one place where restore lines are assembled: checks the table, the
+   * chain name and the rule (specFault) and throws UnsafeTokenError before the
+   * line is recorded. Every public method calls it before changing anything,
+   * whether or not it ends up emitting the line.
+   */
+  private line(table: string, op: '-N' | '-A' | '-I' | '-D' | '-F' | '-X', chain: string, spec?: string): string {
+    if (typeof table !== 'string' || !TABLES.has(table)) refuse(`iptables: refused table ${showToken(table)} : not one of ${[...TABLES].join(', ')}`)
+    const cf = chainFault(chain)
+    if (cf) refuse(`iptables: refused chain name ${showToken(chain)} in table ${table} : ${cf}`)
+    if (spec === undefined) return `${op} ${chain}`
+    if (spec === '' && op !== '-I') return `${op} ${chain}`
+    const sf = specFault(spec)
+    if (sf) refuse(`iptables: refused token ${showToken(sf.tok)} in rule for chain ${chain} : ${sf.why}`)
+    return op === '-I' ? `-I ${chain} 1${spec ? ` ${spec}` : ''}` : `${op} ${chain} ${spec}`
+  }
+
   private emit(table: string, line: string): void {
     let l = this.lines.get(table)
     if (!l) this.lines.set(table, (l = []))
@@ -351,48 +571,53 @@ export class Tx {
 
   /** Creates a user chain unless it exists (never flushes an existing one). */
   ensureChain(table: string, chain: string): this {
+    const line = this.line(table, '-N', chain)
     if (!this.state.hasChain(table, chain) && !isBuiltinChain(table, chain)) {
       this.chainState(table, chain)
-      this.emit(table, `-N ${chain}`)
+      this.emit(table, line)
     }
     return this
   }
 
   /** Appends a rule (save form) unless an identical one is in the chain. */
   appendUnique(table: string, chain: string, spec: string): this {
+    const line = this.line(table, '-A', chain, spec)
     if (!this.state.hasRule(table, chain, spec)) {
       this.chainState(table, chain).rules.push(spec)
-      this.emit(table, `-A ${chain} ${spec}`)
+      this.emit(table, line)
     }
     return this
   }
 
   /** Inserts a rule (save form) at position 1 unless an identical one is in the chain. */
   insertUnique(table: string, chain: string, spec: string): this {
+    const line = this.line(table, '-I', chain, spec)
     if (!this.state.hasRule(table, chain, spec)) {
       this.chainState(table, chain).rules.unshift(spec)
-      this.emit(table, `-I ${chain} 1 ${spec}`)
+      this.emit(table, line)
     }
     return this
   }
 
   /** Deletes every copy of a rule (save form) that is in the chain. */
   deleteRule(table: string, chain: string, spec: string): this {
+    const line = this.line(table, '-D', chain, spec)
     const c = this.state.tables.get(table)?.get(chain)
     if (!c) return this
     for (let i = c.rules.indexOf(spec); i >= 0; i = c.rules.indexOf(spec)) {
       c.rules.splice(i, 1)
-      this.emit(table, `-D ${chain} ${spec}`)
+      this.emit(table, line)
     }
     return this
   }
 
   /** Flushes a chain if it has rules. */
   flushChain(table: string, chain: string): this {
+    const line = this.line(table, '-F', chain)
     const c = this.state.tables.get(table)?.get(chain)
     if (c && c.rules.length) {
       c.rules = []
-      this.emit(table, `-F ${chain}`)
+      this.emit(table, line)
     }
     return this
   }
@@ -402,11 +627,12 @@ export class Tx {
    * delete the jumps, flush, delete the chain. No-op when the chain is absent.
    */
   removeChain(table: string, chain: string): this {
+    const line = this.line(table, '-X', chain)
     for (const [from, spec] of this.state.refsTo(table, chain)) this.deleteRule(table, from, spec)
     if (this.state.hasChain(table, chain)) {
       this.flushChain(table, chain)
       this.state.tables.get(table)!.delete(chain)
-      this.emit(table, `-X ${chain}`)
+      this.emit(table, line)
     }
     return this
   }

@@ -2,27 +2,28 @@ import {existsSync, readFileSync, readdirSync} from 'node:fs'
 import {randomBytes} from 'node:crypto'
 import {run} from '../../lib/exec.js'
 import type {IpCmd} from './ip.js'
+import {ifNameFault, showToken} from './tokens.js'
 
 /**
  * Links. Reads of the current namespace go through sysfs (no process);
  * changes are ip batch commands built here and run by ipBatch.
  */
 
-/** Interface name rules: 1-15 chars, no '/', ':' or whitespace, not '.'/'..'. */
+/** Interface name rules: 1-15 chars, no '/', ':' or whitespace, not '.'/'..', not starting with '-'. */
 export function validIfName(name: unknown): name is string {
-  return (
-    typeof name === 'string' &&
-    name.length > 0 &&
-    name.length <= 15 &&
-    name !== '.' &&
-    name !== '..' &&
-    /^[A-Za-z0-9_.@+-]+$/.test(name)
-  )
+  return ifNameFault(name) === undefined
 }
 
 export function assertIfName(name: unknown, what = 'interface name'): string {
-  if (!validIfName(name)) throw new Error(`invalid ${what} ${JSON.stringify(name)}`)
-  return name
+  const f = ifNameFault(name)
+  if (f) throw new Error(`invalid ${what} ${showToken(name)} : ${f}`)
+  return name as string
+}
+
+/** A positive integer (MTU, queue length) rendered from a number, or a refusal naming the field. */
+function uintToken(v: number, what: string, max = 0x7fffffff): string {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new Error(`invalid ${what} ${showToken(v)} : not an integer 0..${max}`)
+  return String(v)
 }
 
 /** True when a link of that name exists in the current network namespace. */
@@ -32,6 +33,7 @@ export function linkExists(name: string): boolean {
 
 /** Deletes a link in the current network namespace; no error when it is absent. */
 export async function deleteLinkIfExists(name: string): Promise<boolean> {
+  assertIfName(name)
   const res = await run('ip', ['link', 'del', 'dev', name], {allowFailure: true})
   if (res.code === 0) return true
   if (/cannot find device|does not exist/i.test(res.stderr)) return false
@@ -73,8 +75,8 @@ export function randomVethName(): string {
 // ---- ip batch command builders ----
 
 export function cmdBridgeAdd(name: string, opts: {mtu?: number; vlanFiltering?: boolean} = {}): IpCmd {
-  const cmd = ['link', 'add', 'name', name]
-  if (opts.mtu) cmd.push('mtu', String(opts.mtu))
+  const cmd = ['link', 'add', 'name', assertIfName(name, 'bridge name')]
+  if (opts.mtu) cmd.push('mtu', uintToken(opts.mtu, 'mtu'))
   cmd.push('type', 'bridge')
   if (opts.vlanFiltering) cmd.push('vlan_filtering', '1')
   return cmd
@@ -82,19 +84,21 @@ export function cmdBridgeAdd(name: string, opts: {mtu?: number; vlanFiltering?: 
 
 /** veth pair: `host` here, `peer` created directly in the namespace at netnsPath. */
 export function cmdVethAdd(host: string, peer: string, netnsPath: string | undefined, opts: {mtu?: number; peerMac?: string; txqlen?: number} = {}): IpCmd {
-  const cmd = ['link', 'add', 'name', host]
-  if (opts.txqlen !== undefined) cmd.push('txqueuelen', String(opts.txqlen))
-  if (opts.mtu) cmd.push('mtu', String(opts.mtu))
-  cmd.push('type', 'veth', 'peer', 'name', peer)
-  if (opts.txqlen !== undefined) cmd.push('txqueuelen', String(opts.txqlen))
-  if (opts.mtu) cmd.push('mtu', String(opts.mtu))
-  if (opts.peerMac) cmd.push('address', opts.peerMac)
+  const cmd = ['link', 'add', 'name', assertIfName(host, 'veth name')]
+  const txq = opts.txqlen !== undefined ? uintToken(opts.txqlen, 'txqueuelen') : undefined
+  const mtu = opts.mtu ? uintToken(opts.mtu, 'mtu') : undefined
+  if (txq !== undefined) cmd.push('txqueuelen', txq)
+  if (mtu) cmd.push('mtu', mtu)
+  cmd.push('type', 'veth', 'peer', 'name', assertIfName(peer, 'veth peer name'))
+  if (txq !== undefined) cmd.push('txqueuelen', txq)
+  if (mtu) cmd.push('mtu', mtu)
+  if (opts.peerMac) cmd.push('address', normalizeMac(opts.peerMac))
   if (netnsPath !== undefined) cmd.push('netns', netnsPath)
   return cmd
 }
 
 export function cmdLinkSet(name: string, ...attrs: string[]): IpCmd {
-  return ['link', 'set', 'dev', name, ...attrs]
+  return ['link', 'set', 'dev', assertIfName(name), ...attrs]
 }
 
 export function cmdLinkUp(name: string): IpCmd {
@@ -102,7 +106,7 @@ export function cmdLinkUp(name: string): IpCmd {
 }
 
 export function cmdLinkDel(name: string): IpCmd {
-  return ['link', 'del', 'dev', name]
+  return ['link', 'del', 'dev', assertIfName(name)]
 }
 
 /**
@@ -111,7 +115,7 @@ export function cmdLinkDel(name: string): IpCmd {
  * command, or use `addr show`, which also prints the link (MAC, flags).
  */
 export function cmdLinkShow(name: string): IpCmd {
-  return ['link', 'show', 'dev', name]
+  return ['link', 'show', 'dev', assertIfName(name)]
 }
 
 /** One entry of `ip -j [-d] link show`. */
@@ -132,6 +136,6 @@ export interface IpLink {
 
 export const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/
 export function normalizeMac(mac: string): string {
-  if (!MAC_RE.test(mac)) throw new Error(`invalid MAC address ${JSON.stringify(mac)}`)
+  if (typeof mac !== 'string' || !MAC_RE.test(mac)) throw new Error(`invalid MAC address ${showToken(mac)}`)
   return mac.toLowerCase()
 }

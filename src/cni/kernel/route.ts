@@ -1,5 +1,6 @@
 import {parseCidr, parseIp, formatCidr, networkOf} from './addr.js'
 import type {IpCmd} from './ip.js'
+import {assertIfName} from './link.js'
 
 /** Routes: ip batch builders and parsing of `ip -j route show`. */
 
@@ -17,7 +18,7 @@ export function cmdRouteAdd(r: RouteSpec): IpCmd {
   const dst = networkOf(parseCidr(r.dst))
   const cmd = ['route', 'prepend', formatCidr(dst)]
   if (r.gw) cmd.push('via', parseIp(r.gw).ip)
-  cmd.push('dev', r.dev)
+  cmd.push('dev', assertIfName(r.dev))
   return cmd
 }
 

@@ -1,5 +1,6 @@
 import {readFileSync, writeFileSync} from 'node:fs'
-import {assertSysctlKey} from './ip.js'
+import {assertSysctlKey, assertSysctlValue} from './ip.js'
+import {UnsafeTokenError, showToken} from './tokens.js'
 
 /**
  * Sysctls of the namespace this process runs in (the host side), through
@@ -15,8 +16,11 @@ export function readSysctl(key: string): string {
   return readFileSync(sysctlPath(key), 'utf8').trim()
 }
 
+/** Writes a value checked by assertSysctlValue (one line, no NUL, no whitespace but list keys' single spaces). */
 export function writeSysctl(key: string, value: string): void {
-  writeFileSync(sysctlPath(key), value)
+  const path = sysctlPath(key)
+  assertSysctlValue(key, value)
+  writeFileSync(path, value)
 }
 
 /** Writes value unless it is already set (the reference's echo1). */
@@ -42,4 +46,18 @@ export function trySysctl(key: string, value: string): boolean {
 /** Dotted key (net.ipv4.ip_forward) to slash key, as the tuning plugin does. */
 export function dottedToSlash(key: string): string {
   return key.replace(/\./g, '/')
+}
+
+/**
+ * A dotted key (net.ipv4.conf.eth0.route_localnet) checked and turned into
+ * the slash key the writers take. Dotted components cannot hold '.', so an
+ * interface name with a dot must be given in slash form.
+ */
+export function sysctlKeyFromDotted(key: string): string {
+  if (typeof key !== 'string' || !/^net(\.[A-Za-z0-9_@:+-]+)+$/.test(key)) {
+    throw new UnsafeTokenError(`sysctl: invalid net sysctl key ${showToken(key)} : not of the form net.<a>.<b>...`)
+  }
+  const slash = dottedToSlash(key)
+  assertSysctlKey(slash)
+  return slash
 }

@@ -34,7 +34,7 @@ import {
 import {bigToIp, ipToBig, cidrContains, cmdAddrAdd, cmdAddrDel, cmdAddrShow, globalCidrs, networkOf, parseCidr, parseIp, type IpAddrLink} from '../kernel/addr.js'
 import {cmdRouteAdd, cmdRouteShowAll, mainRoutes, routeDst, type IpRoute} from '../kernel/route.js'
 import {run} from '../../lib/exec.js'
-import {nftApply, nftJson, nftToken} from '../kernel/nft.js'
+import {nftApply, nftBaseChain, nftJson, nftQuoted, nftToken, type NftCmd} from '../kernel/nft.js'
 import {loadArgs} from './cniargs.js'
 
 /**
@@ -442,18 +442,19 @@ function spoofNames(containerId: string, ifName: string) {
 
 async function spoofCheckSetup(hostVeth: string, mac: string, containerId: string, ifName: string): Promise<void> {
   const c = spoofNames(containerId, ifName)
-  const script = [
-    'add table bridge nat',
-    'add chain bridge nat PREROUTING { type filter hook prerouting priority -300; policy accept; }',
-    `add chain bridge nat ${c.iface}`,
-    `add chain bridge nat ${c.mac}`,
-    `flush chain bridge nat ${c.iface}`,
-    `flush chain bridge nat ${c.mac}`,
-    `add rule bridge nat PREROUTING iifname "${nftToken(hostVeth)}" jump ${c.iface} comment "${c.comment}"`,
-    `add rule bridge nat ${c.iface} jump ${c.mac} comment "${c.comment}"`,
-    `add rule bridge nat ${c.mac} ether saddr ${nftToken(normalizeMac(mac))} return comment "${c.comment}"`,
-    `add rule bridge nat ${c.mac} drop comment "${c.comment}"`,
-  ].join('\n') + '\n'
+  const comment = nftQuoted(c.comment)
+  const script: NftCmd[] = [
+    ['add', 'table', 'bridge', 'nat'],
+    ['add', 'chain', 'bridge', 'nat', 'PREROUTING', nftBaseChain('filter', 'prerouting', -300, 'accept')],
+    ['add', 'chain', 'bridge', 'nat', c.iface],
+    ['add', 'chain', 'bridge', 'nat', c.mac],
+    ['flush', 'chain', 'bridge', 'nat', c.iface],
+    ['flush', 'chain', 'bridge', 'nat', c.mac],
+    ['add', 'rule', 'bridge', 'nat', 'PREROUTING', 'iifname', nftQuoted(hostVeth), 'jump', c.iface, 'comment', comment],
+    ['add', 'rule', 'bridge', 'nat', c.iface, 'jump', c.mac, 'comment', comment],
+    ['add', 'rule', 'bridge', 'nat', c.mac, 'ether', 'saddr', normalizeMac(mac), 'return', 'comment', comment],
+    ['add', 'rule', 'bridge', 'nat', c.mac, 'drop', 'comment', comment],
+  ]
   const r = await nftApply(script, {allowFailure: true})
   if (r.code !== 0) throw fail(`failed to setup spoof-check: ${r.stderr.trim()}`)
 }
@@ -461,13 +462,13 @@ async function spoofCheckSetup(hostVeth: string, mac: string, containerId: strin
 async function spoofCheckTeardown(containerId: string, ifName: string): Promise<void> {
   const c = spoofNames(containerId, ifName)
   const items = (await nftJson(['list', 'chain', 'bridge', 'nat', 'PREROUTING'])) as Array<{rule?: {handle: number; comment?: string}}>
-  const lines: string[] = []
+  const lines: NftCmd[] = []
   for (const it of items) {
-    if (it.rule && it.rule.comment === c.comment) lines.push(`delete rule bridge nat PREROUTING handle ${Number(it.rule.handle)}`)
+    if (it.rule && it.rule.comment === c.comment) lines.push(['delete', 'rule', 'bridge', 'nat', 'PREROUTING', 'handle', Number(it.rule.handle)])
   }
-  const chains = [`delete chain bridge nat ${c.iface}`, `delete chain bridge nat ${c.mac}`]
-  if (lines.length) await nftApply(lines.join('\n') + '\n', {allowFailure: true})
-  await nftApply(chains.join('\n') + '\n', {allowFailure: true})
+  const chains: NftCmd[] = [['delete', 'chain', 'bridge', 'nat', c.iface], ['delete', 'chain', 'bridge', 'nat', c.mac]]
+  if (lines.length) await nftApply(lines, {allowFailure: true})
+  await nftApply(chains, {allowFailure: true})
 }
 
 async function bridgeVlanAdd(dev: string, vid: number): Promise<void> {

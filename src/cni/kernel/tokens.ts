@@ -1,0 +1,79 @@
+/**
+ * The last line of defence of the batch writers (iptables-restore input,
+ * ip -batch lines, nft scripts, sysctl writes): every token a writer puts into
+ * a script passes through here before anything is written or spawned.
+ *
+ * A "bare" token may hold only the characters its writer allows; whatever it
+ * holds, these are always refused with a reason that names them: newline, CR,
+ * NUL, other control characters, '#', quotes, backslash, whitespace,
+ * non-ASCII (look-alike digits, RTL marks), the empty string and very long
+ * strings. In a value position (a chain, an address, a port, a name) a token
+ * must not start with '-' (it would be read as an option).
+ *
+ * Errors are one line: the token is shown JSON-escaped (newlines as \n) and
+ * cut to a readable length.
+ */
+
+/** Longest token any writer accepts (the iptables comment limit is lower, 255 bytes). */
+export const MAX_TOKEN = 256
+
+/** A writer refused a value: nothing was written. */
+export class UnsafeTokenError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'UnsafeTokenError'
+  }
+}
+
+/** The token as shown in an error message: JSON-escaped, cut after 48 characters. */
+export function showToken(tok: unknown): string {
+  if (typeof tok !== 'string') return typeof tok === 'number' ? String(tok) : `(${typeof tok})`
+  if (tok.length <= 64) return JSON.stringify(tok)
+  return `${JSON.stringify(tok.slice(0, 48))}... (${tok.length} chars)`
+}
+
+/**
+ * Why `tok` cannot be a bare token, or undefined when it can. `allowed` is the
+ * writer's character set (tested last, after the named faults).
+ */
+export function tokenFault(tok: unknown, allowed: RegExp, maxLen = MAX_TOKEN): string | undefined {
+  if (typeof tok !== 'string') return 'is not a string'
+  if (tok === '') return 'is empty'
+  if (tok.includes('\n')) return 'contains a newline'
+  if (tok.includes('\r')) return 'contains a carriage return'
+  if (tok.includes('\0')) return 'contains a NUL byte'
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(tok)) return 'contains a control character'
+  if (tok.includes('#')) return "contains '#'"
+  if (/["']/.test(tok)) return 'contains a quote'
+  if (tok.includes('\\')) return 'contains a backslash'
+  if (/\s/.test(tok)) return 'contains whitespace'
+  if (/[^\x20-\x7e]/.test(tok)) return 'contains a non-ASCII character'
+  if (tok.length > maxLen) return `is longer than ${maxLen} characters`
+  if (!allowed.test(tok)) return 'contains a character that is not allowed here'
+  return undefined
+}
+
+/** Like tokenFault, and also refuses a leading '-' (a value that would read as an option). */
+export function valueFault(tok: unknown, allowed: RegExp, maxLen = MAX_TOKEN): string | undefined {
+  const f = tokenFault(tok, allowed, maxLen)
+  if (f) return f
+  if ((tok as string).startsWith('-')) return "starts with '-' (would be read as an option)"
+  return undefined
+}
+
+/** A port number 1..65535 given as a number or its decimal text (no sign, no leading zero). */
+export function portFault(v: unknown): string | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^[1-9][0-9]{0,4}$/.test(v) ? Number(v) : NaN
+  if (!Number.isInteger(n) || n < 1 || n > 65535) return 'is not a port number 1..65535'
+  return undefined
+}
+
+/** Interface names: 1..15 characters, no '/', ':', whitespace; not '.' or '..'; not starting with '-'. */
+export const IFNAME_CHARS = /^[A-Za-z0-9_.@+-]+$/
+export function ifNameFault(v: unknown): string | undefined {
+  const f = valueFault(v, IFNAME_CHARS, 15)
+  if (f) return f === 'is longer than 15 characters' ? 'is longer than 15 characters (IFNAMSIZ)' : f
+  if (v === '.' || v === '..') return "is '.' or '..'"
+  return undefined
+}
