@@ -263,18 +263,38 @@ async function usersOf(env: NetworkEnv, name: string) {
   return usage.networkUsers({address: env.address, namespace: env.namespace, cacheDir: env.cacheDir}, name)
 }
 
-function bridgeDevice(n: NetworkEntry): string | undefined {
-  const p0 = n.conf.plugins[0]
-  if (p0?.type !== 'bridge') return undefined
-  return typeof p0.bridge === 'string' && p0.bridge ? p0.bridge : undefined
-}
-
-/** Deletes the file and then the bridge link (nerdctl's fsRemove + clean), under the lock. */
+/**
+ * Deletes the file and then the bridge link (nerdctl's fsRemove + clean), under
+ * the lock. The link goes only when ctrnet/nerdctl created it for this network
+ * (src/cni/bridges.ts: br-<id>, nerdctl0, or a name recorded at create) and no
+ * other config (any namespace folder) names it; otherwise it stays, with one
+ * warning line when it exists.
+ */
 async function removeOne(env: NetworkEnv, n: NetworkEntry, what: string): Promise<void> {
+  const bridges = await import('./bridges.js')
+  const devs = [...new Set(bridges.bridgeNamesOf(n.conf))]
+  const owned = devs.map((dev) => bridges.ownsBridge(env.dir, n, dev))
   removeNetworkFile(what, n.file)
-  const dev = bridgeDevice(n)
-  if (dev) {
-    const {deleteLinkIfExists} = await import('./kernel/link.js')
+  if (devs.length === 0) return
+  const {deleteLinkIfExists, isBridge, linkExists} = await import('./kernel/link.js')
+  const net = JSON.stringify(n.name)
+  for (const [i, dev] of devs.entries()) {
+    if (n.nerdctlID) bridges.forgetOwnedBridge(env.dir, n.nerdctlID, dev)
+    if (!linkExists(dev)) continue
+    const left = `network ${net}: bridge ${JSON.stringify(dev)}`
+    if (!owned[i]) {
+      env.warn?.(`${left} was not created by ctrnet for this network; left in place`)
+      continue
+    }
+    const others = bridges.bridgeUsers(env.dir, dev, n.file)
+    if (others.length > 0) {
+      env.warn?.(`${left} is also used by ${bridges.describeUser(others[0]!)}; left in place`)
+      continue
+    }
+    if (!isBridge(dev)) {
+      env.warn?.(`${left} is not a bridge; left in place`)
+      continue
+    }
     try {
       await deleteLinkIfExists(dev)
     } catch (err) {

@@ -181,18 +181,19 @@ export async function createNetworkLocked(
     }
     const subnet = await import('./subnet.js')
     const used = subnet.hostUsedSubnets()
-    const bridges = new Map<string, string>()
-    for (const n of nets) {
-      used.push(...subnet.confSubnets(n.conf))
-      const p0 = n.conf.plugins[0]
-      if (p0?.type === 'bridge') bridges.set(typeof p0.bridge === 'string' ? p0.bridge : 'cni0', n.name)
-    }
-    const rendered = netconf.renderNetwork(opts, {usedSubnets: used, usedBridgeNames: bridges})
+    for (const n of nets) used.push(...subnet.confSubnets(n.conf))
+    const rendered = netconf.renderNetwork(opts, {usedSubnets: used})
     const {validateConflist} = await import('./schema.js')
     await validateConflist(what, rendered.conf)
     const file = configPathFor(dir, namespace, opts.name)
+    // Bridge devices are host-wide: refuse one any other config names (every namespace folder),
+    // and record the ones ctrnet creates under a chosen name, so rm deletes only what it owns.
+    const {claimBridge} = await import('./bridges.js')
+    const explicitName = opts.driver === 'bridge' && netconf.kvMap(opts.options).has(netconf.BRIDGE_NAME_OPTION)
+    const claim = await claimBridge(dir, what, {name: opts.name, id: rendered.id, conf: rendered.conf, file, explicitName})
     await writeNetworkFile(what, file, rendered.text)
-    return {id: rendered.id, name: opts.name, file, created: true, warnings: rendered.warnings}
+    const warnings = [...rendered.warnings, ...claim.warnings, ...(await claim.commit())]
+    return {id: rendered.id, name: opts.name, file, created: true, warnings}
   })
 }
 
