@@ -5,7 +5,7 @@ import type {AttachmentFlags, RuntimeSettings} from '../cni/attachment.js'
 export const attachmentFlags = {
   'container-id': Flags.string({description: 'CNI container id (default: derived from the netns path, as cnitool does)'}),
   ifname: Flags.string({description: 'interface name inside the container', default: 'eth0'}),
-  publish: Flags.string({char: 'p', description: 'port mapping [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]', multiple: true, default: []}),
+  publish: Flags.string({char: 'p', description: 'port mapping [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO] (repeatable)', multiple: true}),
   ip: Flags.string({description: 'requested IP address'}),
   'cap-args': Flags.string({description: 'capability args as JSON, like cnitool CAP_ARGS', env: 'CAP_ARGS'}),
   'cni-args': Flags.string({description: "CNI_ARGS, 'K=V;K2=V2'", env: 'CNI_ARGS'}),
@@ -37,11 +37,11 @@ export function settings(flags: {'cni-netconfpath': string; namespace: string; '
 }
 
 /** The attachment flags in the shape runtimeConfFromFlags takes. */
-export function flagsToAttachment(flags: {'container-id'?: string; ifname: string; publish: string[]; ip?: string; 'cap-args'?: string; 'cni-args'?: string}): Omit<AttachmentFlags, 'netns'> {
+export function flagsToAttachment(flags: {'container-id'?: string; ifname: string; publish?: string[]; ip?: string; 'cap-args'?: string; 'cni-args'?: string}): Omit<AttachmentFlags, 'netns'> {
   return {
     containerId: flags['container-id'],
     ifName: flags.ifname,
-    publish: flags.publish,
+    publish: flags.publish ?? [],
     ip: flags.ip,
     capArgs: flags['cap-args'],
     cniArgs: flags['cni-args'],

@@ -1,4 +1,51 @@
 import {spawn, type StdioOptions} from 'node:child_process'
+import {accessSync, constants} from 'node:fs'
+import {delimiter, join} from 'node:path'
+import {CtrnetError} from './errors.js'
+
+/**
+ * The Debian package that provides each program ctrnet runs, so that a
+ * missing one is named together with what to install.
+ */
+export const PROGRAM_PACKAGES: Readonly<Record<string, string>> = {
+  ip: 'iproute2',
+  bridge: 'iproute2',
+  nft: 'nftables',
+  'iptables-save': 'iptables',
+  'iptables-restore': 'iptables',
+  'ip6tables-save': 'iptables',
+  'ip6tables-restore': 'iptables',
+  nsenter: 'util-linux',
+  flock: 'util-linux',
+  sh: 'dash',
+  cat: 'coreutils',
+}
+
+/** The error for a program that is not installed: names it and its Debian package. */
+export function missingProgram(file: string, purpose?: string): CtrnetError {
+  const pkg = PROGRAM_PACKAGES[file]
+  const why = `not found in PATH${pkg ? ` (install the Debian package ${pkg})` : ''}${purpose ? `; needed ${purpose}` : ''}`
+  return new CtrnetError(`program "${file}"`, why)
+}
+
+/** True when `file` is an executable on PATH (or an executable path). */
+export function haveProgram(file: string, path = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'): boolean {
+  const dirs = file.includes('/') ? [''] : path.split(delimiter).filter(Boolean)
+  for (const d of dirs) {
+    try {
+      accessSync(d ? join(d, file) : file, constants.X_OK)
+      return true
+    } catch {
+      /* next */
+    }
+  }
+  return false
+}
+
+/** Fails with missingProgram() for the first of `files` that is not installed. */
+export function requirePrograms(files: Iterable<string>, purpose?: string): void {
+  for (const f of files) if (!haveProgram(f)) throw missingProgram(f, purpose)
+}
 
 export interface ExecOptions {
   input?: string | Buffer
@@ -48,9 +95,9 @@ export function run(file: string, args: string[], opts: ExecOptions = {}): Promi
       out.push(d)
     })
     child.stderr!.on('data', (d: Buffer) => err.push(d))
-    child.on('error', (e) => {
+    child.on('error', (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer)
-      reject(new Error(`${file}: ${e.message}`))
+      reject(e.code === 'ENOENT' ? missingProgram(file) : new Error(`${file}: ${e.message}`))
     })
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer)

@@ -1,6 +1,7 @@
 import {spawn} from 'node:child_process'
 import {closeSync, mkdirSync, openSync} from 'node:fs'
 import {dirname} from 'node:path'
+import {missingProgram} from './exec.js'
 
 /**
  * An exclusive flock(2) on a file, held by this process.
@@ -40,7 +41,7 @@ function lockFd(fd: number, timeoutMs: number): Promise<void> {
     const child = spawn('flock', ['-x', '-w', String(secs), '3'], {stdio: ['ignore', 'ignore', 'pipe', fd]})
     let stderr = ''
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('error', (e) => reject(new Error(`flock: ${e.message} (is util-linux installed?)`)))
+    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missingProgram('flock', 'to take file locks') : new Error(`flock: ${e.message}`)))
     child.on('close', (code) => {
       if (code === 0) resolve()
       else if (code === 1) reject(new Error(`timed out after ${secs}s waiting for lock`))

@@ -16,7 +16,7 @@ export default class NetworkConnect extends BaseCommand {
   static override flags = {
     ip: Flags.string({description: 'IPv4 address to request (CNI_ARGS IP=, as nerdctl)'}),
     ip6: Flags.string({description: 'IPv6 address to request (capability "ips"; the network must be created with --ipv6)'}),
-    publish: Flags.string({char: 'p', description: 'publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]', multiple: true, multipleNonGreedy: true, default: []}),
+    publish: Flags.string({char: 'p', description: 'publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO] (repeatable)', multiple: true, multipleNonGreedy: true}),
     ifname: Flags.string({description: 'interface name in the container (default: the next free ethN)'}),
     ...modeFlag,
   }
@@ -26,7 +26,7 @@ export default class NetworkConnect extends BaseCommand {
     const {connectContainer} = await import('../../containerd/attach.js')
     await connectContainer(
       containerdSettings(flags),
-      {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish},
+      {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish ?? []},
     )
   }
 }
