@@ -1,11 +1,17 @@
 import {createHash} from 'node:crypto'
 import {Address4, Address6} from 'ip-address'
+import {CtrnetError} from '../lib/errors.js'
 import {parseCniArgs} from './args.js'
 import {findNetworkConf, type LoadedConf} from './loader.js'
 import {parsePortSpec} from './portspec.js'
 import {CniRuntime, type CniMode, type RuntimeConf} from './runtime.js'
 
-/** Settings shared by everything that runs plugin chains. */
+/**
+ * Settings shared by everything that runs plugin chains. makeRuntime is the
+ * one factory of runtimes: `cni add|check|del|gc` and `network
+ * connect|disconnect|gc` all build theirs here, so --cni-mode and
+ * CTRNET_PLUGIN_TIMEOUT_MS mean the same everywhere.
+ */
 export interface RuntimeSettings {
   confDir: string
   namespace: string
@@ -15,11 +21,11 @@ export interface RuntimeSettings {
 }
 
 export function makeRuntime(s: RuntimeSettings): CniRuntime {
-  if (s.mode !== 'embedded' && s.mode !== 'exec') throw new Error(`--cni-mode must be embedded or exec, not "${s.mode}"`)
+  if (s.mode !== 'embedded' && s.mode !== 'exec') throw new CtrnetError('--cni-mode', `must be embedded or exec, not "${s.mode}"`)
   const t = process.env.CTRNET_PLUGIN_TIMEOUT_MS
   const execTimeoutMs = t ? Number(t) : undefined
   if (execTimeoutMs !== undefined && !(Number.isInteger(execTimeoutMs) && execTimeoutMs > 0)) {
-    throw new Error(`CTRNET_PLUGIN_TIMEOUT_MS must be a positive whole number of milliseconds, not "${t}"`)
+    throw new CtrnetError('CTRNET_PLUGIN_TIMEOUT_MS', `must be a positive whole number of milliseconds, not "${t}"`)
   }
   return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode, execTimeoutMs})
 }
@@ -62,7 +68,7 @@ export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): Runti
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--cap-args must be a JSON object')
     Object.assign(capabilityArgs, parsed)
   }
-  if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map(parsePortSpec)
+  if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map((p) => parsePortSpec(p, '--publish'))
   const args = parseCniArgs(f.cniArgs ?? '')
   if (f.ip) {
     if (!Address4.isValid(f.ip) && !Address6.isValid(f.ip)) throw new Error(`--ip "${f.ip}" is not an IP address`)

@@ -1,6 +1,7 @@
 import {createHash} from 'node:crypto'
 import {CtrnetError} from '../lib/errors.js'
 import type {NetConfList, PluginConf} from './types.js'
+import * as validate from './validate.js'
 import {
   type Cidr,
   DEFAULT_CIDR,
@@ -118,19 +119,6 @@ export function goJson(value: unknown, indent = 2, escapeHtml = true): string {
   return s.replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029')
 }
 
-/** A Linux interface name: 1-15 bytes, no '/', ':' or whitespace, not '.' or '..'. */
-export function isValidIfName(name: string): boolean {
-  return (
-    name.length > 0 &&
-    Buffer.byteLength(name) <= 15 &&
-    name !== '.' &&
-    name !== '..' &&
-    !/[/:\s]/.test(name) &&
-    // eslint-disable-next-line no-control-regex
-    !/[\x00-\x1f\x7f]/.test(name)
-  )
-}
-
 /** strconv.ParseBool */
 function parseBool(v: string): boolean | undefined {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true
@@ -146,7 +134,18 @@ function parseMtu(what: string, v: string): number {
   }
   const m = Number(v)
   if (m < 0) throw new CtrnetError(what, `mtu ${m} is less than zero`)
+  if (m > 65535) throw new CtrnetError(what, `mtu ${m} is more than 65535`)
   return m
+}
+
+/** A typed value from validate.ts; its refusal becomes `<what> : invalid <field>: <why>`. */
+function field<T>(what: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (err) {
+    if (err instanceof validate.InvalidField) throw new CtrnetError(what, err.message)
+    throw err
+  }
 }
 
 interface IpamRange {
@@ -348,10 +347,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
             break
           }
           case BRIDGE_NAME_OPTION:
-            if (!isValidIfName(v)) {
-              throw new CtrnetError(what, `invalid bridge name ${JSON.stringify(v)}: a Linux interface name is 1-15 bytes with no '/', ':' or whitespace`)
-            }
-            device = v
+            device = field(what, () => validate.ifName(v, `-o ${k}`))
             break
           default:
             throw new CtrnetError(what, `unsupported ${JSON.stringify(o.driver)} network option ${JSON.stringify(k)}`)
@@ -401,7 +397,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
             mode = v
             break
           case 'parent':
-            master = v
+            master = field(what, () => validate.ifName(v, `-o ${k}`))
             break
           default:
             throw new CtrnetError(what, `unsupported ${JSON.stringify(o.driver)} network option ${JSON.stringify(k)}`)

@@ -17,6 +17,8 @@ import {
 import {execPlugin, findInPath} from './invoke.js'
 import type {LoadedConf} from './loader.js'
 import {loadEmbedded} from './plugins/index.js'
+import {programsFor} from './plugins/programs.js'
+import {requirePrograms} from '../lib/exec.js'
 import {
   CNI_ERR,
   CniError,
@@ -27,6 +29,7 @@ import {
   type PluginNetConf,
   type PluginRequest,
 } from './types.js'
+import * as validate from './validate.js'
 import {assertSupportedVersion, resultAsVersion, SUPPORTED_VERSIONS, toInternalResult, versionAtLeast} from './version.js'
 
 export type CniMode = 'embedded' | 'exec'
@@ -72,10 +75,12 @@ export class CniRuntime {
 
   // ---- ADD -------------------------------------------------------------
 
-  async addNetworkList(net: NetList | LoadedConf, rt: RuntimeConf): Promise<CniResult> {
+  async addNetworkList(net: NetList | LoadedConf, given: RuntimeConf): Promise<CniResult> {
     const {conf} = net
-    this.validate(conf, rt)
+    const rt = await this.validate(conf, given)
     await this.resolvePlugins(conf)
+    await this.requireProgramsOf(conf)
+    await this.precheckPlugins(conf, rt)
     const key = {networkName: conf.name, containerId: rt.containerId, ifName: rt.ifName}
     assertWritableEntry(this.opts.cacheDir, key)
     const entry = this.cacheEntry(net, rt)
@@ -161,14 +166,14 @@ export class CniRuntime {
       }
     }
     if (!conf) throw new CniError(CNI_ERR.INVALID_NETCONF, 'no configuration for the attachment')
-    this.validate(conf, rt)
-    const effective: RuntimeConf = {
+    const effective: RuntimeConf = await this.validate(conf, {
       ...rt,
       // '' is a caller's way to say "no netns": only an absent value falls back to the cache
       netns: rt.netns ?? cached?.netns ?? '',
       args: cached?.cniArgs ?? rt.args,
       capabilityArgs: cached?.capabilityArgs ?? rt.capabilityArgs,
-    }
+    })
+    await this.requireProgramsOf(conf)
     let prev: CniResult | undefined
     if (cached?.result && versionAtLeast(conf.cniVersion, '0.4.0')) {
       try {
@@ -199,19 +204,20 @@ export class CniRuntime {
 
   // ---- CHECK -----------------------------------------------------------
 
-  async checkNetworkList(net: NetList | LoadedConf, rt: RuntimeConf): Promise<void> {
+  async checkNetworkList(net: NetList | LoadedConf, given: RuntimeConf): Promise<void> {
     const {conf} = net
-    this.validate(conf, rt)
+    const rt = await this.validate(conf, given)
     if (!versionAtLeast(conf.cniVersion, '0.4.0')) {
       throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `configuration version "${conf.cniVersion}" does not support the CHECK command`)
     }
     if (conf.disableCheck) return
+    await this.requireProgramsOf(conf)
     const cached = readCachedAttachment(this.opts.cacheDir, conf.name, rt.containerId, rt.ifName)
     if (!cached?.result) {
       throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `no cached result for network "${conf.name}"`, `container ${rt.containerId} ifname ${rt.ifName} was not added`)
     }
     const prev = toInternalResult(cached.result)
-    const effective = {...rt, args: cached.cniArgs ?? rt.args, capabilityArgs: cached.capabilityArgs ?? rt.capabilityArgs}
+    const effective = await this.validate(conf, {...rt, args: cached.cniArgs ?? rt.args, capabilityArgs: cached.capabilityArgs ?? rt.capabilityArgs})
     for (const plugin of conf.plugins) {
       try {
         await this.invoke('CHECK', conf, plugin, prev, effective)
@@ -311,13 +317,42 @@ export class CniRuntime {
 
   // ---- plumbing --------------------------------------------------------
 
-  private validate(conf: NetConfList, rt: RuntimeConf): void {
+  /**
+   * Parses the whole request before anything runs (validate.ts): names,
+   * CNI_ARGS, capability args and the conflist entry of every embedded
+   * plugin. Returns the runtime conf with the capability args in canonical
+   * form; a refusal names the field and leaves nothing behind.
+   */
+  private async validate(conf: NetConfList, rt: RuntimeConf): Promise<RuntimeConf> {
     validateNetworkName(conf.name)
     assertSupportedVersion(conf.cniVersion)
     validateContainerId(rt.containerId)
     validateIfName(rt.ifName)
     if (!Array.isArray(conf.plugins) || conf.plugins.length === 0) {
       throw new CniError(CNI_ERR.INVALID_NETCONF, `network "${conf.name}" has no plugins`)
+    }
+    const embedded = new Set<string>()
+    if (this.mode === 'embedded') for (const p of conf.plugins) if (typeof p?.type === 'string' && (await loadEmbedded(p.type))) embedded.add(p.type)
+    const capabilityArgs = validate.request(conf, rt, (t) => embedded.has(t))
+    return capabilityArgs === undefined ? rt : {...rt, capabilityArgs}
+  }
+
+  /**
+   * Runs each embedded plugin's own config parser (ranges that overlap, a
+   * requested IP outside every range, a VLAN out of range...) on the stdin it
+   * will get, before the first plugin of the chain does any work.
+   */
+  private async precheckPlugins(conf: NetConfList, rt: RuntimeConf): Promise<void> {
+    if (this.mode !== 'embedded') return
+    for (const plugin of conf.plugins) {
+      const embedded = await loadEmbedded(plugin.type)
+      if (!embedded?.precheck) continue
+      const req = this.request('ADD', this.stdinFor(conf, plugin, undefined, rt), rt)
+      try {
+        await embedded.precheck(req)
+      } catch (err) {
+        throw wrap(err, `plugin type="${plugin.type}" failed (add)`)
+      }
     }
   }
 
@@ -331,6 +366,23 @@ export class CniRuntime {
     if (this.mode !== 'embedded') return fn()
     const {iptablesBatch} = await import('./kernel/iptables.js') // same chunk: plugins import it
     await iptablesBatch(fn)
+  }
+
+  /**
+   * Fails before anything runs when a program an embedded plugin of the chain
+   * needs is not installed (one line naming it and its Debian package), so a
+   * missing `nft` or `iptables-restore` never leaves a half-done ADD or DEL.
+   */
+  private async requireProgramsOf(conf: NetConfList): Promise<void> {
+    if (this.mode !== 'embedded') return
+    for (const p of conf.plugins) {
+      // an exec'd main plugin execs its IPAM plugin itself
+      if (!(await loadEmbedded(p.type))) continue
+      for (const type of [p.type, p.ipam?.type]) {
+        if (typeof type !== 'string' || !(await loadEmbedded(type))) continue
+        requirePrograms(programsFor(type, p), `by the ${type} plugin of network "${conf.name}"`)
+      }
+    }
   }
 
   /** Fails before anything runs when a plugin of the chain cannot be found. */
@@ -356,6 +408,10 @@ export class CniRuntime {
 
   /** Builds one plugin's stdin as libcni's buildOneConfig does, then runs it. */
   private async invoke(command: CniCommand, conf: NetConfList, plugin: PluginConf, prev: CniResult | undefined, rt: RuntimeConf): Promise<CniResult | undefined> {
+    return this.invokeOne(command, this.stdinFor(conf, plugin, prev, rt), rt)
+  }
+
+  private stdinFor(conf: NetConfList, plugin: PluginConf, prev: CniResult | undefined, rt: RuntimeConf): PluginNetConf {
     const stdin: PluginNetConf = {...plugin, name: conf.name, cniVersion: conf.cniVersion}
     if (prev) stdin.prevResult = prev
     const rc: Record<string, unknown> = {}
@@ -363,7 +419,30 @@ export class CniRuntime {
       if (on && rt.capabilityArgs && cap in rt.capabilityArgs) rc[cap] = rt.capabilityArgs[cap]
     }
     if (Object.keys(rc).length > 0) stdin.runtimeConfig = rc
-    return this.invokeOne(command, stdin, rt)
+    return stdin
+  }
+
+  private request(
+    command: CniCommand,
+    stdin: PluginNetConf,
+    rt: Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>,
+  ): PluginRequest {
+    const args = rt.args ?? []
+    return {
+      command,
+      containerId: rt.containerId,
+      netns: rt.netns,
+      ifName: rt.ifName,
+      cniArgs: args.map(([k, v]) => `${k}=${v}`).join(';'),
+      args,
+      cniPath: this.opts.cniPath,
+      config: stdin,
+      invokeIpam: (cmd, ipamConf) => {
+        const type = ipamConf.ipam?.type
+        if (!type) return Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))
+        return this.invokeOne(cmd, ipamConf, rt, type)
+      },
+    }
   }
 
   /**
@@ -389,21 +468,7 @@ export class CniRuntime {
         this.opts.execTimeoutMs,
       )
     }
-    const req: PluginRequest = {
-      command,
-      containerId: rt.containerId,
-      netns: rt.netns,
-      ifName: rt.ifName,
-      cniArgs: args.map(([k, v]) => `${k}=${v}`).join(';'),
-      args,
-      cniPath: this.opts.cniPath,
-      config: stdin,
-      invokeIpam: (cmd, ipamConf) => {
-        const type = ipamConf.ipam?.type
-        if (!type) return Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))
-        return this.invokeOne(cmd, ipamConf, rt, type)
-      },
-    }
+    const req = this.request(command, stdin, rt)
     try {
       switch (command) {
         case 'ADD':

@@ -145,6 +145,12 @@ export interface PluginRequest {
 
 /** An in-process plugin. Results are returned in 1.x form. */
 export interface EmbeddedPlugin {
+  /**
+   * The ADD's config checks that touch nothing (its config parser, on the
+   * stdin it will get): the runtime runs them for every plugin of the chain
+   * before the first one does any work.
+   */
+  precheck?(req: PluginRequest): Promise<void> | void
   add(req: PluginRequest): Promise<CniResult>
   del(req: PluginRequest): Promise<void>
   check(req: PluginRequest): Promise<void>

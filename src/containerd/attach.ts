@@ -1,8 +1,10 @@
 import {join} from 'node:path'
 import {Address4, Address6} from 'ip-address'
 import {type CachedAttachment, listCachedAttachments, listPending} from '../cni/cache.js'
+import {makeRuntime} from '../cni/attachment.js'
 import {findNetworkConf, loadConfFile, type LoadedConf} from '../cni/loader.js'
 import {parsePortSpec} from '../cni/portspec.js'
+import * as validate from '../cni/validate.js'
 import type {CniRuntime, RuntimeConf} from '../cni/runtime.js'
 import type {CniResult, NetConfList} from '../cni/types.js'
 import {CtrnetError, errorMessage} from '../lib/errors.js'
@@ -71,12 +73,6 @@ export const GONE_NETNS = '/proc/0/ns/net'
 
 const lockFor = (cacheDir: string, cid: string) => join(cacheDir, 'ctrnet', 'locks', `container-${cid}.lock`)
 
-async function makeRuntime(s: ContainerdSettings): Promise<CniRuntime> {
-  if (s.mode !== 'embedded' && s.mode !== 'exec') throw new CtrnetError('--cni-mode', `must be embedded or exec, not "${s.mode}"`)
-  const {CniRuntime} = await import('../cni/runtime.js')
-  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode})
-}
-
 /** The network's conflist; `bridge` is nerdctl's default network, created when missing. */
 async function loadNetwork(s: ContainerdSettings, name: string, create: boolean): Promise<LoadedConf | undefined> {
   if (name === 'bridge') {
@@ -114,16 +110,8 @@ function checkRequest(req: ConnectRequest) {
   if (req.ip6 !== undefined && (req.ip6.includes('/') || !Address6.isValid(req.ip6))) {
     throw new CtrnetError(`--ip6 ${req.ip6}`, 'not an IPv6 address (give the address without a prefix length)')
   }
-  if (req.ifName !== undefined && (!req.ifName || req.ifName.length > 15 || /[/:\s]/.test(req.ifName) || req.ifName === '.' || req.ifName === '..')) {
-    throw new CtrnetError(`--ifname ${JSON.stringify(req.ifName)}`, 'not a valid interface name (1-15 characters, no "/", ":" or spaces)')
-  }
-  return (req.publish ?? []).map((p) => {
-    try {
-      return parsePortSpec(p)
-    } catch (err) {
-      throw new CtrnetError(`--publish ${p}`, errorMessage(err).replace(/^invalid port mapping "[^"]*": /, ''))
-    }
-  })
+  if (req.ifName !== undefined) validate.ifName(req.ifName, '--ifname')
+  return (req.publish ?? []).map((p) => parsePortSpec(p, '--publish'))
 }
 
 /** The attachments (cached or half-added) of one CNI container id. */
@@ -147,7 +135,7 @@ async function writeNetworksLabel(client: ContainerdClient, id: string, nets: st
 
 export async function connectContainer(s: ContainerdSettings, req: ConnectRequest): Promise<ConnectResult> {
   const portMappings = checkRequest(req)
-  const runtime = await makeRuntime(s)
+  const runtime = makeRuntime(s)
   return withClient({address: s.address, namespace: s.namespace}, async (client) => {
     const found = await resolveContainer(client, req.container)
     const cid = cniContainerId(s.namespace, found.id)
@@ -225,7 +213,7 @@ export async function connectContainer(s: ContainerdSettings, req: ConnectReques
 }
 
 export async function disconnectContainer(s: ContainerdSettings, req: DisconnectRequest): Promise<{containerId: string; removed: string[]}> {
-  const runtime = await makeRuntime(s)
+  const runtime = makeRuntime(s)
   return withClient({address: s.address, namespace: s.namespace}, async (client) => {
     const net = await loadNetwork(s, req.network, false)
     const netName = net?.conf.name ?? req.network

@@ -36,7 +36,7 @@ describe('port specs', () => {
     expect(parsePortSpec('[::1]:8080:80')).toEqual({hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '::1'})
   })
   it.each(['80', '0:80', '70000:80', 'a:80', '1.2.3:80:80', '8080:80/icmp', '[zz]:1:2'])('rejects %j', (s) => {
-    expect(() => parsePortSpec(s)).toThrow(/invalid port mapping/)
+    expect(() => parsePortSpec(s)).toThrow(/invalid --publish: /)
   })
 })
 

@@ -691,7 +691,14 @@ async function gc(req: PluginRequest): Promise<void> {
   if (req.config.ipam?.type) await req.invokeIpam('GC', req.config)
 }
 
-const plugin: EmbeddedPlugin = {add, del, check, gc}
+/** The ADD's config checks that touch nothing: bridge fields, then its IPAM's. */
+async function precheck(req: PluginRequest): Promise<void> {
+  const n = loadBridgeConf(req.config, req.args)
+  if (n.hairpinMode && n.promiscMode) throw fail('cannot set hairpin mode and promiscuous mode at the same time.')
+  if (n.ipamType !== '') await precheckIpam(req)
+}
+
+const plugin: EmbeddedPlugin = {precheck, add, del, check, gc}
 export default plugin
 
 export type {CniIpConfig}

@@ -169,6 +169,10 @@ function familiesOf(result: CniResult | undefined): Family[] {
 }
 
 const firewall: EmbeddedPlugin = {
+  precheck(req) {
+    checkVersion(req.config)
+    parseFirewallConf(req.config)
+  },
   async add(req) {
     checkVersion(req.config)
     const conf = parseFirewallConf(req.config)

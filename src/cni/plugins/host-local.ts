@@ -88,6 +88,9 @@ export async function listLeases(conf: PluginNetConf): Promise<Lease[]> {
 }
 
 const plugin: EmbeddedPlugin = {
+  precheck(req: PluginRequest): void {
+    validateAdd(req.config, req.args)
+  },
   async add(req: PluginRequest): Promise<CniResult> {
     const conf = loadHostLocalConf(req.config, req.args)
     return hostLocalAdd(conf, req.containerId, req.ifName)

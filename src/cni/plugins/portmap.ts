@@ -246,6 +246,9 @@ function wrap(what: string, err: unknown): CniError {
 }
 
 const portmap: EmbeddedPlugin = {
+  precheck(req) {
+    parseConfig(req)
+  },
   async add(req) {
     const {conf, prevResult} = parseConfig(req)
     if (!prevResult) throw invalid('must be called as chained plugin')

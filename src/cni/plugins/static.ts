@@ -65,6 +65,9 @@ export function loadStaticConf(req: PluginRequest): {addresses: StaticAddr[]; ro
 }
 
 const plugin: EmbeddedPlugin = {
+  precheck(req: PluginRequest): void {
+    loadStaticConf(req)
+  },
   async add(req: PluginRequest): Promise<CniResult> {
     const c = loadStaticConf(req)
     const ips: CniIpConfig[] = c.addresses.map((a) => ({address: a.address, ...(a.gateway ? {gateway: a.gateway} : {})}))

@@ -209,5 +209,13 @@ function splitArgv(argv: string[]): [string, string[]] {
   return [argv[0], argv.slice(1)]
 }
 
-const plugin: EmbeddedPlugin = {add, del, check}
+const plugin: EmbeddedPlugin = {
+  precheck(req: PluginRequest): void {
+    const conf = parseTuningConf(req)
+    for (const k of Object.keys(conf.sysctl)) sysctlKey(k, assertIfName(req.ifName))
+  },
+  add,
+  del,
+  check,
+}
 export default plugin
