@@ -19,7 +19,7 @@
  *  - Stale UDP conntrack entries for the host ports are not flushed (the
  *    reference does it through netlink; informative only there).
  */
-import {writeFileSync} from 'node:fs'
+import {writeSysctl} from '../kernel/sysctl.js'
 import {run} from '../../lib/exec.js'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest, type PortMapping} from '../types.js'
 import {formatIp, readStates, saveForm, transact, type Family, type Ruleset, type Tx} from '../kernel/iptables.js'
@@ -261,7 +261,7 @@ const portmap: EmbeddedPlugin = {
     const localnet =
       conf.snat && conf.contIPv4
         ? routableHostIf(conf.contIPv4.split('/')[0]!).then((dev) => {
-            if (dev) writeFileSync(`/proc/sys/net/ipv4/conf/${dev}/route_localnet`, '1')
+            if (dev) writeSysctl(`net/ipv4/conf/${dev}/route_localnet`, '1')
           })
         : Promise.resolve()
     const iptables = transact({families: fams.map(([f]) => f), tables: ['nat']}, (txs) => {
