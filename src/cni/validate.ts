@@ -51,8 +51,8 @@ export function port(v: unknown, field: string): number {
 
 /** A port given as decimal text (CLI flags, labels). */
 export function portText(v: string, field: string): number {
-  if (!/^[1-9][0-9]{0,4}$/.test(v)) return refuse(field, notA('a port number from 1 to 65535', v))
-  return port(Number(v), field)
+  if (!/^[1-9][0-9]{0,4}$/.test(v) || Number(v) > 65535) return refuse(field, notA('a port number from 1 to 65535', v))
+  return Number(v)
 }
 
 /** An ordered port range "a-b" or one port, as text. */
