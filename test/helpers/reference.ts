@@ -62,6 +62,17 @@ export class ReferencePluginError extends Error {
   }
 }
 
+/** libcni's ErrorCheckNotSupp text (api.go), kept word for word. */
+export const CHECK_NOT_SUPPORTED = 'does not support the CHECK command'
+
+/** What libcni's CheckNetworkList returns for a config older than 0.4.0. */
+export class CheckNotSupportedError extends Error {
+  constructor(public readonly cniVersion: string) {
+    super(`configuration version "${cniVersion}" ${CHECK_NOT_SUPPORTED}`)
+    this.name = 'CheckNotSupportedError'
+  }
+}
+
 /** libcni's cache file name. */
 export function cacheFile(cacheDir: string, network: string, containerId: string, ifName: string): string {
   return join(cacheDir, 'results', `${network}-${containerId}-${ifName}`)
@@ -190,9 +201,15 @@ export class ReferenceRunner {
     if (this.opts.cacheDir) rmSync(cacheFile(this.opts.cacheDir, list.name, rt.containerId, rt.ifName), {force: true})
   }
 
-  /** CHECK the list forward with the given or cached result. */
+  /**
+   * CHECK the list forward with the given or cached result. Like libcni's
+   * CheckNetworkList: a config older than 0.4.0 is refused before any plugin
+   * runs (`configuration version "0.3.1" does not support the CHECK command`,
+   * libcni's ErrorCheckNotSupp), and only then does disableCheck skip it.
+   */
   async check(list: NetConfList, rt: RefRuntimeConf, prevResult?: unknown): Promise<void> {
-    if (!versionAtLeast(list.cniVersion, '0.4.0') || list.disableCheck) return
+    if (!versionAtLeast(list.cniVersion, '0.4.0')) throw new CheckNotSupportedError(list.cniVersion)
+    if (list.disableCheck) return
     const prev = prevResult ?? this.readCache(list.name, rt)?.result
     if (prev === undefined) throw new Error(`no cached result for ${list.name}/${rt.containerId}/${rt.ifName}`)
     for (const p of list.plugins) {

@@ -13,15 +13,19 @@
  *   3. ctrnet ADD on the "ours" pair, dump: equal to (1); result equal; ctrnet CHECK ok;
  *      reference CHECK ok
  *   4. reference DEL of it (reading ctrnet's cache), dump: nothing left, equal to (2)
+ * For a config older than 0.4.0 every CHECK above (ctrnet's and the reference's)
+ * must be refused with libcni's `configuration version "x" does not support the
+ * CHECK command`, without running a plugin.
  */
 import {readFileSync} from 'node:fs'
 import {afterAll, describe, expect, it} from 'vitest'
 import type {CniResult} from '../../../src/cni/types.js'
 import type {ExecResult} from '../../../src/lib/exec.js'
 import {useNetnsCleanup} from '../../helpers/netns.js'
+import {CheckNotSupportedError, type ReferenceRunner} from '../../helpers/reference.js'
 import {diffStates, leftovers, maskValue, type KernelState} from '../../helpers/state.js'
 import {CASES} from './cases.js'
-import {describeFailure, newContainerId, Side} from './harness.js'
+import {describeFailure, newContainerId, Side, type ConfCase} from './harness.js'
 
 useNetnsCleanup(afterAll)
 
@@ -41,14 +45,34 @@ function expectSameState(ours: KernelState, ref: KernelState, what: string): voi
   expect(diff, what).toEqual([])
 }
 
-/** CHECK succeeds, except for configs older than 0.4.0 where libcni refuses it. */
-function expectCheckOutcome(r: ExecResult, side: Side): void {
-  if (['0.1.0', '0.2.0', '0.3.0', '0.3.1'].includes(side.conf.cniVersion)) {
-    expect(r.code, describeFailure('ctrnet cni check', r)).not.toBe(0)
-    expect(r.stderr).toContain('does not support the CHECK command')
+/** Config versions older than CHECK (0.4.0): libcni refuses CHECK for them. */
+const PRE_CHECK_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1']
+const cniVersionOf = (c: ConfCase): string => c.conf({dataDir: '/nonexistent'}).cniVersion
+const checkRefused = (c: ConfCase): boolean => PRE_CHECK_VERSIONS.includes(cniVersionOf(c))
+
+/** libcni's refusal, word for word (its ErrorCheckNotSupp wrapped by CheckNetworkList). */
+const refusal = (version: string) => `configuration version "${version}" does not support the CHECK command`
+
+/** ctrnet CHECK succeeds, or, for a config older than 0.4.0, is refused with libcni's words. */
+function expectCtrnetCheckOutcome(r: ExecResult, side: Side): void {
+  if (checkRefused(side.c)) {
+    expect(r.code, describeFailure('ctrnet cni check (must be refused)', r)).not.toBe(0)
+    expect(r.stderr, describeFailure('ctrnet cni check', r)).toContain(refusal(side.conf.cniVersion))
   } else {
     expect(r.code, describeFailure('ctrnet cni check', r)).toBe(0)
   }
+}
+
+/** The reference runner refuses CHECK of a pre-0.4.0 config as libcni does: an error, and no plugin run. */
+async function expectReferenceCheckRefused(runner: ReferenceRunner, side: Side, prevResult?: unknown): Promise<void> {
+  const before = runner.execs.length
+  const err = await runner.check(side.conf, side.rt, prevResult).then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  expect(err, 'reference CHECK of a pre-0.4.0 config must be refused').toBeInstanceOf(CheckNotSupportedError)
+  expect((err as Error).message).toBe(refusal(side.conf.cniVersion))
+  expect(runner.execs.slice(before), 'no plugin may run for a refused CHECK').toEqual([])
 }
 
 for (const c of CASES) {
@@ -73,10 +97,16 @@ for (const c of CASES) {
       expect(ref.hasCache()).toBe(true)
     })
 
-    it('ctrnet CHECK passes on the reference ADD (reading the libcni cache)', async () => {
-      expect(refAdd, 'reference ADD did not run').toBeDefined()
-      expectCheckOutcome(await ref.ctrnet('check'), ref)
-    })
+    it(
+      checkRefused(c)
+        ? `ctrnet and the reference both refuse CHECK of the reference ADD (cniVersion ${cniVersionOf(c)} < 0.4.0)`
+        : 'ctrnet CHECK passes on the reference ADD (reading the libcni cache)',
+      async () => {
+        expect(refAdd, 'reference ADD did not run').toBeDefined()
+        expectCtrnetCheckOutcome(await ref.ctrnet('check'), ref)
+        if (checkRefused(c)) await expectReferenceCheckRefused(ref.reference(), ref)
+      },
+    )
 
     it('ctrnet DEL after the reference ADD leaves nothing; a repeated DEL succeeds', async () => {
       expect(refAdd, 'reference ADD did not run').toBeDefined()
@@ -104,20 +134,34 @@ for (const c of CASES) {
       expect(Buffer.from(String(cache.config), 'base64').equals(ours.confBytes)).toBe(true)
     })
 
-    it('ctrnet CHECK passes after ctrnet ADD', async () => {
+    it(checkRefused(c) ? 'ctrnet refuses CHECK after ctrnet ADD' : 'ctrnet CHECK passes after ctrnet ADD', async () => {
       expect(ourResult, 'ctrnet ADD did not succeed').toBeDefined()
-      expectCheckOutcome(await ours.ctrnet('check'), ours)
+      expectCtrnetCheckOutcome(await ours.ctrnet('check'), ours)
     })
 
-    it('reference CHECK passes on the state ctrnet left (portmap skipped: plugins#819)', async () => {
-      expect(ourResult, 'ctrnet ADD did not succeed').toBeDefined()
-      const conf = ours.conf
-      // Reference portmap 1.1.1 CHECK fails for every IPv4-only container (plugins#819)
-      // and for dual-stack ones too (it looks for the IPv4 rules in ip6tables).
-      const skip = new Set(['portmap', ...(c.refCheckSkip ?? [])])
-      const list = {...conf, plugins: conf.plugins.filter((p) => !skip.has(p.type))}
-      await ours.reference().check(list, ours.rt, ourResult)
-    })
+    it(
+      checkRefused(c)
+        ? 'the reference refuses CHECK of the state ctrnet left, as libcni does'
+        : 'reference CHECK passes on the state ctrnet left (portmap skipped: plugins#819)',
+      async () => {
+        expect(ourResult, 'ctrnet ADD did not succeed').toBeDefined()
+        if (checkRefused(c)) {
+          // the whole list, from ctrnet's cache and with the result given: refused either way
+          await expectReferenceCheckRefused(ours.reference(), ours)
+          await expectReferenceCheckRefused(ours.reference(), ours, ourResult)
+        } else {
+          const conf = ours.conf
+          // Reference portmap 1.1.1 CHECK fails for every IPv4-only container (plugins#819)
+          // and for dual-stack ones too (it looks for the IPv4 rules in ip6tables).
+          const skip = new Set(['portmap', ...(c.refCheckSkip ?? [])])
+          const list = {...conf, plugins: conf.plugins.filter((p) => !skip.has(p.type))}
+          const runner = ours.reference()
+          await runner.check(list, ours.rt, ourResult)
+          // a CHECK that ran no plugin would prove nothing
+          expect(runner.execs.map((e) => `${e.type} ${e.command} ${e.code}`)).toEqual(list.plugins.map((p) => `${p.type} CHECK 0`))
+        }
+      },
+    )
 
     it('reference DEL after ctrnet ADD leaves nothing, same as ctrnet DEL after reference ADD', async () => {
       expect(ourResult, 'ctrnet ADD did not succeed').toBeDefined()
@@ -132,6 +176,13 @@ for (const c of CASES) {
     })
   })
 }
+
+// The refusal branch above is only exercised if the table has such a config.
+describe('conformance table', () => {
+  it('has a config older than 0.4.0, so CHECK refusal is covered', () => {
+    expect(CASES.filter(checkRefused).map(cniVersionOf)).toContain('0.3.1')
+  })
+})
 
 // Issue item 4: the reference leaks the masquerade rules when DEL runs after the
 // container netns is gone (plugins#810); ctrnet must clean up from its cache.
