@@ -1,5 +1,6 @@
 // Benchmark (not a test): bridge+host-local ADD+DEL in-process vs the reference
-// plugins exec'd, alternating, median of N rounds, inside throwaway namespaces.
+// plugins exec'd, median of N rounds, inside throwaway namespaces. Each round runs
+// both sides; even rounds ours first, odd rounds the reference first.
 // Run as root from the repo: npx tsc -p . ; node test/e2e/plugins-l2.bench.mjs [rounds] [ipMasq]
 import {execFileSync, spawn} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
@@ -39,8 +40,10 @@ if (process.argv[2] === '--child') {
   // warm up both (module loading, page cache), and let the bridge + gateway exist
   { const r = await br.add(req('ADD', conf(join(dir, 'o')), 'w1')); await br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, 'w1')) }
   { const cf = conf(join(dir, 'r')); const out = await exec('ADD', 'w2', cf); await exec('DEL', 'w2', {...cf, prevResult: JSON.parse(out)}) }
-  for (let i = 0; i < Number(n); i++) {
-    let t = performance.now()
+  // One side each; each records into its own arrays, whichever order it runs in.
+  // Only runOurs spawns through the counted cp.spawn (the reference uses origSpawn).
+  const runOurs = async (i) => {
+    const t = performance.now()
     const s0 = spawned.n
     const r = await br.add(req('ADD', conf(join(dir, 'o')), `o${i}`))
     const t1 = performance.now()
@@ -48,15 +51,33 @@ if (process.argv[2] === '--child') {
     await br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, `o${i}`))
     const t2 = performance.now()
     ours.push(t2 - t); addT.push(t1 - t); delT.push(t2 - t1); spawnsAdd.push(s1 - s0); spawnsDel.push(spawned.n - s1)
-    t = performance.now()
+  }
+  const runRef = async (i) => {
+    const t = performance.now()
     const cf = conf(join(dir, 'r'))
     const out = await exec('ADD', `r${i}`, cf)
     const tr = performance.now()
     await exec('DEL', `r${i}`, {...cf, prevResult: JSON.parse(out)})
-    refs.push(performance.now() - t); refAdd.push(tr - t); refDel.push(performance.now() - tr)
+    const t2 = performance.now()
+    refs.push(t2 - t); refAdd.push(tr - t); refDel.push(t2 - tr)
+  }
+  // alternate who goes first, so neither side always runs right after the other's DEL
+  const order = []
+  for (let i = 0; i < Number(n); i++) {
+    const first = i % 2 === 0 ? 'ours' : 'ref'
+    order.push(first)
+    if (first === 'ours') { await runOurs(i); await runRef(i) } else { await runRef(i); await runOurs(i) }
   }
   const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]
-  console.log(JSON.stringify({rounds: Number(n), ipMasq: masq === '1', oursAddDelMs: med(ours), oursAddMs: med(addT), oursDelMs: med(delT),
+  if (ours.length !== Number(n) || refs.length !== Number(n)) throw new Error(`rounds recorded: ours ${ours.length}, ref ${refs.length}, expected ${n}`)
+  // per side, the median ADD+DEL when it ran first and when it ran second (round i is ours[i] / refs[i])
+  const at = (a, who) => a.filter((_, i) => order[i] === who)
+  const byPosition = {
+    ours: {first: med(at(ours, 'ours')), second: med(at(ours, 'ref'))},
+    ref: {first: med(at(refs, 'ref')), second: med(at(refs, 'ours'))},
+  }
+  const firstCount = {ours: order.filter((f) => f === 'ours').length, ref: order.filter((f) => f === 'ref').length}
+  console.log(JSON.stringify({rounds: Number(n), ipMasq: masq === '1', firstCount, byPosition, oursAddDelMs: med(ours), oursAddMs: med(addT), oursDelMs: med(delT),
     refAddDelMs: med(refs), refAddMs: med(refAdd), refDelMs: med(refDel), ratio: +(med(ours) / med(refs)).toFixed(3), spawnsPerAdd: med(spawnsAdd), spawnsPerDel: med(spawnsDel), byProgram: spawned.names}))
   process.exit(0)
 }
