@@ -6,7 +6,7 @@
  * path that does not exist (rm/prune then proceed, as the issue says).
  */
 import {spawn, spawnSync} from 'node:child_process'
-import {chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -30,17 +30,65 @@ function sh(cmd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`)
 }
 
-/** Runs the CLI inside the test namespace with our config dir and a socket that does not exist. */
-function cli(args: string[], opts: {input?: string; dir?: string; noDir?: boolean; as?: 'nobody'} = {}): Res {
+/**
+ * Runs the CLI inside the test namespace with our config dir and a socket that does not exist.
+ * As nobody it must run from a copy nobody can read (`cliPath`, see worldReadableCli): the
+ * checkout may sit below a 0700 directory (a clone in `mktemp -d`), where nobody cannot
+ * even load bin/run.js and would fail for that reason instead of the one under test.
+ */
+function cli(args: string[], opts: {input?: string; dir?: string; noDir?: boolean; as?: 'nobody'; cliPath?: string} = {}): Res {
   const global = opts.noDir ? [] : ['--cni-netconfpath', opts.dir ?? dir]
   const cmd = ['ip', 'netns', 'exec', NS]
-  if (opts.as === 'nobody') cmd.push('setpriv', '--reuid=65534', '--regid=65534', '--clear-groups')
-  const r = spawnSync(cmd[0]!, [...cmd.slice(1), process.execPath, CLI, ...args, ...global], {
+  if (opts.as === 'nobody') {
+    if (!opts.cliPath) throw new Error('cli as nobody needs cliPath: a world-readable copy (worldReadableCli)')
+    cmd.push('setpriv', '--reuid=65534', '--regid=65534', '--clear-groups')
+  }
+  const r = spawnSync(cmd[0]!, [...cmd.slice(1), process.execPath, opts.cliPath ?? CLI, ...args, ...global], {
     encoding: 'utf8',
     input: opts.input ?? '',
     env: {...process.env, CONTAINERD_ADDRESS: join(tmp, 'no-containerd.sock'), HOME: tmp, DEBUG: ''},
   })
   return {code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr}
+}
+
+/**
+ * A copy of what bin/run.js loads at runtime, in a fresh 0755 dir under /tmp that
+ * nobody can traverse and read: bin/ (the entry), dist/ (the bundle, its code cache
+ * and the compiled modules), protos/ (containerd's .proto files), package.json and
+ * oclif.manifest.json (oclif reads both from the package root). node_modules is
+ * left out on purpose: the bundle carries every dependency except @grpc/* (and
+ * typescript/ts-node, which oclif only looks for in development), and only the
+ * containerd code loads those, which `network create` never reaches; the copy's
+ * positive control (a `network ls` as nobody that must succeed) fails if that
+ * ever changes. Returns the copied run.js and a remover.
+ */
+function worldReadableCli(): {cliPath: string; remove: () => void} {
+  const pkg = resolve(dirname(CLI), '..')
+  const base = mkdtempSync(join('/tmp', 'h1x-cli-'))
+  try {
+    chmodSync(base, 0o755)
+    for (const entry of ['bin', 'dist', 'protos', 'package.json', 'oclif.manifest.json']) {
+      const from = join(pkg, entry)
+      if (!existsSync(from)) {
+        if (entry === 'protos') continue // only the containerd commands need it
+        throw new Error(`cannot copy the CLI: ${from} is missing (run npm run build)`)
+      }
+      cpSync(from, join(base, entry), {recursive: true})
+    }
+    // readable (and dirs traversable) by others, whatever the checkout's modes or umask
+    const open = (p: string) => {
+      const st = statSync(p)
+      if (st.isDirectory()) {
+        chmodSync(p, (st.mode & 0o7777) | 0o755)
+        for (const n of readdirSync(p)) open(join(p, n))
+      } else chmodSync(p, (st.mode & 0o7777) | 0o444 | (st.mode & 0o100 ? 0o111 : 0))
+    }
+    open(base)
+  } catch (err) {
+    rmSync(base, {recursive: true, force: true})
+    throw err
+  }
+  return {cliPath: join(base, 'bin', 'run.js'), remove: () => rmSync(base, {recursive: true, force: true})}
 }
 
 /** Same, without waiting (for the concurrent test). */
@@ -234,7 +282,7 @@ describe('bad input: one line on stderr, non-zero exit, every file as it was', (
     ['existing name', ['network', 'create', 'existing'], /network with name existing already exists/],
     ['unknown driver', ['network', 'create', '-d', 'overlay', 'n1'], /unsupported cni driver "overlay"/],
     ['unknown option', ['network', 'create', '-o', 'foo=bar', 'n1'], /unsupported "bridge" network option "foo"/],
-    ['bad bridge name', ['network', 'create', '-o', 'com.docker.network.bridge.name=way-too-long-name', 'n1'], /invalid bridge name/],
+    ['bad bridge name', ['network', 'create', '-o', 'com.docker.network.bridge.name=way-too-long-name', 'n1'], /invalid -o com\.docker\.network\.bridge\.name: "way-too-long-name" is not an interface name: it is longer than 15 characters/],
     ['unknown ipam driver', ['network', 'create', '--ipam-driver', 'nope', 'n1'], /unsupported ipam driver "nope"/],
     ['rm host', ['network', 'rm', 'host'], /^ctrnet: network rm : pseudo network not allowed: host$/],
     ['rm bridge', ['network', 'rm', 'bridge'], /^ctrnet: network rm : cannot remove pre-defined network bridge$/],
@@ -261,11 +309,21 @@ describe('bad input: one line on stderr, non-zero exit, every file as it was', (
   it('unwritable config dir (as nobody), and a config dir below a file', () => {
     chmodSync(dir, 0o755)
     const before = snapshot(dir)
-    const r = cli(['network', 'create', 'n1'], {as: 'nobody'})
-    expect(r.code).not.toBe(0)
-    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1)
-    expect(r.stderr).toMatch(/^ctrnet: network create n1 : .*(EACCES|permission denied)/i)
-    expect(snapshot(dir)).toEqual(before)
+    const copy = worldReadableCli()
+    try {
+      // positive control: nobody can run this copy and read the dir, so what fails below is the write
+      const ls = cli(['network', 'ls'], {as: 'nobody', cliPath: copy.cliPath})
+      expect(ls, 'nobody must be able to run the copied CLI').toMatchObject({code: 0, stderr: ''})
+      expect(ls.stdout).toMatch(/^NETWORK ID/)
+      const r = cli(['network', 'create', 'n1'], {as: 'nobody', cliPath: copy.cliPath})
+      expect(r.code).not.toBe(0)
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1)
+      expect(r.stderr).toMatch(/^ctrnet: network create n1 : .*(EACCES|permission denied)/i)
+      expect(snapshot(dir)).toEqual(before)
+    } finally {
+      copy.remove()
+    }
+    expect(existsSync(dirname(dirname(copy.cliPath))), 'the copy must be gone').toBe(false)
     writeFileSync(file('plain'), 'x')
     const r2 = cli(['network', 'create', 'n1'], {dir: file('plain', 'sub')})
     expect(r2.code).not.toBe(0)
