@@ -20,6 +20,7 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
+  readdirSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -327,19 +328,27 @@ export class HostNs {
     const out: string[] = []
     for (const base of [this.dataDir, join(this.varlib, 'cni', 'networks')]) {
       const d = join(base, network)
-      const r = sh('ls', ['-1', d])
-      if (r.code === 0) out.push(...r.stdout.split('\n').filter((f) => f && f !== 'lock' && !f.startsWith('last_reserved_ip')))
+      // no directory: no lease; any other failure to read it throws (never a silent [])
+      if (!existsSync(d)) continue
+      out.push(...readdirSync(d).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip')))
     }
     return out.sort()
   }
 
   /** `iptables-save` of the host namespace. */
   iptables(): string {
-    return this.exec('iptables-save', []).stdout
+    return this.mustExec('iptables-save', [])
   }
 
   links(): string {
-    return this.exec('ip', ['-o', 'link', 'show']).stdout
+    return this.mustExec('ip', ['-o', 'link', 'show'])
+  }
+
+  /** Output of a command in the host netns; throws when it fails (a failed read is not "nothing there"). */
+  private mustExec(cmd: string, args: string[]): string {
+    const r = this.exec(cmd, args)
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} in netns ${this.name} failed (exit ${r.code}): ${r.stderr.trim()}`)
+    return r.stdout
   }
 
   cleanup(): void {
