@@ -1,9 +1,10 @@
 import {createHash} from 'node:crypto'
-import {Address4, Address6} from 'ip-address'
 import {CtrnetError} from '../lib/errors.js'
 import {parseCniArgs} from './args.js'
 import {findNetworkConf, type LoadedConf} from './loader.js'
 import {parsePortSpec} from './portspec.js'
+import {CNI_ERR} from './types.js'
+import * as validate from './validate.js'
 import {CniRuntime, type CniMode, type RuntimeConf} from './runtime.js'
 
 /**
@@ -57,6 +58,8 @@ export interface AttachmentFlags {
  * CNI_ARGS `IP=` (with IgnoreUnknown=1, which host-local reads).
  */
 export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): RuntimeConf {
+  // the flags are named here; the runtime checks the same values again as CNI_IFNAME/CNI_CONTAINERID
+  validate.ifName(f.ifName, '--ifname', CNI_ERR.INVALID_ENV)
   const capabilityArgs: Record<string, unknown> = {}
   if (f.capArgs) {
     let parsed: unknown
@@ -71,7 +74,7 @@ export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): Runti
   if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map((p) => parsePortSpec(p, '--publish'))
   const args = parseCniArgs(f.cniArgs ?? '')
   if (f.ip) {
-    if (!Address4.isValid(f.ip) && !Address6.isValid(f.ip)) throw new Error(`--ip "${f.ip}" is not an IP address`)
+    validate.ipAddress(f.ip, '--ip')
     const declaresIps = net.conf.plugins.some((p) => p.capabilities?.ips)
     if (declaresIps) capabilityArgs.ips = [f.ip]
     else {

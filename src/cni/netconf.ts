@@ -2,6 +2,7 @@ import {createHash} from 'node:crypto'
 import {CtrnetError} from '../lib/errors.js'
 import type {NetConfList, PluginConf} from './types.js'
 import * as validate from './validate.js'
+import {showToken} from './kernel/tokens.js'
 import {
   type Cidr,
   DEFAULT_CIDR,
@@ -127,14 +128,14 @@ function parseBool(v: string): boolean | undefined {
 }
 
 /** nerdctl parseMTU */
-function parseMtu(what: string, v: string): number {
+function parseMtu(what: string, k: string, v: string): number {
   if (v === '') return 0
   if (!/^[+-]?\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
-    throw new CtrnetError(what, `strconv.Atoi: parsing ${JSON.stringify(v)}: invalid syntax`)
+    throw new CtrnetError(what, `invalid -o ${k}: strconv.Atoi: parsing ${showToken(v)}: invalid syntax`)
   }
   const m = Number(v)
-  if (m < 0) throw new CtrnetError(what, `mtu ${m} is less than zero`)
-  if (m > 65535) throw new CtrnetError(what, `mtu ${m} is more than 65535`)
+  if (m < 0) throw new CtrnetError(what, `invalid -o ${k}: mtu ${m} is less than zero`)
+  if (m > 65535) throw new CtrnetError(what, `invalid -o ${k}: mtu ${m} is more than 65535`)
   return m
 }
 
@@ -178,7 +179,7 @@ export function resolveSubnet(what: string, text: string, used: Cidr[]): Cidr {
     return free
   }
   const c = parseCidr(text)
-  if (!c) throw new CtrnetError(what, `failed to parse subnet ${JSON.stringify(text)}: not a CIDR (e.g. 10.5.0.0/16)`)
+  if (!c) throw new CtrnetError(what, `invalid --subnet: failed to parse subnet ${showToken(text)}: not a CIDR (e.g. 10.5.0.0/16)`)
   if (hasHostBits(c)) throw new CtrnetError(what, `subnet ${text} has host bits set; maybe you meant ${c.network}?`)
   const clash = overlapsAny(c, used)
   if (clash) throw new CtrnetError(what, `subnet ${text} overlaps with other one on this address space (${clash.network})`)
@@ -207,12 +208,12 @@ function buildRanges(
   }
   const gws = gateways.map((g) => {
     const ip = parseIp(g)
-    if (!ip) throw new CtrnetError(what, `failed to parse gateway ${JSON.stringify(g)}`)
+    if (!ip) throw new CtrnetError(what, `invalid --gateway: failed to parse gateway ${showToken(g)}`)
     return ip
   })
   const rgs = ipRanges.map((r) => {
     const c = parseCidr(r)
-    if (!c) throw new CtrnetError(what, `failed to parse ip-range ${JSON.stringify(r)}`)
+    if (!c) throw new CtrnetError(what, `invalid --ip-range: failed to parse ip-range ${showToken(r)}`)
     return c
   })
   let findIPv4 = false
@@ -334,14 +335,14 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
         switch (k) {
           case 'mtu':
           case 'com.docker.network.driver.mtu':
-            mtu = parseMtu(what, v)
+            mtu = parseMtu(what, k, v)
             break
           case 'ip-masq':
           case 'com.docker.network.bridge.enable_ip_masquerade':
           case 'icc':
           case 'com.docker.network.bridge.enable_icc': {
             const b = parseBool(v)
-            if (b === undefined) throw new CtrnetError(what, `strconv.ParseBool: parsing ${JSON.stringify(v)}: invalid syntax (option ${k})`)
+            if (b === undefined) throw new CtrnetError(what, `invalid -o ${k}: strconv.ParseBool: parsing ${showToken(v)}: invalid syntax`)
             if (k.includes('masq')) ipMasq = b
             else icc = b
             break
@@ -382,7 +383,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
         switch (k) {
           case 'mtu':
           case 'com.docker.network.driver.mtu':
-            mtu = parseMtu(what, v)
+            mtu = parseMtu(what, k, v)
             break
           case 'mode':
           case 'macvlan_mode':

@@ -20,5 +20,11 @@ export function errorMessage(err: unknown): string {
 
 /** Formats any error as the single stderr line ctrnet prints. */
 export function formatError(err: unknown): string {
-  return `ctrnet: ${errorMessage(err).replace(/\s*\n\s*/g, ' ').trim()}`
+  const line = errorMessage(err)
+    .replace(/\s*\n\s*/g, ' ')
+    .trim()
+    // no other character may break or rewrite the line on a terminal: CR, controls, NEL, U+2028/9
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\x00-\x1f\x7f\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return `ctrnet: ${line}`
 }

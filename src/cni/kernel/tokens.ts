@@ -28,8 +28,13 @@ export class UnsafeTokenError extends Error {
 /** The token as shown in an error message: JSON-escaped, cut after 48 characters. */
 export function showToken(tok: unknown): string {
   if (typeof tok !== 'string') return typeof tok === 'number' ? String(tok) : `(${typeof tok})`
-  if (tok.length <= 64) return JSON.stringify(tok)
-  return `${JSON.stringify(tok.slice(0, 48))}... (${tok.length} chars)`
+  if (tok.length <= 64) return asciiJson(tok)
+  return `${asciiJson(tok.slice(0, 48))}... (${tok.length} chars)`
+}
+
+/** JSON string with every character outside printable ASCII escaped (U+2028 is a line break to a terminal). */
+function asciiJson(s: string): string {
+  return JSON.stringify(s).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 /**
