@@ -154,7 +154,7 @@ const cases: Case[] = [
   {name: 'container id with a slash', args: () => ['cni', 'add', 'rlbad', netnsPath(ctr), '--container-id', '../x'], stderr: /containerID/},
   {name: 'malformed CNI_ARGS', args: add('rlbad', ['--cni-args', 'novalue']), stderr: /CNI_ARGS/},
   {name: 'capability args not JSON', args: add('rlbad', ['--cap-args', '{nope']), stderr: /--cap-args/},
-  {name: 'requested IP is not an IP', args: add('rlbad', ['--ip', '10.81.0.999']), stderr: /not an IP/},
+  {name: 'requested IP is not an IP', args: add('rlbad', ['--ip', '10.81.0.999']), stderr: /invalid --ip: must be an IPv4 or IPv6 address/},
   {name: 'requested IP outside the subnet', args: add('rlbad', ['--ip', '10.99.0.5']), stderr: /10\.99\.0\.5|range|subnet/},
   {name: 'unknown --cni-mode', args: add('rlbad', ['--cni-mode', 'fast']), stderr: /cni-mode|Expected/},
   {name: 'bad CTRNET_PLUGIN_TIMEOUT_MS', args: add('rlbad'), env: {CTRNET_PLUGIN_TIMEOUT_MS: '-5'}, stderr: /CTRNET_PLUGIN_TIMEOUT_MS/},
