@@ -1,8 +1,8 @@
 import {createHash} from 'node:crypto'
 import {CtrnetError} from '../lib/errors.js'
 import type {NetConfList, PluginConf} from './types.js'
-import * as validate from './validate.js'
-import {showToken} from './kernel/tokens.js'
+// not validate.ts: it loads ip-address, and `network ls` loads this file
+import {ifNameProblem, showToken} from './kernel/tokens.js'
 import {
   type Cidr,
   DEFAULT_CIDR,
@@ -139,14 +139,11 @@ function parseMtu(what: string, k: string, v: string): number {
   return m
 }
 
-/** A typed value from validate.ts; its refusal becomes `<what> : invalid <field>: <why>`. */
-function field<T>(what: string, parse: () => T): T {
-  try {
-    return parse()
-  } catch (err) {
-    if (err instanceof validate.InvalidField) throw new CtrnetError(what, err.message)
-    throw err
-  }
+/** An interface name given as `-o <key>`; refused as validate.ts refuses one. */
+function ifNameOption(what: string, key: string, v: string): string {
+  const why = ifNameProblem(v)
+  if (why) throw new CtrnetError(what, `invalid -o ${key}: ${why}`)
+  return v
 }
 
 interface IpamRange {
@@ -348,7 +345,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
             break
           }
           case BRIDGE_NAME_OPTION:
-            device = field(what, () => validate.ifName(v, `-o ${k}`))
+            device = ifNameOption(what, k, v)
             break
           default:
             throw new CtrnetError(what, `unsupported ${JSON.stringify(o.driver)} network option ${JSON.stringify(k)}`)
@@ -398,7 +395,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
             mode = v
             break
           case 'parent':
-            master = field(what, () => validate.ifName(v, `-o ${k}`))
+            master = ifNameOption(what, k, v)
             break
           default:
             throw new CtrnetError(what, `unsupported ${JSON.stringify(o.driver)} network option ${JSON.stringify(k)}`)

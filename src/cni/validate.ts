@@ -1,7 +1,7 @@
 import {Address4, Address6} from 'ip-address'
 import {CNI_ERR, CniError, type NetConfList, type PluginConf} from './types.js'
 import {assertSysctlKey, assertSysctlValue} from './kernel/ip.js'
-import {ifNameFault, showToken, tokenFault, valueFault} from './kernel/tokens.js'
+import {ifNameProblem, showToken, tokenFault, valueFault} from './kernel/tokens.js'
 
 /**
  * The one place where untrusted input becomes typed values. Every value a
@@ -120,8 +120,8 @@ export function bool(v: unknown, field: string): boolean {
 
 /** Interface names: the one rule set (kernel/tokens.ts) of every writer. */
 export function ifName(v: unknown, field: string, code?: number): string {
-  const f = ifNameFault(v)
-  if (f) return refuse(field, `${showToken(v)} is not an interface name: it ${f}`, code)
+  const why = ifNameProblem(v)
+  if (why) return refuse(field, why, code)
   return v as string
 }
 

@@ -76,6 +76,12 @@ export function portFault(v: unknown): string | undefined {
 
 /** Interface names: 1..15 characters, no '/', ':', whitespace; not '.' or '..'; not starting with '-'. */
 export const IFNAME_CHARS = /^[A-Za-z0-9_.@+-]+$/
+/** Why v is not an interface name, as a refusal's reason, or undefined when it is one. */
+export function ifNameProblem(v: unknown): string | undefined {
+  const f = ifNameFault(v)
+  return f ? `${showToken(v)} is not an interface name: it ${f}` : undefined
+}
+
 export function ifNameFault(v: unknown): string | undefined {
   const f = valueFault(v, IFNAME_CHARS, 15)
   if (f) return f === 'is longer than 15 characters' ? 'is longer than 15 characters (IFNAMSIZ)' : f
