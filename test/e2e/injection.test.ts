@@ -39,6 +39,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {CLI, HostNs, PrivateContainerd, ROOT} from './containerd-harness.js'
 import {addDummy, createNetns, destroyNetns, netnsPath, useNetnsCleanup} from '../helpers/netns.js'
+import {nerdctlChain} from './reliability-lib.js'
 
 useNetnsCleanup(afterAll)
 
@@ -144,24 +145,11 @@ type Conf = {cniVersion: string; name: string; plugins: Array<Record<string, unk
 
 /** nerdctl's chain (bridge, portmap, firewall, tuning) with private dirs and the capabilities the corpus feeds. */
 function chain(name: string, bridge: string, subnet: string, gateway: string): Conf {
-  return {
-    cniVersion: '1.0.0',
-    name,
-    plugins: [
-      {
-        type: 'bridge',
-        bridge,
-        isGateway: true,
-        ipMasq: true,
-        hairpinMode: true,
-        capabilities: {ips: true, bandwidth: true, dns: true, aliases: true},
-        ipam: {type: 'host-local', ranges: [[{subnet, gateway}]], routes: [{dst: '0.0.0.0/0'}], dataDir: host.dataDir},
-      },
-      {type: 'portmap', capabilities: {portMappings: true}},
-      {type: 'firewall', ingressPolicy: 'same-bridge', iptablesAdminChainName: 'CNI-ADMIN'},
-      {type: 'tuning', capabilities: {mac: true}, dataDir: tuningDir, sysctl: {'net.ipv4.conf.IFNAME.arp_notify': '1'}},
-    ],
-  }
+  const c = nerdctlChain(name, bridge, subnet, gateway, host.dataDir) as Conf
+  c.plugins[0]!.capabilities = {ips: true, bandwidth: true, dns: true, aliases: true}
+  c.plugins[2]!.iptablesAdminChainName = 'CNI-ADMIN'
+  c.plugins[3] = {type: 'tuning', capabilities: {mac: true}, dataDir: tuningDir, sysctl: {'net.ipv4.conf.IFNAME.arp_notify': '1'}}
+  return c
 }
 
 // ---- sentinels ------------------------------------------------------------
