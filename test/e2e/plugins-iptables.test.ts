@@ -484,6 +484,27 @@ describe('concurrency', () => {
       interfaces: [{name: BRIDGE}, {name: `veth${i}`}, {name: 'eth0', sandbox: `/var/run/netns/fake${i}`}],
       ips: [{interface: 2, address: `10.99.0.${10 + i}/24`, gateway: '10.99.0.1'}],
     })
+    /** One reference plugin ADD in the test's host netns: 'ok', or why it failed. */
+    const refAdd = (conf: {type: string}, cid: string) =>
+      new Promise<string>((res) => {
+        const child = spawn('ip', ['netns', 'exec', host, `/usr/lib/cni/${conf.type}`], {
+          env: {...process.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: cid, CNI_NETNS: '/dev/null', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'},
+          stdio: ['pipe', 'pipe', 'pipe'],
+        })
+        let out = ''
+        child.stdout.on('data', (d) => (out += d))
+        child.stderr.on('data', (d) => (out += d))
+        child.on('close', (code) => res(code === 0 ? 'ok' : `reference ${conf.type} ${cid} exit ${code}: ${out.trim()}`))
+        child.stdin.end(JSON.stringify(conf))
+      })
+    // The shared chains exist before the race, as on any host that has run a
+    // container: the reference plugins create a missing chain by check-then-
+    // create (ChainExists, then iptables -N), which fails with "File exists"
+    // under load when anything else - another reference process or ours -
+    // creates it in between. That race is theirs; the one under test is ours.
+    const warm = prevFor(200)
+    expect(await refAdd(portmapConf(warm, [{hostPort: 30000, containerPort: 80, protocol: 'tcp'}]), 'h3xwarm')).toBe('ok')
+    expect(await refAdd(firewallConf(warm), 'h3xwarm')).toBe('ok')
     const ours = Array.from({length: 20}, (_, i) =>
       driveAsync(host, {
         containerId: `h3xc${i}`,
@@ -497,30 +518,20 @@ describe('concurrency', () => {
     // reference portmap + firewall ADDs racing with ours (they do not take our lock)
     const refs = Array.from({length: 4}, (_, i) => {
       const prev = prevFor(100 + i)
-      return Promise.all(
-        [portmapConf(prev, [{hostPort: 20000 + i, containerPort: 80, protocol: 'tcp'}]), firewallConf(prev)].map(
-          (conf) =>
-            new Promise<number>((res) => {
-              const child = spawn('ip', ['netns', 'exec', host, `/usr/lib/cni/${conf.type}`], {
-                env: {...process.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: `h3xref${i}`, CNI_NETNS: '/dev/null', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'},
-                stdio: ['pipe', 'ignore', 'ignore'],
-              })
-              child.on('close', (code) => res(code ?? 1))
-              child.stdin.end(JSON.stringify(conf))
-            }),
-        ),
-      )
+      return Promise.all([portmapConf(prev, [{hostPort: 20000 + i, containerPort: 80, protocol: 'tcp'}]), firewallConf(prev)].map((conf) => refAdd(conf, `h3xref${i}`)))
     })
     const results = await Promise.all(ours)
-    await Promise.all(refs)
+    const refResults = (await Promise.all(refs)).flat()
     for (const r of results) expect(r.error).toBeUndefined()
+    // a reference ADD that failed must say why here, not show up as a missing chain below
+    expect(refResults).toEqual(refResults.map(() => 'ok'))
     const nat = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'])
     const filter = sh('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'filter'])
     const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length
     const ourCids = Array.from({length: 20}, (_, i) => `h3xc${i}`)
     // per container: one DNAT entry, one DN chain with 3 rules, one masq jump + chain with 2 rules, 2 forward rules
     expect(count(nat, /^-A CNI-HOSTPORT-DNAT .*id: \\"h3xc\d+\\"/)).toBe(20)
-    expect(count(nat, /^:CNI-DN-/)).toBe(24)
+    expect(count(nat, /^:CNI-DN-/)).toBe(25) // 20 ours, 4 racing reference ADDs, the warm-up
     expect(count(nat, /^-A CNI-DN-.* --dport 1\d{4} /)).toBe(60)
     expect(count(nat, /^-A POSTROUTING -s 10\.99\.0\.\d+\/32 .*id: \\"h3xc\d+\\"/)).toBe(20)
     expect(count(nat, /^-A CNI-[0-9a-f]{24} .*id: \\"h3xc\d+\\"/)).toBe(40)
