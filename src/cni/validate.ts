@@ -1,6 +1,8 @@
 import {Address4, Address6} from 'ip-address'
 import {CNI_ERR, CniError, type NetConfList, type PluginConf} from './types.js'
-import {assertSysctlKey, assertSysctlValue} from './kernel/ip.js'
+import {assertSysctlValue} from './kernel/ip.js'
+import {chainFault} from './kernel/iptables.js'
+import {sysctlKeyFromDotted} from './kernel/sysctl.js'
 import {ifNameProblem, showToken, tokenFault, valueFault} from './kernel/tokens.js'
 
 /**
@@ -125,10 +127,9 @@ export function ifName(v: unknown, field: string, code?: number): string {
   return v as string
 }
 
-/** iptables chain names: 1..28 characters of [A-Za-z0-9_.+-], not starting with '-'. */
-const CHAIN_CHARS = /^[A-Za-z0-9_.+-]+$/
+/** iptables chain names: the iptables writer's own rule (kernel/iptables.ts chainFault). */
 export function chainName(v: unknown, field: string): string {
-  const f = valueFault(v, CHAIN_CHARS, 28)
+  const f = chainFault(v)
   if (f) return refuse(field, `${showToken(v)} is not an iptables chain name: it ${f}`)
   return v as string
 }
@@ -157,13 +158,12 @@ export function dnsName(v: unknown, field: string): string {
 
 /** A dotted sysctl key under net. (tuning): no '..', strict characters; IFNAME is the placeholder. */
 export function sysctlKey(v: unknown, field: string): string {
-  if (typeof v !== 'string' || !/^net(\.[A-Za-z0-9_@:+-]+)+$/.test(v)) return refuse(field, notA('a sysctl key of the form net.<a>.<b>', v))
   try {
-    assertSysctlKey(v.replace(/\./g, '/'))
+    sysctlKeyFromDotted(v as string)
   } catch (e) {
-    return refuse(field, (e as Error).message)
+    return refuse(field, (e as Error).message.replace(/^sysctl: /, ''))
   }
-  return v
+  return v as string
 }
 
 export function sysctlValue(key: string, v: unknown, field: string): string {
