@@ -151,8 +151,8 @@ function cliRun(args) {
 }
 
 async function inner(cns, dir) {
-  const {loadConfFile} = await import(pathToFileURL(join(root, 'dist', 'cni', 'loader.js')).href)
-  const {CniRuntime} = await import(pathToFileURL(join(root, 'dist', 'cni', 'runtime.js')).href)
+  const {loadConfFile} = await import(pathToFileURL(join(root, 'dist', 'libcni', 'loader.js')).href)
+  const {CniRuntime} = await import(pathToFileURL(join(root, 'dist', 'libcni', 'runtime.js')).href)
   const confDir = join(dir, 'net.d')
   const cacheDir = join(dir, 'cache')
   mkdirSync(confDir, {recursive: true})

@@ -1,4 +1,4 @@
-import {BaseCommand} from '../lib/base-command.js'
+import {BaseCommand} from '../cli/base-command.js'
 
 export default class Version extends BaseCommand {
   static override description = 'Print the ctrnet version'

@@ -2,7 +2,7 @@ import {accessSync, constants, statSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import type * as GrpcNs from '@grpc/grpc-js'
-import {CtrnetError} from '../lib/errors.js'
+import {CtrnetError} from '../sys/errors.js'
 
 /**
  * A small gRPC client for the containerd API (namespaces, containers, tasks)

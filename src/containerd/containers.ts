@@ -1,5 +1,5 @@
 import {readFileSync, readlinkSync} from 'node:fs'
-import {CtrnetError} from '../lib/errors.js'
+import {CtrnetError} from '../sys/errors.js'
 import type {ContainerInfo, ContainerdClient, TaskInfo} from './client.js'
 
 /** nerdctl's labels (pkg/labels/labels.go). */

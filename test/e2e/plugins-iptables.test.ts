@@ -29,9 +29,9 @@ import {join} from 'node:path'
 const dist = process.argv[2]
 const input = JSON.parse(readFileSync(0, 'utf8'))
 const load = (rel) => import(pathToFileURL(join(dist, rel)).href)
-const ipt = await load('cni/kernel/iptables.js')
-const ipmasq = await load('cni/plugins/ipmasq.js')
-const plugins = {portmap: (await load('cni/plugins/portmap.js')).default, firewall: (await load('cni/plugins/firewall.js')).default}
+const ipt = await load('kernel/netfilter/iptables.js')
+const ipmasq = await load('plugins/ipmasq/index.js')
+const plugins = {portmap: (await load('plugins/portmap/index.js')).default, firewall: (await load('plugins/firewall/index.js')).default}
 const {execFileSync} = await import('node:child_process')
 const out = []
 async function runStep(step) {

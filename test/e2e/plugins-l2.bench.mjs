@@ -20,8 +20,8 @@ if (process.argv[2] === '--child') {
   const spawned = {n: 0, names: {}}
   cp.spawn = function (file, ...rest) { spawned.n++; spawned.names[file] = (spawned.names[file] ?? 0) + 1; return origSpawn.call(this, file, ...rest) }
   syncBuiltinESMExports()
-  const {loadEmbedded} = await import(pathToFileURL(join(dist, 'cni/plugins/index.js')).href)
-  const ipmod = await import(pathToFileURL(join(dist, 'cni/kernel/ip.js')).href)
+  const {loadEmbedded} = await import(pathToFileURL(join(dist, 'plugins/registry.js')).href)
+  const ipmod = await import(pathToFileURL(join(dist, 'kernel/ip/batch.js')).href)
   const br = await loadEmbedded('bridge')
   const hl = await loadEmbedded('host-local')
   const conf = (ipam) => ({cniVersion: '1.0.0', name: 'h2xbench', type: 'bridge', bridge: 'h2xbr0', isGateway: true, ipMasq: masq === '1', hairpinMode: true,

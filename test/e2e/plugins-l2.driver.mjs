@@ -9,8 +9,8 @@ import {join} from 'node:path'
 const dist = process.argv[2]
 const input = JSON.parse(readFileSync(0, 'utf8'))
 const load = async (rel) => import(pathToFileURL(join(dist, rel)).href)
-const {loadEmbedded} = await load('cni/plugins/index.js')
-const ipmod = await load('cni/kernel/ip.js')
+const {loadEmbedded} = await load('plugins/registry.js')
+const ipmod = await load('kernel/ip/batch.js')
 
 function parseArgs(s) {
   return (s || '').split(';').filter(Boolean).map((kv) => {

@@ -279,7 +279,7 @@ beforeAll(() => {
   writeFileSync(join(tmp, 'package.json'), '{"type": "module"}\n')
   symlinkSync(join(ROOT, 'node_modules'), join(tmp, 'node_modules'))
   spawnSync('npx', ['tsc', '-p', '.', '--outDir', DIST], {cwd: ROOT, encoding: 'utf8'})
-  if (!existsSync(join(DIST, 'cni/plugins/bridge.js'))) throw new Error('build failed')
+  if (!existsSync(join(DIST, 'plugins/bridge/index.js'))) throw new Error('build failed')
 })
 
 afterAll(() => {

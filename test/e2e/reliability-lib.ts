@@ -11,7 +11,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {createHash} from 'node:crypto'
 import {createNetns, destroyNetns, nsTry} from '../helpers/netns.js'
-import type {ExecResult} from '../../src/lib/exec.js'
+import type {ExecResult} from '../../src/sys/exec.js'
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url))
 export const CLI = join(REPO, 'bin', 'run.js')

@@ -7,7 +7,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {run, type ExecOptions, type ExecResult} from '../../src/lib/exec.js'
+import {run, type ExecOptions, type ExecResult} from '../../src/sys/exec.js'
 
 const created = new Set<string>()
 

@@ -13,7 +13,7 @@
 import {spawn} from 'node:child_process'
 import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import type {CniResult, NetConfList, PluginConf} from '../../src/cni/types.js'
+import type {CniResult, NetConfList, PluginConf} from '../../src/plugins/types.js'
 
 export const REFERENCE_CNI_PATH = '/usr/lib/cni'
 

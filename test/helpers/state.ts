@@ -13,7 +13,7 @@
 import {createHash} from 'node:crypto'
 import {existsSync, lstatSync, readdirSync, readFileSync} from 'node:fs'
 import {join, relative} from 'node:path'
-import {run} from '../../src/lib/exec.js'
+import {run} from '../../src/sys/exec.js'
 
 export interface DumpOptions {
   hostNs: string

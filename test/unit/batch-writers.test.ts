@@ -1,11 +1,11 @@
 import {describe, expect, it} from 'vitest'
-import {Ruleset, Tx, saveForm} from '../../src/cni/kernel/iptables.js'
-import {assertSysctlKey, assertSysctlValue, renderBatch} from '../../src/cni/kernel/ip.js'
-import {cmdLinkSet, cmdVethAdd} from '../../src/cni/kernel/link.js'
-import {cmdAddrAdd} from '../../src/cni/kernel/addr.js'
-import {nftBaseChain, nftQuoted, renderNft} from '../../src/cni/kernel/nft.js'
-import {sysctlKeyFromDotted} from '../../src/cni/kernel/sysctl.js'
-import {formatError} from '../../src/lib/errors.js'
+import {Ruleset, Tx, saveForm} from '../../src/kernel/netfilter/iptables.js'
+import {assertSysctlKey, assertSysctlValue, renderBatch} from '../../src/kernel/ip/batch.js'
+import {cmdLinkSet, cmdVethAdd} from '../../src/kernel/ip/link.js'
+import {cmdAddrAdd} from '../../src/kernel/ip/addr.js'
+import {nftBaseChain, nftQuoted, renderNft} from '../../src/kernel/netfilter/nft.js'
+import {sysctlKeyFromDotted} from '../../src/kernel/sysctl.js'
+import {formatError} from '../../src/sys/errors.js'
 
 const LONG = 'a'.repeat(10_000)
 const HOSTILE = ['tcp\n--flush\n#', '-j', '--flush', '! -s 10.0.0.1', 'a"b', "a'b", 'a#b', 'a\0b', 'a\rb', LONG, 'eth０', 'eth\u200f0', 'a b', '']

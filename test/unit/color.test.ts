@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {colorWanted} from '../../src/lib/color.js'
+import {colorWanted} from '../../src/cli/color.js'
 
 describe('colour on stderr', () => {
   it('is used on a terminal', () => {

@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ContainerdClient, PROTO_FILES, protosDir} from '../../src/containerd/client.js'
-import {inspectContainers, networkUsers} from '../../src/containerd/usage.js'
+import {inspectContainers, networkUsers} from '../../src/app/usage.js'
 
 type Handler = grpc.UntypedHandleCall
 

@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {parseFormat, parseTemplate, TemplateError} from '../../src/lib/gotemplate.js'
+import {parseFormat, parseTemplate, TemplateError} from '../../src/cli/gotemplate.js'
 
 const row = {ID: '11c844f95e28', Name: 'mynet', Labels: 'a=1,b=2'}
 const exec = (f: string, d: unknown = row) => parseFormat(f).execute(d)

@@ -2,10 +2,10 @@ import {describe, expect, it, afterAll} from 'vitest'
 import {mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {allocate, MemoryStore, RangeIter} from '../../src/cni/plugins/host-local/allocator.js'
-import {canonicalizeRangeSet, loadHostLocalConf} from '../../src/cni/plugins/host-local/config.js'
-import {hostLocalAdd, hostLocalDel} from '../../src/cni/plugins/host-local.js'
-import type {PluginNetConf} from '../../src/cni/types.js'
+import {allocate, MemoryStore, RangeIter} from '../../src/plugins/host-local/allocator.js'
+import {canonicalizeRangeSet, loadHostLocalConf} from '../../src/plugins/host-local/config.js'
+import {hostLocalAdd, hostLocalDel} from '../../src/plugins/host-local/index.js'
+import type {PluginNetConf} from '../../src/plugins/types.js'
 
 const set = (...r: Array<Record<string, string>>) => canonicalizeRangeSet(r)
 

@@ -7,10 +7,10 @@ import {afterAll, describe, expect, it} from 'vitest'
 import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {DiskStore, parseLeaseContent} from '../../src/cni/plugins/host-local/store.js'
-import {loadHostLocalConf} from '../../src/cni/plugins/host-local/config.js'
-import hostLocal, {hostLocalAdd, hostLocalDel} from '../../src/cni/plugins/host-local.js'
-import type {PluginNetConf, PluginRequest} from '../../src/cni/types.js'
+import {DiskStore, parseLeaseContent} from '../../src/plugins/host-local/store.js'
+import {loadHostLocalConf} from '../../src/plugins/host-local/config.js'
+import hostLocal, {hostLocalAdd, hostLocalDel} from '../../src/plugins/host-local/index.js'
+import type {PluginNetConf, PluginRequest} from '../../src/plugins/types.js'
 
 const root = mkdtempSync(join(tmpdir(), 'ctrnet-hls-'))
 afterAll(() => rmSync(root, {recursive: true, force: true}))

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
-import {Ruleset, Tx, normalizeCidr, saveForm, saveString, splitSaveLine} from '../../src/cni/kernel/iptables.js'
-import {formatChainName, formatComment, masqRules, planIpMasq, planIpMasqTeardown} from '../../src/cni/plugins/ipmasq.js'
+import {Ruleset, Tx, normalizeCidr, saveForm, saveString, splitSaveLine} from '../../src/kernel/netfilter/iptables.js'
+import {formatChainName, formatComment, masqRules, planIpMasq, planIpMasqTeardown} from '../../src/plugins/ipmasq/index.js'
 import {
   checkPortsIn,
   dnatChain,
@@ -12,9 +12,9 @@ import {
   setMarkRule,
   splitPortList,
   TOP_LEVEL_ENTRY,
-} from '../../src/cni/plugins/portmap.js'
-import {checkIn, isolationRules, parseFirewallConf, planAdd, planDel, privChainRules} from '../../src/cni/plugins/firewall.js'
-import type {CniResult, PluginNetConf} from '../../src/cni/types.js'
+} from '../../src/plugins/portmap/index.js'
+import {checkIn, isolationRules, parseFirewallConf, planAdd, planDel, privChainRules} from '../../src/plugins/firewall/index.js'
+import type {CniResult, PluginNetConf} from '../../src/plugins/types.js'
 
 // What the reference plugins 1.1.1 left in iptables-save on this machine for
 // bridge(t1, cid1, 10.99.0.2/24 + fd99::2/64) + portmap + firewall(same-bridge, br-t1).

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
-import {defaultBridgeOptions, defaultCreateOptions, goJson, networkId, renderNetwork, type CreateOptions} from '../../src/cni/netconf.js'
-import {parseCidr, type Cidr} from '../../src/cni/subnet.js'
+import {defaultBridgeOptions, defaultCreateOptions, goJson, networkId, renderNetwork, type CreateOptions} from '../../src/netconf/render.js'
+import {parseCidr, type Cidr} from '../../src/netconf/subnet.js'
 import {DEFAULT_BRIDGE_FILE, FOO} from './nerdctl-files.js'
 
 const NO_USED: Cidr[] = []

@@ -1,8 +1,8 @@
 import {describe, expect, it} from 'vitest'
-import {parseCniArgs, validateIfName} from '../../src/cni/args.js'
-import {parsePortSpec} from '../../src/cni/portspec.js'
-import {resultAsVersion, toInternalResult, compareVersions} from '../../src/cni/version.js'
-import {defaultContainerId} from '../../src/cni/attachment.js'
+import {parseCniArgs, validateIfName} from '../../src/libcni/args.js'
+import {parsePortSpec} from '../../src/libcni/portspec.js'
+import {resultAsVersion, toInternalResult, compareVersions} from '../../src/libcni/version.js'
+import {defaultContainerId} from '../../src/app/cni.js'
 
 describe('CNI_ARGS', () => {
   it('parses ordered pairs, values may hold =', () => {

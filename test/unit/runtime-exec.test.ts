@@ -8,8 +8,8 @@ import {mkdirSync, chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, wr
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {CniRuntime} from '../../src/cni/runtime.js'
-import {listCachedAttachments, listPending, readCachedAttachment} from '../../src/cni/cache.js'
+import {CniRuntime} from '../../src/libcni/runtime.js'
+import {listCachedAttachments, listPending, readCachedAttachment} from '../../src/libcni/cache.js'
 
 const PLUGIN = `#!/usr/bin/env node
 const fs = require('fs')

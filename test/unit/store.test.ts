@@ -2,8 +2,8 @@ import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wri
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
-import {defaultCreateOptions} from '../../src/cni/netconf.js'
-import {checkNamespace, configPathFor, createNetworkLocked, ensureDefaultBridgeNetwork, listNetworks} from '../../src/cni/store.js'
+import {defaultCreateOptions} from '../../src/netconf/render.js'
+import {checkNamespace, configPathFor, createNetworkLocked, ensureDefaultBridgeNetwork, listNetworks} from '../../src/netconf/store.js'
 import {DEFAULT_BRIDGE_FILE} from './nerdctl-files.js'
 
 let dir: string

@@ -10,8 +10,8 @@ import {
   overlaps,
   parseCidr,
   parseIp,
-} from '../../src/cni/subnet.js'
-import type {NetConfList} from '../../src/cni/types.js'
+} from '../../src/netconf/subnet.js'
+import type {NetConfList} from '../../src/plugins/types.js'
 
 const c = (s: string) => parseCidr(s)!
 const nets = (xs: {network: string}[]) => xs.map((x) => x.network)

@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {tabwriter} from '../../src/lib/table.js'
+import {tabwriter} from '../../src/cli/table.js'
 
 describe('tabwriter (docker/nerdctl table through cli-table3)', () => {
   it('matches nerdctl network ls byte for byte (issue 2 example)', () => {

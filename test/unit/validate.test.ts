@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
-import * as v from '../../src/cni/validate.js'
-import type {NetConfList} from '../../src/cni/types.js'
+import * as v from '../../src/libcni/validate.js'
+import type {NetConfList} from '../../src/plugins/types.js'
 
 const HOSTILE = ['x\n--flush', 'x -j ACCEPT', 'x ! -s 10.91.0.7', 'x"', "x'", 'x#', 'x\0', 'x'.repeat(5000), 'tcp\u2028', 'ＡＤＭＩＮ']
 

@@ -1,8 +1,8 @@
 import {describe, expect, it} from 'vitest'
-import {defaultCreateOptions, renderNetwork, type CreateOptions} from '../../src/cni/netconf.js'
-import {validateConflist} from '../../src/cni/schema.js'
-import {parseCidr} from '../../src/cni/subnet.js'
-import {CtrnetError, formatError} from '../../src/lib/errors.js'
+import {defaultCreateOptions, renderNetwork, type CreateOptions} from '../../src/netconf/render.js'
+import {validateConflist} from '../../src/netconf/schema.js'
+import {parseCidr} from '../../src/netconf/subnet.js'
+import {CtrnetError, formatError} from '../../src/sys/errors.js'
 
 const used = ['10.244.0.0/16', '192.168.77.0/24'].map((s) => parseCidr(s)!)
 

@@ -1,5 +1,5 @@
-import {BaseCommand} from '../../lib/base-command.js'
-import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag, settings} from '../../lib/cni-flags.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag, settings} from '../../cli/cni-flags.js'
 
 export default class CniCheck extends BaseCommand {
   static override description = "Run the CHECK command of a network's plugin chain against the cached result"
@@ -8,7 +8,7 @@ export default class CniCheck extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniCheck)
-    const {loadNetwork, makeRuntime, runtimeConfFromFlags} = await import('../../cni/attachment.js')
+    const {loadNetwork, makeRuntime, runtimeConfFromFlags} = await import('../../app/cni.js')
     const s = settings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
-import {modeFlag, settings} from '../../lib/cni-flags.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {modeFlag, settings} from '../../cli/cni-flags.js'
 
 export default class CniGc extends BaseCommand {
   static override description =
@@ -14,7 +14,7 @@ export default class CniGc extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniGc)
-    const {loadNetwork, makeRuntime} = await import('../../cni/attachment.js')
+    const {loadNetwork, makeRuntime} = await import('../../app/cni.js')
     const s = settings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const valid = flags.valid?.map((v) => {

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
-import {containerdSettings, modeFlag} from '../../lib/cni-flags.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {containerdSettings, modeFlag} from '../../cli/cni-flags.js'
 
 export default class NetworkConnect extends BaseCommand {
   static override description =
@@ -23,7 +23,7 @@ export default class NetworkConnect extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkConnect)
-    const {connectContainer} = await import('../../containerd/attach.js')
+    const {connectContainer} = await import('../../app/attach.js')
     await connectContainer(
       containerdSettings(flags),
       {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish ?? []},

@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 
 /** Go-style `--flag=true|false` for our boolean flags (oclif wants --flag / --no-flag). */
 function goBoolArgs(argv: string[], names: string[]): string[] {
@@ -41,8 +41,8 @@ export default class NetworkCreate extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkCreate, goBoolArgs(this.argv, ['ipv4', 'ipv6', 'internal', 'ignore']))
-    const {createNetwork, networkEnv} = await import('../../cni/networks.js')
-    const {defaultCreateOptions} = await import('../../cni/netconf.js')
+    const {createNetwork, networkEnv} = await import('../../app/networks.js')
+    const {defaultCreateOptions} = await import('../../netconf/render.js')
     const res = await createNetwork(
       networkEnv(flags),
       defaultCreateOptions(args.name, {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
-import {containerdSettings, modeFlag} from '../../lib/cni-flags.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {containerdSettings, modeFlag} from '../../cli/cni-flags.js'
 
 export default class NetworkDisconnect extends BaseCommand {
   static override description =
@@ -14,7 +14,7 @@ export default class NetworkDisconnect extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkDisconnect)
-    const {disconnectContainer} = await import('../../containerd/attach.js')
+    const {disconnectContainer} = await import('../../app/attach.js')
     await disconnectContainer(
       containerdSettings(flags),
       {network: args.network, container: args.container},

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
-import {containerdSettings, modeFlag} from '../../lib/cni-flags.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {containerdSettings, modeFlag} from '../../cli/cni-flags.js'
 
 export default class NetworkGc extends BaseCommand {
   static override description =
@@ -12,7 +12,7 @@ export default class NetworkGc extends BaseCommand {
 
   async run(): Promise<void> {
     const {argv, flags} = await this.parse(NetworkGc)
-    const {gcNetworks} = await import('../../containerd/gc.js')
+    const {gcNetworks} = await import('../../app/gc.js')
     const results = await gcNetworks(
       containerdSettings(flags),
       argv as string[],

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
-import {CtrnetError} from '../../lib/errors.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {CtrnetError} from '../../sys/errors.js'
 
 export default class NetworkInspect extends BaseCommand {
   static override description = 'Display detailed information on one or more networks'
@@ -24,8 +24,8 @@ export default class NetworkInspect extends BaseCommand {
     if (['raw', 'table', 'wide'].includes(format)) {
       throw new CtrnetError('network inspect', 'unsupported format: "raw", "table", and "wide"')
     }
-    const tmpl = format ? (await import('../../lib/gotemplate.js')).parseFormat(format) : undefined
-    const {inspectNetworks, networkEnv} = await import('../../cni/networks.js')
+    const tmpl = format ? (await import('../../cli/gotemplate.js')).parseFormat(format) : undefined
+    const {inspectNetworks, networkEnv} = await import('../../app/networks.js')
     const {results, errors} = await inspectNetworks(networkEnv(flags), argv as string[], flags.mode as 'dockercompat')
     let text = ''
     if (results.length === 0) {

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
-import {CtrnetError} from '../../lib/errors.js'
-import {listRows, networkEnv} from '../../cni/networks.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {CtrnetError} from '../../sys/errors.js'
+import {listRows, networkEnv} from '../../app/networks.js'
 
 export default class NetworkLs extends BaseCommand {
   static override aliases = ['network:list']
@@ -31,7 +31,7 @@ export default class NetworkLs extends BaseCommand {
     if (format === 'raw') throw new CtrnetError('network ls', 'unsupported format: "raw"')
     if (!table && flags.quiet) throw new CtrnetError('network ls', 'format and quiet must not be specified together')
     // Parse the template before reading anything, so a bad one fails fast.
-    const tmpl = table ? undefined : (await import('../../lib/gotemplate.js')).parseFormat(format)
+    const tmpl = table ? undefined : (await import('../../cli/gotemplate.js')).parseFormat(format)
     const rows = listRows(networkEnv(flags), flags.filter ?? [])
     const id = (r: (typeof rows)[number]) => (flags['no-trunc'] ? r.fullId : r.ID)
     let text = ''
@@ -40,7 +40,7 @@ export default class NetworkLs extends BaseCommand {
     } else if (flags.quiet) {
       for (const r of rows) if (id(r)) text += id(r) + '\n'
     } else {
-      const {tabwriter} = await import('../../lib/table.js')
+      const {tabwriter} = await import('../../cli/table.js')
       text = tabwriter([['NETWORK ID', 'NAME', 'FILE'], ...rows.map((r) => [id(r), r.Name, r.file])])
     }
     process.stdout.write(text)

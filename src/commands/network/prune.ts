@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 
 /** Reads the first whitespace-separated word from stdin ('' at end of input), like Go's Fscanf("%s"). */
 async function readWord(): Promise<string> {
@@ -32,7 +32,7 @@ export default class NetworkPrune extends BaseCommand {
       )
       if ((await readWord()).toLowerCase() !== 'y') return
     }
-    const {pruneNetworks, networkEnv} = await import('../../cni/networks.js')
+    const {pruneNetworks, networkEnv} = await import('../../app/networks.js')
     const {removed, errors} = await pruneNetworks(networkEnv(flags))
     for (const e of errors) process.stderr.write(`ctrnet: network prune : ${e}\n`)
     if (removed.length) process.stdout.write('Deleted Networks:\n' + removed.map((n) => n + '\n').join('') + '\n')

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
-import {BaseCommand} from '../../lib/base-command.js'
-import {CtrnetError} from '../../lib/errors.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {CtrnetError} from '../../sys/errors.js'
 
 export default class NetworkRm extends BaseCommand {
   static override aliases = ['network:remove']
@@ -14,7 +14,7 @@ export default class NetworkRm extends BaseCommand {
 
   async run(): Promise<void> {
     const {argv, flags} = await this.parse(NetworkRm)
-    const {removeNetworks, networkEnv} = await import('../../cni/networks.js')
+    const {removeNetworks, networkEnv} = await import('../../app/networks.js')
     const {removed, errors} = await removeNetworks(networkEnv(flags), argv as string[])
     if (removed.length) process.stdout.write(removed.map((r) => r + '\n').join(''))
     if (errors.length) {

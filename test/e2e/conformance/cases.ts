@@ -2,7 +2,7 @@
  * The conformance table: configs run through the reference plugins and ctrnet.
  * Bridges are named h5x-* (inside each case's own host netns).
  */
-import type {NetConfList, PluginConf} from '../../../src/cni/types.js'
+import type {NetConfList, PluginConf} from '../../../src/plugins/types.js'
 import {addDummy} from '../../helpers/netns.js'
 import type {CaseCtx, ConfCase} from './harness.js'
 

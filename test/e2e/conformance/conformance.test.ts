@@ -19,8 +19,8 @@
  */
 import {readFileSync} from 'node:fs'
 import {afterAll, describe, expect, it} from 'vitest'
-import type {CniResult} from '../../../src/cni/types.js'
-import type {ExecResult} from '../../../src/lib/exec.js'
+import type {CniResult} from '../../../src/plugins/types.js'
+import type {ExecResult} from '../../../src/sys/exec.js'
 import {useNetnsCleanup} from '../../helpers/netns.js'
 import {CheckNotSupportedError, type ReferenceRunner} from '../../helpers/reference.js'
 import {diffStates, leftovers, maskValue, type KernelState} from '../../helpers/state.js'

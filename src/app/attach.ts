@@ -1,0 +1,265 @@
+import {join} from 'node:path'
+import {Address4, Address6} from 'ip-address'
+import {type CachedAttachment, listCachedAttachments, listPending} from '../libcni/cache.js'
+import {makeRuntime} from './cni.js'
+import {findNetworkConf, loadConfFile, type LoadedConf} from '../libcni/loader.js'
+import {parsePortSpec} from '../libcni/portspec.js'
+import * as validate from '../libcni/validate.js'
+import type {CniRuntime, RuntimeConf} from '../libcni/runtime.js'
+import type {CniResult, NetConfList} from '../plugins/types.js'
+import {CtrnetError, errorMessage} from '../sys/errors.js'
+import {withLock} from '../sys/flock.js'
+import {type ContainerInfo, type ContainerdClient, withClient} from '../containerd/client.js'
+import {
+  cniContainerId,
+  displayName,
+  formatNetworksLabel,
+  interfacesOf,
+  isCniNetworkList,
+  NETWORKS_LABEL,
+  netnsPathOf,
+  parseNetworksLabel,
+  resolveContainer,
+  runningNetns,
+  specHostname,
+} from '../containerd/containers.js'
+
+/**
+ * `network connect` / `network disconnect`: attach a running containerd
+ * container to a CNI network the way nerdctl's OCI hook does (CNI container
+ * id `<namespace>-<id>`, ifnames ethN, CNI_ARGS IgnoreUnknown=1, ...), and
+ * record it in the container's `nerdctl/networks` label.
+ */
+
+export interface ContainerdSettings {
+  address: string
+  namespace: string
+  confDir: string
+  cniPath: string
+  cacheDir: string
+  mode: string
+}
+
+export interface ConnectRequest {
+  network: string
+  container: string
+  ifName?: string
+  ip?: string
+  ip6?: string
+  publish?: string[]
+}
+
+export interface ConnectResult {
+  containerId: string
+  name: string
+  network: string
+  ifName: string
+  result: CniResult
+}
+
+export interface DisconnectRequest {
+  network: string
+  container: string
+}
+
+/**
+ * Handed to DEL instead of a netns we cannot vouch for (task gone, or a
+ * different task now): /proc/0 never exists, so every plugin takes the
+ * "netns is gone" path. Passing the cached /proc/<pid>/ns/net of a dead task
+ * could, after pid reuse, point at some other process's (the host's!)
+ * namespace.
+ */
+export const GONE_NETNS = '/proc/0/ns/net'
+
+const lockFor = (cacheDir: string, cid: string) => join(cacheDir, 'ctrnet', 'locks', `container-${cid}.lock`)
+
+/** The network's conflist; `bridge` is nerdctl's default network, created when missing. */
+async function loadNetwork(s: ContainerdSettings, name: string, create: boolean): Promise<LoadedConf | undefined> {
+  if (name === 'bridge') {
+    if (create) {
+      const {ensureDefaultBridgeNetwork} = await import('../netconf/store.js')
+      const made = await ensureDefaultBridgeNetwork(s.confDir, s.namespace)
+      return loadConfFile(made.file)
+    }
+    const {listNetworks, findDefaultNetwork} = await import('../netconf/store.js')
+    const found = findDefaultNetwork(listNetworks(s.confDir, s.namespace))
+    return found ? {file: found.file, bytes: found.bytes, conf: found.conf} : undefined
+  }
+  return findNetworkConf(s.confDir, s.namespace, name)
+}
+
+/** A LoadedConf made from a cache entry's config (the network file may be gone). */
+function confFromCache(a: CachedAttachment): LoadedConf | undefined {
+  try {
+    const bytes = Buffer.from(a.config, 'base64')
+    return {file: '', bytes, conf: JSON.parse(bytes.toString('utf8')) as NetConfList}
+  } catch {
+    return undefined
+  }
+}
+
+function declares(conf: NetConfList, cap: string): boolean {
+  return conf.plugins.some((p) => p.capabilities?.[cap] === true)
+}
+
+/** Checks the request before anything is touched; returns the parsed port mappings. */
+function checkRequest(req: ConnectRequest) {
+  if (req.ip !== undefined && (req.ip.includes('/') || !Address4.isValid(req.ip))) {
+    throw new CtrnetError(`--ip ${req.ip}`, 'not an IPv4 address (give the address without a prefix length)')
+  }
+  if (req.ip6 !== undefined && (req.ip6.includes('/') || !Address6.isValid(req.ip6))) {
+    throw new CtrnetError(`--ip6 ${req.ip6}`, 'not an IPv6 address (give the address without a prefix length)')
+  }
+  if (req.ifName !== undefined) validate.ifName(req.ifName, '--ifname')
+  return (req.publish ?? []).map((p) => parsePortSpec(p, '--publish'))
+}
+
+/** The attachments (cached or half-added) of one CNI container id. */
+function attachmentsOf(cacheDir: string, cid: string, network?: string): CachedAttachment[] {
+  const seen = new Set<string>()
+  const out: CachedAttachment[] = []
+  for (const a of [...listCachedAttachments(cacheDir, network), ...listPending(cacheDir, network)]) {
+    if (a.containerId !== cid) continue
+    const k = `${a.networkName}\0${a.ifName}`
+    if (seen.has(k)) continue
+    seen.add(k)
+    out.push(a)
+  }
+  return out
+}
+
+/** Rewrites the `nerdctl/networks` label (removes it when the list is empty). */
+async function writeNetworksLabel(client: ContainerdClient, id: string, nets: string[]): Promise<void> {
+  await client.setLabel(id, NETWORKS_LABEL, nets.length ? formatNetworksLabel(nets) : undefined)
+}
+
+export async function connectContainer(s: ContainerdSettings, req: ConnectRequest): Promise<ConnectResult> {
+  const portMappings = checkRequest(req)
+  const runtime = makeRuntime(s)
+  return withClient({address: s.address, namespace: s.namespace}, async (client) => {
+    const found = await resolveContainer(client, req.container)
+    const cid = cniContainerId(s.namespace, found.id)
+    return withLock(lockFor(s.cacheDir, cid), async () => {
+      // Fresh state under the lock: a concurrent connect may have changed the label.
+      const c: ContainerInfo = (await client.getContainer(found.id)) ?? found
+      const name = displayName(c)
+      const nets = parseNetworksLabel(c.labels)
+      if (nets === undefined) throw new CtrnetError(`container ${name}`, `its ${NETWORKS_LABEL} label is not a JSON list of names: ${c.labels[NETWORKS_LABEL]}`)
+      if (nets.length > 0 && !isCniNetworkList(nets) && !(nets.length === 1 && nets[0] === 'none')) {
+        throw new CtrnetError(`container ${name}`, `it uses network mode ${nets.join(',')}; only containers with their own network namespace can be connected`)
+      }
+      const {pid, netns} = runningNetns(c, await client.getTask(c.id))
+
+      const net = await loadNetwork(s, req.network, true)
+      if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
+      const netName = net.conf.name
+      if (portMappings.length && !declares(net.conf, 'portMappings')) {
+        throw new CtrnetError(`network ${netName}`, 'has no plugin for port mappings (-p needs portmap; internal networks have none)')
+      }
+      if (req.ip6 && !declares(net.conf, 'ips')) {
+        throw new CtrnetError(`network ${netName}`, 'does not take requested IPv6 addresses (--ip6 needs a network created with --ipv6)')
+      }
+
+      const present = interfacesOf(pid)
+      const mine = attachmentsOf(s.cacheDir, cid)
+      for (const a of mine.filter((x) => x.networkName === netName)) {
+        if (a.netns === netns) throw new CtrnetError(`container ${name}`, `is already connected to network ${netName} (as ${a.ifName})`)
+        // Left over from an earlier task of this container: release it first.
+        await runtime.delNetworkList(net, {containerId: cid, ifName: a.ifName, netns: GONE_NETNS})
+      }
+      const used = new Set([...present, ...mine.filter((a) => a.netns === netns).map((a) => a.ifName)])
+      let ifName = req.ifName
+      if (ifName === undefined) {
+        let n = 0
+        while (used.has(`eth${n}`)) n++
+        ifName = `eth${n}`
+      } else if (used.has(ifName)) {
+        throw new CtrnetError(`container ${name}`, `already has an interface ${ifName}`)
+      }
+
+      const args: Array<[string, string]> = [['IgnoreUnknown', '1']]
+      if (req.ip) args.push(['IP', req.ip])
+      const hostname = specHostname(c)
+      if (hostname) args.push(['NERDCTL_CNI_DHCP_HOSTNAME', hostname])
+      const capabilityArgs: Record<string, unknown> = {}
+      if (portMappings.length) capabilityArgs.portMappings = portMappings
+      if (req.ip6) capabilityArgs.ips = [req.ip6]
+      const rt: RuntimeConf = {containerId: cid, netns, ifName, args, capabilityArgs}
+
+      let result: CniResult
+      try {
+        result = await runtime.addNetworkList(net, rt)
+      } catch (err) {
+        throw new CtrnetError(`network connect ${netName} ${name}`, errorMessage(err))
+      }
+      try {
+        const latest = (await client.getContainer(c.id)) ?? c
+        const current = parseNetworksLabel(latest.labels) ?? []
+        const next = isCniNetworkList(current) ? current : []
+        if (!next.includes(netName)) next.push(netName)
+        await writeNetworksLabel(client, c.id, next)
+      } catch (err) {
+        // Leave nothing behind: undo the attachment.
+        try {
+          await runtime.delNetworkList(net, rt)
+        } catch (undoErr) {
+          throw new CtrnetError(`network connect ${netName} ${name}`, `${errorMessage(err)}; undoing the attachment also failed: ${errorMessage(undoErr)}`)
+        }
+        throw err
+      }
+      return {containerId: c.id, name, network: netName, ifName, result}
+    })
+  })
+}
+
+export async function disconnectContainer(s: ContainerdSettings, req: DisconnectRequest): Promise<{containerId: string; removed: string[]}> {
+  const runtime = makeRuntime(s)
+  return withClient({address: s.address, namespace: s.namespace}, async (client) => {
+    const net = await loadNetwork(s, req.network, false)
+    const netName = net?.conf.name ?? req.network
+
+    let container: ContainerInfo | undefined
+    let cid: string
+    try {
+      container = await resolveContainer(client, req.container)
+      cid = cniContainerId(s.namespace, container.id)
+    } catch (err) {
+      // The container may be gone while its attachment is still cached.
+      if (!(err instanceof CtrnetError) || !err.what.startsWith('no such container')) throw err
+      const prefix = cniContainerId(s.namespace, req.container)
+      const cids = [...new Set([...listCachedAttachments(s.cacheDir, netName), ...listPending(s.cacheDir, netName)].map((a) => a.containerId))]
+      const exact = cids.filter((c) => c === prefix)
+      const matches = exact.length ? exact : cids.filter((c) => c.startsWith(prefix))
+      if (matches.length !== 1) throw err
+      cid = matches[0]
+    }
+    const id = container?.id ?? cid.slice(s.namespace.length + 1)
+    const name = container ? displayName(container) : id
+
+    return withLock(lockFor(s.cacheDir, cid), async () => {
+      const c = container ? await client.getContainer(container.id) : undefined
+      const nets = c ? parseNetworksLabel(c.labels) ?? [] : []
+      const entries = attachmentsOf(s.cacheDir, cid, netName)
+      if (entries.length === 0 && !nets.includes(netName)) {
+        if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
+        throw new CtrnetError(`container ${name}`, `is not connected to network ${netName}`)
+      }
+      const task = c ? await client.getTask(c.id) : undefined
+      const live = task && (task.status === 'RUNNING' || task.status === 'PAUSED') && task.pid ? netnsPathOf(task.pid) : undefined
+      const removed: string[] = []
+      for (const a of entries) {
+        const conf = net ?? confFromCache(a)
+        if (!conf) throw new CtrnetError(`network disconnect ${netName} ${name}`, `no config for the attachment ${a.ifName} (network file and cache entry unreadable)`)
+        const netns = a.netns && a.netns === live ? a.netns : GONE_NETNS
+        try {
+          await runtime.delNetworkList(conf, {containerId: cid, ifName: a.ifName, netns})
+        } catch (err) {
+          throw new CtrnetError(`network disconnect ${netName} ${name}`, errorMessage(err))
+        }
+        removed.push(a.ifName)
+      }
+      if (c && nets.includes(netName)) await writeNetworksLabel(client, c.id, nets.filter((n) => n !== netName))
+      return {containerId: id, removed}
+    })
+  })
+}

@@ -1,0 +1,92 @@
+import {createHash} from 'node:crypto'
+import {CtrnetError} from '../sys/errors.js'
+import {parseCniArgs} from '../libcni/args.js'
+import {findNetworkConf, type LoadedConf} from '../libcni/loader.js'
+import {parsePortSpec} from '../libcni/portspec.js'
+import {CNI_ERR} from '../plugins/types.js'
+import * as validate from '../libcni/validate.js'
+import {CniRuntime, type CniMode, type RuntimeConf} from '../libcni/runtime.js'
+
+/**
+ * Settings shared by everything that runs plugin chains. makeRuntime is the
+ * one factory of runtimes: `cni add|check|del|gc` and `network
+ * connect|disconnect|gc` all build theirs here, so --cni-mode and
+ * CTRNET_PLUGIN_TIMEOUT_MS mean the same everywhere.
+ */
+export interface RuntimeSettings {
+  confDir: string
+  namespace: string
+  cniPath: string
+  cacheDir: string
+  mode: string
+}
+
+export function makeRuntime(s: RuntimeSettings): CniRuntime {
+  if (s.mode !== 'embedded' && s.mode !== 'exec') throw new CtrnetError('--cni-mode', `must be embedded or exec, not "${s.mode}"`)
+  const t = process.env.CTRNET_PLUGIN_TIMEOUT_MS
+  const execTimeoutMs = t ? Number(t) : undefined
+  if (execTimeoutMs !== undefined && !(Number.isInteger(execTimeoutMs) && execTimeoutMs > 0)) {
+    throw new CtrnetError('CTRNET_PLUGIN_TIMEOUT_MS', `must be a positive whole number of milliseconds, not "${t}"`)
+  }
+  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode, execTimeoutMs})
+}
+
+export function loadNetwork(s: RuntimeSettings, name: string, warn?: (msg: string) => void): LoadedConf {
+  const net = findNetworkConf(s.confDir, s.namespace, name, (file, err) => warn?.(`skipping ${file}: ${err.message}`))
+  if (!net) throw new Error(`network "${name}" not found in ${s.confDir}`)
+  return net
+}
+
+/** cnitool's container id for a netns: "cnitool-" + 20 hex chars of sha512(path). */
+export function defaultContainerId(netns: string): string {
+  return 'cnitool-' + createHash('sha512').update(netns).digest('hex').slice(0, 20)
+}
+
+export interface AttachmentFlags {
+  netns: string
+  containerId?: string
+  ifName: string
+  publish: string[]
+  ip?: string
+  capArgs?: string
+  cniArgs?: string
+}
+
+/**
+ * Turns cnitool-like flags into a RuntimeConf. A requested IP goes to the
+ * `ips` capability when a plugin of the chain declares it, else to
+ * CNI_ARGS `IP=` (with IgnoreUnknown=1, which host-local reads).
+ */
+export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): RuntimeConf {
+  // the flags are named here; the runtime checks the same values again as CNI_IFNAME/CNI_CONTAINERID
+  validate.ifName(f.ifName, '--ifname', CNI_ERR.INVALID_ENV)
+  const capabilityArgs: Record<string, unknown> = {}
+  if (f.capArgs) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(f.capArgs)
+    } catch (err) {
+      throw new Error(`--cap-args is not JSON: ${(err as Error).message}`)
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--cap-args must be a JSON object')
+    Object.assign(capabilityArgs, parsed)
+  }
+  if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map((p) => parsePortSpec(p, '--publish'))
+  const args = parseCniArgs(f.cniArgs ?? '')
+  if (f.ip) {
+    validate.ipAddress(f.ip, '--ip')
+    const declaresIps = net.conf.plugins.some((p) => p.capabilities?.ips)
+    if (declaresIps) capabilityArgs.ips = [f.ip]
+    else {
+      if (!args.some(([k]) => k === 'IgnoreUnknown')) args.unshift(['IgnoreUnknown', '1'])
+      args.push(['IP', f.ip])
+    }
+  }
+  return {
+    containerId: f.containerId || defaultContainerId(f.netns),
+    netns: f.netns,
+    ifName: f.ifName,
+    args,
+    capabilityArgs,
+  }
+}

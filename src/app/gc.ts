@@ -1,0 +1,93 @@
+import {existsSync} from 'node:fs'
+import {makeRuntime} from './cni.js'
+import {type CachedAttachment, listCachedAttachments, listPending} from '../libcni/cache.js'
+import {findNetworkConf, type LoadedConf} from '../libcni/loader.js'
+import type {GcReport} from '../libcni/runtime.js'
+import type {NetConfList} from '../plugins/types.js'
+import type {ContainerdSettings} from './attach.js'
+import {socketExists, withClient} from '../containerd/client.js'
+import {formatNetworksLabel, NETWORKS_LABEL, parseNetworksLabel} from '../containerd/containers.js'
+
+/**
+ * `network gc`: the containerd-aware garbage collection. An attachment is
+ * valid while it belongs to a container whose task is RUNNING or PAUSED (in
+ * any namespace) and lives in that task's netns, or while it was made in a
+ * named netns that still exists (`cni add` into /var/run/netns/x). Every
+ * other cached or half-added attachment is DELeted with its cached config,
+ * and the network leaves the container's `nerdctl/networks` label when the
+ * container still exists.
+ */
+export interface NetworkGcResult {
+  network: string
+  report: GcReport
+  labelsUpdated: string[]
+}
+
+const PROC_NETNS = /^\/proc\/\d+\/(task\/\d+\/)?ns\/net$/
+
+export async function gcNetworks(s: ContainerdSettings, names: string[], opts: {dryRun?: boolean} = {}): Promise<NetworkGcResult[]> {
+  if (!socketExists(s.address)) {
+    throw new Error(`cannot reach containerd at ${s.address}: is it running, and are you root? (without containerd, use "ctrnet cni gc")`)
+  }
+  const all = [...listCachedAttachments(s.cacheDir), ...listPending(s.cacheDir)]
+  const networks = names.length > 0 ? names : [...new Set(all.map((a) => a.networkName))].sort()
+
+  // containerd's view: live tasks (cni id -> pid) and every container's label
+  const live = new Map<string, number>()
+  const containers = new Map<string, {namespace: string; id: string; nets: string[]}>()
+  await withClient({address: s.address, namespace: s.namespace}, async (client) => {
+    for (const ns of await client.listNamespaces()) {
+      for (const t of await client.listTasks(ns)) {
+        if (t.status === 'RUNNING' || t.status === 'PAUSED') live.set(`${ns}-${t.id}`, t.pid)
+      }
+      for (const c of await client.listContainers([`labels."${NETWORKS_LABEL}"`], ns)) {
+        containers.set(`${ns}-${c.id}`, {namespace: ns, id: c.id, nets: parseNetworksLabel(c.labels) ?? []})
+      }
+    }
+  })
+  const isValid = (a: CachedAttachment) => {
+    const pid = live.get(a.containerId)
+    if (pid !== undefined && a.netns === `/proc/${pid}/ns/net`) return true
+    return !!a.netns && !PROC_NETNS.test(a.netns) && existsSync(a.netns)
+  }
+
+  const runtime = makeRuntime(s)
+  const results: NetworkGcResult[] = []
+  for (const network of networks) {
+    const mine = all.filter((a) => a.networkName === network)
+    const net = findNetworkConf(s.confDir, s.namespace, network) ?? fromCache(mine)
+    if (!net) throw new Error(`network "${network}" not found in ${s.confDir} and not in the CNI cache`)
+    const valid = mine.filter(isValid).map((a) => ({containerId: a.containerId, ifName: a.ifName}))
+    const report = await runtime.gcNetworkList(net, valid, opts)
+    const labelsUpdated: string[] = []
+    if (!opts.dryRun) {
+      const gone = new Set(report.removed.map((r) => r.containerId))
+      const stillAttached = new Set(valid.map((v) => v.containerId))
+      const toUpdate = [...containers.entries()].filter(([cid, c]) => gone.has(cid) && !stillAttached.has(cid) && c.nets.includes(network))
+      if (toUpdate.length > 0) {
+        await withClient({address: s.address, namespace: s.namespace}, async (client) => {
+          for (const [cid, c] of toUpdate) {
+            const nets = c.nets.filter((n) => n !== network)
+            await client.setLabel(c.id, NETWORKS_LABEL, formatNetworksLabel(nets), c.namespace)
+            c.nets = nets
+            labelsUpdated.push(cid)
+          }
+        })
+      }
+    }
+    results.push({network, report, labelsUpdated})
+  }
+  return results
+}
+
+/** A network whose conflist is gone can still be collected with the config its ADDs cached. */
+function fromCache(attachments: CachedAttachment[]): LoadedConf | undefined {
+  const a = attachments.find((x) => x.config)
+  if (!a) return undefined
+  const bytes = Buffer.from(a.config, 'base64')
+  try {
+    return {file: '(cache)', bytes, conf: JSON.parse(bytes.toString('utf8')) as NetConfList}
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * Which containers use a network (for `network rm`/`prune` and the
+ * `Containers` of `network inspect`). A container uses a network when its
+ * task is RUNNING or PAUSED and either its `nerdctl/networks` label lists the
+ * network (what nerdctl looks at) or the CNI result cache holds an
+ * attachment of it under `<namespace>-<id>` (what ctrnet and other CNI
+ * users leave). Every containerd namespace is searched.
+ *
+ * grpc loads only when a socket exists at the address; with no socket the
+ * answer is "nobody" ([] / {}); a socket that exists but fails is an error.
+ */
+import {listCachedAttachments, type CachedAttachment} from '../libcni/cache.js'
+
+export interface NetworkUser {
+  namespace: string
+  id: string
+  /** nerdctl/name label, else the id */
+  name: string
+  /** RUNNING | PAUSED */
+  status: string
+}
+
+export interface InspectContainer {
+  Name: string
+  MacAddress: string
+  IPv4Address: string
+  IPv6Address: string
+}
+
+export interface ContainerdOpts {
+  address: string
+  namespace: string
+  cacheDir: string
+}
+
+interface Use {
+  user: NetworkUser
+  attachment?: CachedAttachment
+  /** Task pid and the network's position in the label (nerdctl names it eth<index>). */
+  pid: number
+  labelIndex: number
+}
+
+async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
+  const {socketExists, withClient} = await import('../containerd/client.js')
+  if (!socketExists(opts.address)) return []
+  const {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} = await import('../containerd/containers.js')
+  const cached = listCachedAttachments(opts.cacheDir, network)
+  return withClient({address: opts.address, namespace: opts.namespace}, async (client) => {
+    const uses: Use[] = []
+    for (const ns of await client.listNamespaces()) {
+      const tasks = new Map<string, {status: string; pid: number}>()
+      for (const t of await client.listTasks(ns)) {
+        if (t.status === 'RUNNING' || t.status === 'PAUSED') tasks.set(t.id, {status: t.status, pid: t.pid})
+      }
+      if (tasks.size === 0) continue
+      // Candidates: containers with the label, plus those the cache names.
+      const byId = new Map((await client.listContainers([`labels."${NETWORKS_LABEL}"`], ns)).map((c) => [c.id, c]))
+      for (const a of cached) {
+        if (!a.containerId.startsWith(`${ns}-`)) continue
+        const id = a.containerId.slice(ns.length + 1)
+        if (!tasks.has(id) || byId.has(id)) continue
+        const c = await client.getContainer(id, ns)
+        if (c) byId.set(id, c)
+      }
+      for (const c of [...byId.values()].sort((x, y) => x.id.localeCompare(y.id))) {
+        const task = tasks.get(c.id)
+        if (!task) continue
+        // Only an attachment in the current task's netns counts (not one left by an earlier task).
+        const attachment = cached.find((a) => a.containerId === cniContainerId(ns, c.id) && a.netns === `/proc/${task.pid}/ns/net`)
+        const nets = parseNetworksLabel(c.labels) ?? []
+        const labelIndex = isCniNetworkList(nets) ? nets.indexOf(network) : -1
+        if (!attachment && labelIndex < 0) continue
+        uses.push({user: {namespace: ns, id: c.id, name: displayName(c), status: task.status}, attachment, pid: task.pid, labelIndex})
+      }
+    }
+    return uses
+  })
+}
+
+/** Running or paused containers, in any namespace, attached to the network. */
+export async function networkUsers(opts: ContainerdOpts, network: string): Promise<NetworkUser[]> {
+  return (await findUses(opts, network)).map((u) => u.user)
+}
+
+interface ResultShape {
+  interfaces?: Array<{name?: string; mac?: string; sandbox?: string}>
+  ips?: Array<{address?: string; interface?: number}>
+}
+
+/** MAC and addresses of the container's interface from a cached CNI result. */
+function endpoint(a: CachedAttachment | undefined): Omit<InspectContainer, 'Name'> {
+  const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
+  const r = a?.result as ResultShape | undefined
+  if (!r) return out
+  const ifaces = r.interfaces ?? []
+  let idx = ifaces.findIndex((i) => i.name === a!.ifName && i.sandbox)
+  if (idx < 0) idx = ifaces.findIndex((i) => i.sandbox)
+  if (idx >= 0) out.MacAddress = ifaces[idx].mac ?? ''
+  for (const ip of r.ips ?? []) {
+    if (!ip.address) continue
+    if (idx >= 0 && ip.interface !== undefined && ip.interface !== idx) continue
+    if (ip.address.includes(':')) out.IPv6Address ||= ip.address
+    else out.IPv4Address ||= ip.address
+  }
+  return out
+}
+
+/**
+ * With no cache entry (attached by nerdctl with another cache dir), read the
+ * interface nerdctl gives the network, eth<position in the label>, from the
+ * container's netns, as nerdctl's inspect reads the netns.
+ */
+async function endpointFromNetns(u: Use): Promise<Omit<InspectContainer, 'Name'>> {
+  const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
+  if (u.labelIndex < 0 || !u.pid) return out
+  const {netnsInode} = await import('../containerd/containers.js')
+  const netns = `/proc/${u.pid}/ns/net`
+  const inode = netnsInode(netns)
+  // never read the host's (or our own) namespace for a container's
+  if (!inode || inode === netnsInode('/proc/1/ns/net') || inode === netnsInode('/proc/self/ns/net')) return out
+  try {
+    const {ipJson} = await import('../kernel/ip/batch.js')
+    const {globalCidrs} = await import('../kernel/ip/addr.js')
+    const links = await ipJson<import('../kernel/ip/addr.js').IpAddrLink[]>(['addr', 'show', 'dev', `eth${u.labelIndex}`], netns)
+    const link = links[0]
+    if (!link) return out
+    out.MacAddress = link.address ?? ''
+    for (const cidr of globalCidrs(link)) {
+      if (cidr.includes(':')) out.IPv6Address ||= cidr
+      else out.IPv4Address ||= cidr
+    }
+  } catch {
+    /* gone or not ours to read: leave the details empty */
+  }
+  return out
+}
+
+/** `Containers` of `network inspect`: full container id -> details. */
+export async function inspectContainers(opts: ContainerdOpts, network: string): Promise<Record<string, InspectContainer>> {
+  const out: Record<string, InspectContainer> = {}
+  for (const u of await findUses(opts, network)) {
+    out[u.user.id] = {Name: u.user.name, ...(u.attachment ? endpoint(u.attachment) : await endpointFromNetns(u))}
+  }
+  return out
+}

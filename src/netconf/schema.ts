@@ -1,0 +1,157 @@
+import {CtrnetError} from '../sys/errors.js'
+
+/**
+ * JSON schema of the conflists ctrnet writes (nerdctl's shape). Every write is
+ * validated against it first. ajv is imported lazily, only on the write path,
+ * so read-only commands (`network ls`) never load it.
+ */
+
+const cidr = {type: 'string', minLength: 3, pattern: '^[0-9a-fA-F.:]+/[0-9]{1,3}$'}
+const ip = {type: 'string', minLength: 2, pattern: '^[0-9a-fA-F.:]+$'}
+
+const range = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['subnet'],
+  properties: {gateway: ip, ipRange: cidr, rangeEnd: ip, rangeStart: ip, subnet: cidr},
+}
+
+const hostLocal = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'ranges'],
+  properties: {
+    type: {const: 'host-local'},
+    ranges: {type: 'array', minItems: 1, items: {type: 'array', minItems: 1, items: range}},
+    routes: {
+      type: 'array',
+      items: {type: 'object', additionalProperties: false, required: ['dst'], properties: {dst: cidr, gw: ip}},
+    },
+  },
+}
+
+const dhcp = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'daemonSocketPath'],
+  properties: {
+    type: {const: 'dhcp'},
+    daemonSocketPath: {type: 'string', minLength: 1},
+    provide: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['option', 'value', 'fromArg'],
+        properties: {option: {type: 'string', minLength: 1}, value: {type: 'string'}, fromArg: {type: 'string'}},
+      },
+    },
+    request: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['option', 'skipDefault'],
+        properties: {option: {type: 'string', minLength: 1}, skipDefault: {type: 'boolean'}},
+      },
+    },
+  },
+}
+
+const ipam = {oneOf: [hostLocal, dhcp]}
+const ifName = {type: 'string', minLength: 1, maxLength: 15, pattern: '^[^/:\\s]+$', not: {enum: ['.', '..']}}
+const mtu = {type: 'integer', minimum: 1}
+const ipsCap = {type: 'object', additionalProperties: false, required: ['ips'], properties: {ips: {const: true}}}
+
+const bridge = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'bridge', 'hairpinMode', 'ipam'],
+  properties: {
+    type: {const: 'bridge'},
+    bridge: ifName,
+    isGateway: {const: true},
+    ipMasq: {const: true},
+    mtu,
+    hairpinMode: {const: true},
+    ipam,
+    capabilities: ipsCap,
+  },
+}
+
+const vlan = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'master', 'ipam'],
+  properties: {
+    type: {enum: ['macvlan', 'ipvlan']},
+    master: {type: 'string'},
+    mode: {type: 'string', minLength: 1},
+    mtu,
+    ipam,
+    capabilities: ipsCap,
+  },
+}
+
+const portmap = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'capabilities'],
+  properties: {
+    type: {const: 'portmap'},
+    capabilities: {type: 'object', additionalProperties: false, required: ['portMappings'], properties: {portMappings: {const: true}}},
+  },
+}
+
+const firewall = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'ingressPolicy'],
+  properties: {type: {const: 'firewall'}, backend: {enum: ['iptables', 'firewalld']}, ingressPolicy: {enum: ['same-bridge', 'isolated']}},
+}
+
+const tuning = {type: 'object', additionalProperties: false, required: ['type'], properties: {type: {const: 'tuning'}}}
+
+export const CONFLIST_SCHEMA = {
+  $id: 'https://ctrnet.invalid/nerdctl-conflist.json',
+  type: 'object',
+  additionalProperties: false,
+  required: ['cniVersion', 'name', 'nerdctlID', 'plugins'],
+  properties: {
+    cniVersion: {const: '1.0.0'},
+    name: {type: 'string', pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]+$'},
+    nerdctlID: {type: 'string', pattern: '^[0-9a-f]{64}$'},
+    nerdctlLabels: {type: 'object', additionalProperties: {type: 'string'}},
+    plugins: {
+      type: 'array',
+      minItems: 1,
+      oneOf: [
+        // bridge chains: bridge, portmap, firewall, tuning; with --internal no portmap
+        {type: 'array', prefixItems: [bridge, portmap, firewall, tuning], minItems: 4, items: false},
+        {type: 'array', prefixItems: [bridge, firewall, tuning], minItems: 3, items: false},
+        {type: 'array', minItems: 1, maxItems: 1, items: vlan},
+      ],
+    },
+  },
+} as const
+
+type Validator = ((data: unknown) => boolean) & {errors?: Array<{instancePath: string; message?: string}> | null}
+let compiled: Validator | undefined
+
+async function validator(): Promise<Validator> {
+  if (compiled) return compiled
+  // Ajv 2020 understands prefixItems; the package is CommonJS, so its class is the default export.
+  const mod = (await import('ajv/dist/2020.js')) as unknown as {default: {default?: unknown}}
+  const Ajv2020 = (mod.default.default ?? mod.default) as new (opts: object) => {compile(s: object): Validator}
+  compiled = new Ajv2020({allErrors: false, strict: false}).compile(CONFLIST_SCHEMA)
+  return compiled
+}
+
+/** Throws CtrnetError(what, ...) when conf does not match the schema of what we write. */
+export async function validateConflist(what: string, conf: unknown): Promise<void> {
+  const validate = await validator()
+  if (!validate(conf)) {
+    const e = validate.errors?.[0]
+    throw new CtrnetError(what, `refusing to write an invalid conflist: ${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}`)
+  }
+}

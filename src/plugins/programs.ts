@@ -1,0 +1,38 @@
+import type {PluginConf} from './types.js'
+
+/**
+ * The programs each embedded plugin runs for a given config entry, so that
+ * the runtime can refuse a request before any kernel work when one is not
+ * installed (lib/exec.ts names the Debian package). Kept beside the plugin
+ * registry, one line per plugin: when a plugin starts a new program, add it
+ * here.
+ */
+const IPTABLES = ['iptables-save', 'iptables-restore', 'flock']
+
+export function programsFor(type: string, p: PluginConf): string[] {
+  switch (type) {
+    case 'bridge':
+      return [
+        'ip',
+        'nsenter',
+        'sh',
+        ...(p.ipMasq === true ? IPTABLES : []),
+        ...(p.macspoofchk === true ? ['nft'] : []),
+        ...(typeof p.vlan === 'number' && p.vlan !== 0 ? ['bridge'] : []),
+      ]
+    case 'host-local':
+      return ['flock']
+    case 'static':
+      return []
+    case 'loopback':
+      return ['ip', 'nsenter']
+    case 'tuning':
+      return ['ip', 'nsenter', 'sh', 'cat']
+    case 'portmap':
+      return ['ip', ...IPTABLES]
+    case 'firewall':
+      return IPTABLES
+    default:
+      return []
+  }
+}

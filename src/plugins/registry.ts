@@ -1,0 +1,30 @@
+import type {EmbeddedPlugin} from './types.js'
+import bridge from './bridge/index.js'
+import firewall from './firewall/index.js'
+import hostLocal from './host-local/index.js'
+import loopback from './loopback/index.js'
+import portmap from './portmap/index.js'
+import staticIpam from './static/index.js'
+import tuning from './tuning/index.js'
+
+/**
+ * The embedded plugins by CNI type. Any type not listed here is exec'd from
+ * CNI_PATH by the runtime. They are imported together with the runtime (one
+ * bundle chunk, itself loaded only by the commands that run chains): a chain
+ * uses most of them, and one chunk loads faster than seven.
+ */
+const plugins: Record<string, EmbeddedPlugin> = {
+  bridge,
+  'host-local': hostLocal,
+  static: staticIpam,
+  loopback,
+  tuning,
+  portmap,
+  firewall,
+}
+
+export const EMBEDDED_TYPES = Object.keys(plugins)
+
+export async function loadEmbedded(type: string): Promise<EmbeddedPlugin | undefined> {
+  return Object.hasOwn(plugins, type) ? plugins[type] : undefined
+}
