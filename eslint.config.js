@@ -1,0 +1,25 @@
+// ESLint with typescript-eslint's recommended rules over src/ and test/.
+// The layer rules live in .dependency-cruiser.cjs (npm run lint runs both).
+import js from '@eslint/js'
+import tseslint from 'typescript-eslint'
+
+export default tseslint.config(
+  {ignores: ['dist/', 'node_modules/', 'oclif.manifest.json']},
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: {globals: {process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setImmediate: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly', queueMicrotask: 'readonly', __filename: 'readonly'}},
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', {argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none'}],
+    },
+  },
+  {
+    // Lazy loading happens at one place, the command boundary: each command
+    // imports its app module when it runs. Below that, imports are static.
+    files: ['src/**/*.ts'],
+    ignores: ['src/commands/**'],
+    rules: {
+      'no-restricted-syntax': ['error', {selector: 'ImportExpression', message: 'import() only in src/commands/: lower layers import statically'}],
+    },
+  },
+)
