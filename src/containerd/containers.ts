@@ -25,7 +25,7 @@ export async function findContainer(client: ContainerdClient, ref: string, nameL
 }
 
 /** Errors with "unknown namespace" when the client's namespace does not exist. */
-export async function assertNamespace(client: ContainerdClient): Promise<void> {
+async function assertNamespace(client: ContainerdClient): Promise<void> {
   const nss = await client.listNamespaces()
   if (!nss.includes(client.namespace)) {
     throw new CtrnetError(`unknown containerd namespace "${client.namespace}"`, nss.length ? `known: ${nss.join(', ')}` : 'containerd has no namespaces')
