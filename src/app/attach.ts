@@ -1,12 +1,14 @@
 import {join} from 'node:path'
 import {Address4, Address6} from 'ip-address'
-import {type CachedAttachment, listCachedAttachments, listPending} from '../libcni/cache.js'
+import {listAttachments} from '../libcni/cache.js'
 import {makeRuntime} from './cni.js'
 import {findNetworkConf, loadConfFile, type LoadedConf} from '../libcni/loader.js'
 import {parsePortSpec} from '../libcni/portspec.js'
 import * as validate from '../libcni/validate.js'
-import type {CniRuntime, RuntimeConf} from '../libcni/runtime.js'
+import type {NetList, RuntimeConf} from '../libcni/runtime.js'
+import {ensureDefaultBridgeNetwork, findDefaultNetwork, listNetworks} from '../netconf/store.js'
 import type {CniResult, NetConfList} from '../plugins/types.js'
+import {GONE_NETNS, interfacesOf, netnsForDel} from '../kernel/netns.js'
 import {CtrnetError, errorMessage} from '../sys/errors.js'
 import {withLock} from '../sys/flock.js'
 import {type ContainerInfo, type ContainerdClient, withClient} from '../containerd/client.js'
@@ -14,15 +16,13 @@ import {
   cniContainerId,
   displayName,
   formatNetworksLabel,
-  interfacesOf,
   isCniNetworkList,
   NETWORKS_LABEL,
-  netnsPathOf,
   parseNetworksLabel,
   resolveContainer,
   runningNetns,
   specHostname,
-} from '../containerd/containers.js'
+} from './containers.js'
 
 /**
  * `network connect` / `network disconnect`: attach a running containerd
@@ -62,40 +62,19 @@ export interface DisconnectRequest {
   container: string
 }
 
-/**
- * Handed to DEL instead of a netns we cannot vouch for (task gone, or a
- * different task now): /proc/0 never exists, so every plugin takes the
- * "netns is gone" path. Passing the cached /proc/<pid>/ns/net of a dead task
- * could, after pid reuse, point at some other process's (the host's!)
- * namespace.
- */
-export const GONE_NETNS = '/proc/0/ns/net'
-
 const lockFor = (cacheDir: string, cid: string) => join(cacheDir, 'ctrnet', 'locks', `container-${cid}.lock`)
 
 /** The network's conflist; `bridge` is nerdctl's default network, created when missing. */
 async function loadNetwork(s: ContainerdSettings, name: string, create: boolean): Promise<LoadedConf | undefined> {
   if (name === 'bridge') {
     if (create) {
-      const {ensureDefaultBridgeNetwork} = await import('../netconf/store.js')
       const made = await ensureDefaultBridgeNetwork(s.confDir, s.namespace)
       return loadConfFile(made.file)
     }
-    const {listNetworks, findDefaultNetwork} = await import('../netconf/store.js')
     const found = findDefaultNetwork(listNetworks(s.confDir, s.namespace))
     return found ? {file: found.file, bytes: found.bytes, conf: found.conf} : undefined
   }
   return findNetworkConf(s.confDir, s.namespace, name)
-}
-
-/** A LoadedConf made from a cache entry's config (the network file may be gone). */
-function confFromCache(a: CachedAttachment): LoadedConf | undefined {
-  try {
-    const bytes = Buffer.from(a.config, 'base64')
-    return {file: '', bytes, conf: JSON.parse(bytes.toString('utf8')) as NetConfList}
-  } catch {
-    return undefined
-  }
 }
 
 function declares(conf: NetConfList, cap: string): boolean {
@@ -112,20 +91,6 @@ function checkRequest(req: ConnectRequest) {
   }
   if (req.ifName !== undefined) validate.ifName(req.ifName, '--ifname')
   return (req.publish ?? []).map((p) => parsePortSpec(p, '--publish'))
-}
-
-/** The attachments (cached or half-added) of one CNI container id. */
-function attachmentsOf(cacheDir: string, cid: string, network?: string): CachedAttachment[] {
-  const seen = new Set<string>()
-  const out: CachedAttachment[] = []
-  for (const a of [...listCachedAttachments(cacheDir, network), ...listPending(cacheDir, network)]) {
-    if (a.containerId !== cid) continue
-    const k = `${a.networkName}\0${a.ifName}`
-    if (seen.has(k)) continue
-    seen.add(k)
-    out.push(a)
-  }
-  return out
 }
 
 /** Rewrites the `nerdctl/networks` label (removes it when the list is empty). */
@@ -161,7 +126,7 @@ export async function connectContainer(s: ContainerdSettings, req: ConnectReques
       }
 
       const present = interfacesOf(pid)
-      const mine = attachmentsOf(s.cacheDir, cid)
+      const mine = listAttachments(s.cacheDir, {containerId: cid})
       for (const a of mine.filter((x) => x.networkName === netName)) {
         if (a.netns === netns) throw new CtrnetError(`container ${name}`, `is already connected to network ${netName} (as ${a.ifName})`)
         // Left over from an earlier task of this container: release it first.
@@ -227,7 +192,7 @@ export async function disconnectContainer(s: ContainerdSettings, req: Disconnect
       // The container may be gone while its attachment is still cached.
       if (!(err instanceof CtrnetError) || !err.what.startsWith('no such container')) throw err
       const prefix = cniContainerId(s.namespace, req.container)
-      const cids = [...new Set([...listCachedAttachments(s.cacheDir, netName), ...listPending(s.cacheDir, netName)].map((a) => a.containerId))]
+      const cids = [...new Set(listAttachments(s.cacheDir, {network: netName}).map((a) => a.containerId))]
       const exact = cids.filter((c) => c === prefix)
       const matches = exact.length ? exact : cids.filter((c) => c.startsWith(prefix))
       if (matches.length !== 1) throw err
@@ -239,18 +204,20 @@ export async function disconnectContainer(s: ContainerdSettings, req: Disconnect
     return withLock(lockFor(s.cacheDir, cid), async () => {
       const c = container ? await client.getContainer(container.id) : undefined
       const nets = c ? parseNetworksLabel(c.labels) ?? [] : []
-      const entries = attachmentsOf(s.cacheDir, cid, netName)
+      const entries = listAttachments(s.cacheDir, {network: netName, containerId: cid})
       if (entries.length === 0 && !nets.includes(netName)) {
         if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
         throw new CtrnetError(`container ${name}`, `is not connected to network ${netName}`)
       }
       const task = c ? await client.getTask(c.id) : undefined
-      const live = task && (task.status === 'RUNNING' || task.status === 'PAUSED') && task.pid ? netnsPathOf(task.pid) : undefined
+      const livePid = task && (task.status === 'RUNNING' || task.status === 'PAUSED') && task.pid ? task.pid : undefined
       const removed: string[] = []
       for (const a of entries) {
-        const conf = net ?? confFromCache(a)
+        // the network file may be gone: then the config the ADD cached
+        const conf: NetList | undefined = net ?? a.net
         if (!conf) throw new CtrnetError(`network disconnect ${netName} ${name}`, `no config for the attachment ${a.ifName} (network file and cache entry unreadable)`)
-        const netns = a.netns && a.netns === live ? a.netns : GONE_NETNS
+        // never the netns of a dead task (GONE_NETNS then)
+        const netns = netnsForDel(a.netns, livePid)
         try {
           await runtime.delNetworkList(conf, {containerId: cid, ifName: a.ifName, netns})
         } catch (err) {

@@ -1,12 +1,12 @@
 import {existsSync} from 'node:fs'
 import {makeRuntime} from './cni.js'
-import {type CachedAttachment, listCachedAttachments, listPending} from '../libcni/cache.js'
-import {findNetworkConf, type LoadedConf} from '../libcni/loader.js'
-import type {GcReport} from '../libcni/runtime.js'
-import type {NetConfList} from '../plugins/types.js'
+import {type Attachment, listAttachments} from '../libcni/cache.js'
+import {findNetworkConf} from '../libcni/loader.js'
+import type {GcReport, NetList} from '../libcni/runtime.js'
+import {isProcNetnsPath, procNetnsPath} from '../kernel/netns.js'
 import type {ContainerdSettings} from './attach.js'
 import {socketExists, withClient} from '../containerd/client.js'
-import {formatNetworksLabel, NETWORKS_LABEL, parseNetworksLabel} from '../containerd/containers.js'
+import {formatNetworksLabel, NETWORKS_LABEL, parseNetworksLabel} from './containers.js'
 
 /**
  * `network gc`: the containerd-aware garbage collection. An attachment is
@@ -23,13 +23,11 @@ export interface NetworkGcResult {
   labelsUpdated: string[]
 }
 
-const PROC_NETNS = /^\/proc\/\d+\/(task\/\d+\/)?ns\/net$/
-
 export async function gcNetworks(s: ContainerdSettings, names: string[], opts: {dryRun?: boolean} = {}): Promise<NetworkGcResult[]> {
   if (!socketExists(s.address)) {
     throw new Error(`cannot reach containerd at ${s.address}: is it running, and are you root? (without containerd, use "ctrnet cni gc")`)
   }
-  const all = [...listCachedAttachments(s.cacheDir), ...listPending(s.cacheDir)]
+  const all = listAttachments(s.cacheDir)
   const networks = names.length > 0 ? names : [...new Set(all.map((a) => a.networkName))].sort()
 
   // containerd's view: live tasks (cni id -> pid) and every container's label
@@ -45,10 +43,12 @@ export async function gcNetworks(s: ContainerdSettings, names: string[], opts: {
       }
     }
   })
-  const isValid = (a: CachedAttachment) => {
+  // Valid: made in the netns of the container's live task, or in a named
+  // netns that still exists (a /proc path of any other process is not one).
+  const isValid = (a: Attachment) => {
     const pid = live.get(a.containerId)
-    if (pid !== undefined && a.netns === `/proc/${pid}/ns/net`) return true
-    return !!a.netns && !PROC_NETNS.test(a.netns) && existsSync(a.netns)
+    if (pid !== undefined && a.netns === procNetnsPath(pid)) return true
+    return !!a.netns && !isProcNetnsPath(a.netns) && existsSync(a.netns)
   }
 
   const runtime = makeRuntime(s)
@@ -81,13 +81,6 @@ export async function gcNetworks(s: ContainerdSettings, names: string[], opts: {
 }
 
 /** A network whose conflist is gone can still be collected with the config its ADDs cached. */
-function fromCache(attachments: CachedAttachment[]): LoadedConf | undefined {
-  const a = attachments.find((x) => x.config)
-  if (!a) return undefined
-  const bytes = Buffer.from(a.config, 'base64')
-  try {
-    return {file: '(cache)', bytes, conf: JSON.parse(bytes.toString('utf8')) as NetConfList}
-  } catch {
-    return undefined
-  }
+function fromCache(attachments: Attachment[]): NetList | undefined {
+  return attachments.find((x) => x.configBytes.length > 0)?.net
 }

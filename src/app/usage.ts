@@ -9,7 +9,12 @@
  * grpc loads only when a socket exists at the address; with no socket the
  * answer is "nobody" ([] / {}); a socket that exists but fails is an error.
  */
-import {listCachedAttachments, type CachedAttachment} from '../libcni/cache.js'
+import {type Attachment, listAttachments} from '../libcni/cache.js'
+import {type IpAddrLink, globalCidrs} from '../kernel/ip/addr.js'
+import {ipJson} from '../kernel/ip/batch.js'
+import {procNetnsPath, taskNetns} from '../kernel/netns.js'
+import {socketExists, withClient} from '../containerd/client.js'
+import {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} from './containers.js'
 
 export interface NetworkUser {
   namespace: string
@@ -35,17 +40,16 @@ export interface ContainerdOpts {
 
 interface Use {
   user: NetworkUser
-  attachment?: CachedAttachment
+  attachment?: Attachment
   /** Task pid and the network's position in the label (nerdctl names it eth<index>). */
   pid: number
   labelIndex: number
 }
 
 async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
-  const {socketExists, withClient} = await import('../containerd/client.js')
   if (!socketExists(opts.address)) return []
-  const {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} = await import('../containerd/containers.js')
-  const cached = listCachedAttachments(opts.cacheDir, network)
+  // finished attachments only: an ADD still in flight does not make a user
+  const cached = listAttachments(opts.cacheDir, {network}).filter((a) => !a.pending)
   return withClient({address: opts.address, namespace: opts.namespace}, async (client) => {
     const uses: Use[] = []
     for (const ns of await client.listNamespaces()) {
@@ -67,7 +71,7 @@ async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
         const task = tasks.get(c.id)
         if (!task) continue
         // Only an attachment in the current task's netns counts (not one left by an earlier task).
-        const attachment = cached.find((a) => a.containerId === cniContainerId(ns, c.id) && a.netns === `/proc/${task.pid}/ns/net`)
+        const attachment = cached.find((a) => a.containerId === cniContainerId(ns, c.id) && a.netns === procNetnsPath(task.pid))
         const nets = parseNetworksLabel(c.labels) ?? []
         const labelIndex = isCniNetworkList(nets) ? nets.indexOf(network) : -1
         if (!attachment && labelIndex < 0) continue
@@ -89,7 +93,7 @@ interface ResultShape {
 }
 
 /** MAC and addresses of the container's interface from a cached CNI result. */
-function endpoint(a: CachedAttachment | undefined): Omit<InspectContainer, 'Name'> {
+function endpoint(a: Attachment | undefined): Omit<InspectContainer, 'Name'> {
   const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
   const r = a?.result as ResultShape | undefined
   if (!r) return out
@@ -114,15 +118,11 @@ function endpoint(a: CachedAttachment | undefined): Omit<InspectContainer, 'Name
 async function endpointFromNetns(u: Use): Promise<Omit<InspectContainer, 'Name'>> {
   const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
   if (u.labelIndex < 0 || !u.pid) return out
-  const {netnsInode} = await import('../containerd/containers.js')
-  const netns = `/proc/${u.pid}/ns/net`
-  const inode = netnsInode(netns)
   // never read the host's (or our own) namespace for a container's
-  if (!inode || inode === netnsInode('/proc/1/ns/net') || inode === netnsInode('/proc/self/ns/net')) return out
+  const netns = taskNetns(u.pid)
+  if (!netns) return out
   try {
-    const {ipJson} = await import('../kernel/ip/batch.js')
-    const {globalCidrs} = await import('../kernel/ip/addr.js')
-    const links = await ipJson<import('../kernel/ip/addr.js').IpAddrLink[]>(['addr', 'show', 'dev', `eth${u.labelIndex}`], netns)
+    const links = await ipJson<IpAddrLink[]>(['addr', 'show', 'dev', `eth${u.labelIndex}`], netns)
     const link = links[0]
     if (!link) return out
     out.MacAddress = link.address ?? ''

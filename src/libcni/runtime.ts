@@ -1,21 +1,20 @@
 import {existsSync, lstatSync} from 'node:fs'
-import {join} from 'node:path'
 import {validateContainerId, validateIfName, validateNetworkName} from './args.js'
 import {
-  type CachedAttachment,
-  listCachedAttachments,
-  listPending,
-  readCachedAttachment,
-  readPending,
+  type Attachment,
+  type AttachmentKey,
+  type CacheRecord,
+  entryPaths,
+  listAttachments,
+  readAttachment,
   removeCachedAttachment,
-  resultsDir,
-  pendingDir,
   removePending,
   writeCachedAttachment,
   writePending,
 } from './cache.js'
 import {execPlugin, findInPath} from './invoke.js'
 import type {LoadedConf} from './loader.js'
+import {isProcNetnsPath} from '../kernel/netns.js'
 import {loadEmbedded} from '../plugins/registry.js'
 import {programsFor} from '../plugins/programs.js'
 import {requirePrograms} from '../sys/exec.js'
@@ -150,21 +149,13 @@ export class CniRuntime {
   async delNetworkList(net: NetList | LoadedConf | undefined, rt: RuntimeConf): Promise<void> {
     const name = net?.conf.name
     if (!name) throw new CniError(CNI_ERR.INVALID_NETCONF, 'missing network name')
-    const key = {networkName: name, containerId: rt.containerId, ifName: rt.ifName}
-    const cached = readCachedAttachment(this.opts.cacheDir, name, rt.containerId, rt.ifName)
-    const pending = readPending(this.opts.cacheDir, key)
-    await this.delWith(net, rt, cached ?? pending)
+    const cached = readAttachment(this.opts.cacheDir, {networkName: name, containerId: rt.containerId, ifName: rt.ifName})
+    await this.delWith(net, rt, cached)
   }
 
-  private async delWith(net: NetList | undefined, rt: RuntimeConf, cached: CachedAttachment | undefined): Promise<void> {
-    let conf = net?.conf
-    if (cached?.config) {
-      try {
-        conf = JSON.parse(Buffer.from(cached.config, 'base64').toString('utf8')) as NetConfList
-      } catch {
-        /* keep the given config */
-      }
-    }
+  private async delWith(net: NetList | undefined, rt: RuntimeConf, cached: Attachment | undefined): Promise<void> {
+    // the cached config when it parses, else the given one
+    const conf = cached?.net?.conf ?? net?.conf
     if (!conf) throw new CniError(CNI_ERR.INVALID_NETCONF, 'no configuration for the attachment')
     const effective: RuntimeConf = await this.validate(conf, {
       ...rt,
@@ -212,7 +203,9 @@ export class CniRuntime {
     }
     if (conf.disableCheck) return
     await this.requireProgramsOf(conf)
-    const cached = readCachedAttachment(this.opts.cacheDir, conf.name, rt.containerId, rt.ifName)
+    const entry = readAttachment(this.opts.cacheDir, {networkName: conf.name, containerId: rt.containerId, ifName: rt.ifName})
+    // a journal entry (an ADD that did not finish) is not a cached result
+    const cached = entry && !entry.pending ? entry : undefined
     if (!cached?.result) {
       throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `no cached result for network "${conf.name}"`, `container ${rt.containerId} ifname ${rt.ifName} was not added`)
     }
@@ -241,23 +234,15 @@ export class CniRuntime {
     validateNetworkName(conf.name)
     assertSupportedVersion(conf.cniVersion)
     const report: GcReport = {removed: [], errors: []}
-    const isValid = (a: CachedAttachment) =>
+    const isValid = (a: Attachment) =>
       valid ? valid.some((v) => v.containerId === a.containerId && v.ifName === a.ifName) : !!a.netns && existsSync(a.netns)
-    const seen = new Set<string>()
     const survivors: Array<{containerID: string; ifname: string}> = []
-    const candidates: Array<[CachedAttachment, boolean]> = [
-      ...listCachedAttachments(this.opts.cacheDir, conf.name).map((a) => [a, false] as [CachedAttachment, boolean]),
-      ...listPending(this.opts.cacheDir, conf.name).map((a) => [a, true] as [CachedAttachment, boolean]),
-    ]
-    for (const [a, pending] of candidates) {
-      const id = `${a.containerId}/${a.ifName}`
-      if (seen.has(id)) continue
-      seen.add(id)
+    for (const a of listAttachments(this.opts.cacheDir, {network: conf.name})) {
       if (isValid(a)) {
         survivors.push({containerID: a.containerId, ifname: a.ifName})
         continue
       }
-      report.removed.push({containerId: a.containerId, ifName: a.ifName, netns: a.netns, pending})
+      report.removed.push({containerId: a.containerId, ifName: a.ifName, netns: a.netns, pending: a.pending})
       if (opts.dryRun) continue
       try {
         await this.delWith(net, {containerId: a.containerId, ifName: a.ifName, netns: gcNetns(a.netns)}, a)
@@ -393,7 +378,7 @@ export class CniRuntime {
     }
   }
 
-  private cacheEntry(net: NetList, rt: RuntimeConf): CachedAttachment {
+  private cacheEntry(net: NetList, rt: RuntimeConf): CacheRecord {
     return {
       kind: 'cniCacheV1',
       containerId: rt.containerId,
@@ -495,9 +480,8 @@ export class CniRuntime {
 }
 
 /** Refuses, before anything runs, a cache or journal entry that is a symlink (it would be written through). */
-function assertWritableEntry(cacheDir: string, k: {networkName: string; containerId: string; ifName: string}): void {
-  const name = `${k.networkName}-${k.containerId}-${k.ifName}`
-  for (const p of [join(resultsDir(cacheDir), name), join(pendingDir(cacheDir), name)]) {
+function assertWritableEntry(cacheDir: string, k: AttachmentKey): void {
+  for (const p of entryPaths(cacheDir, k)) {
     try {
       if (lstatSync(p).isSymbolicLink()) throw new CniError(CNI_ERR.IO_FAILURE, `refusing to write the CNI cache through a symlink`, p)
     } catch (err) {
@@ -515,7 +499,7 @@ function assertWritableEntry(cacheDir: string, k: {networkName: string; containe
  * (bind mounts) stay valid and are used.
  */
 export function gcNetns(netns: string | undefined): string {
-  if (!netns || /^\/proc\/\d+\/(task\/\d+\/)?ns\/net$/.test(netns)) return ''
+  if (!netns || isProcNetnsPath(netns)) return ''
   return netns
 }
 

@@ -9,7 +9,19 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {CniRuntime} from '../../src/libcni/runtime.js'
-import {listCachedAttachments, listPending, readCachedAttachment} from '../../src/libcni/cache.js'
+import {type CacheRecord, entryPaths, listAttachments} from '../../src/libcni/cache.js'
+
+// The cache as the tests look at it: the stored record of one key, and the
+// finished (cached) and in-flight (journalled) attachments.
+const readCachedAttachment = (cacheDir: string, networkName: string, containerId: string, ifName: string): CacheRecord | undefined => {
+  try {
+    return JSON.parse(readFileSync(entryPaths(cacheDir, {networkName, containerId, ifName})[0], 'utf8')) as CacheRecord
+  } catch {
+    return undefined
+  }
+}
+const listCachedAttachments = (cacheDir: string, network?: string) => listAttachments(cacheDir, {network}).filter((a) => !a.pending)
+const listPending = (cacheDir: string, network?: string) => listAttachments(cacheDir, {network}).filter((a) => a.pending)
 
 const PLUGIN = `#!/usr/bin/env node
 const fs = require('fs')
