@@ -146,7 +146,8 @@ export interface PluginRequest {
    * The netfilter transaction of the chain this invocation belongs to: the
    * plugin records its iptables changes with `netfilter.plan()`; the runtime
    * commits them, with those of the other plugins, once the whole chain has
-   * succeeded (nothing is applied when it fails). CHECK only reads.
+   * succeeded (nothing is applied when it fails). CHECK, STATUS and the
+   * ADD's precheck only read: they get a closed one, whose plan() throws.
    */
   netfilter: NetfilterTx
 }
