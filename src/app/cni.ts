@@ -28,7 +28,8 @@ export function makeRuntime(s: RuntimeSettings): CniRuntime {
   if (execTimeoutMs !== undefined && !(Number.isInteger(execTimeoutMs) && execTimeoutMs > 0)) {
     throw new CtrnetError('CTRNET_PLUGIN_TIMEOUT_MS', `must be a positive whole number of milliseconds, not "${t}"`)
   }
-  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode, execTimeoutMs})
+  const iptablesLockPath = process.env.CTRNET_IPTABLES_LOCK || undefined
+  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode, execTimeoutMs, iptablesLockPath})
 }
 
 export function loadNetwork(s: RuntimeSettings, name: string, warn?: (msg: string) => void): LoadedConf {

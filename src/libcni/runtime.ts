@@ -13,6 +13,7 @@ import {
   writePending,
 } from './cache.js'
 import {execPlugin, findInPath} from './invoke.js'
+import {NetfilterTx} from '../kernel/netfilter/iptables.js'
 import type {LoadedConf} from './loader.js'
 import {isProcNetnsPath} from '../kernel/netns.js'
 import {loadEmbedded} from '../plugins/registry.js'
@@ -38,6 +39,8 @@ export interface RuntimeOptions {
   cacheDir: string
   mode?: CniMode
   execTimeoutMs?: number
+  /** The flock every ctrnet process takes to change iptables (default: NetfilterTx's). */
+  iptablesLockPath?: string
 }
 
 /** What libcni calls RuntimeConf: everything about one attachment but the config. */
@@ -65,6 +68,14 @@ export interface NetList {
  * The libcni equivalent: runs a network's plugin chain for one attachment.
  * Plugins of an embedded type run in-process; every other type is exec'd
  * from CNI_PATH by the CNI protocol (mode `exec` execs them all).
+ *
+ * Each ADD, DEL and GC chain has one explicit netfilter transaction
+ * (NetfilterTx), handed to every embedded plugin in its request: the plugins
+ * record their iptables changes on it, and the runtime commits it once, after
+ * the whole chain: one lock, one iptables-save and one iptables-restore per
+ * family for bridge masquerade + portmap + firewall. An ADD chain that fails
+ * midway has applied no rule at all; a DEL chain applies what its plugins
+ * recorded, even when one of them failed (every plugin gets its DEL).
  */
 export class CniRuntime {
   readonly mode: CniMode
@@ -89,11 +100,12 @@ export class CniRuntime {
     let started = 0
     let chainDone = false
     try {
-      await this.batched(async () => {
+      const nf = this.netfilter()
+      try {
         let journaled = ''
         for (const plugin of conf.plugins) {
           started++
-          prev = (await this.invoke('ADD', conf, plugin, prev, rt)) ?? prev
+          prev = (await this.invoke('ADD', conf, plugin, prev, rt, nf)) ?? prev
           // Journal the result so far when it changed (normally once, after the
           // main plugin): a DEL after a kill then knows the addresses.
           const now = JSON.stringify(prev)
@@ -103,7 +115,10 @@ export class CniRuntime {
           }
         }
         chainDone = true
-      })
+        await nf.commit()
+      } finally {
+        nf.release()
+      }
       const final = resultAsVersion(prev ?? {cniVersion: conf.cniVersion}, conf.cniVersion)
       writeCachedAttachment(this.opts.cacheDir, {...entry, result: final as Record<string, unknown>})
       removePending(this.opts.cacheDir, key)
@@ -124,15 +139,24 @@ export class CniRuntime {
    * of plugins whose ADD had succeeded. The failed plugin's own DEL is best
    * effort (a plugin whose ADD fails must clean up after itself, and one that
    * cannot even parse its config, or hangs, fails its DEL the same way).
+   * The DELs share one netfilter transaction, committed after the last.
    */
   private async undo(conf: NetConfList, started: number, prev: CniResult | undefined, rt: RuntimeConf): Promise<string[]> {
     const errors: string[] = []
-    for (let i = started - 1; i >= 0; i--) {
-      try {
-        await this.invoke('DEL', conf, conf.plugins[i], prev, rt)
-      } catch (err) {
-        if (i < started - 1) errors.push(`${conf.plugins[i].type}: ${(err as Error).message}`)
+    const nf = this.netfilter()
+    try {
+      for (let i = started - 1; i >= 0; i--) {
+        try {
+          await this.invoke('DEL', conf, conf.plugins[i], prev, rt, nf)
+        } catch (err) {
+          if (i < started - 1) errors.push(`${conf.plugins[i].type}: ${(err as Error).message}`)
+        }
       }
+      await nf.commit()
+    } catch (err) {
+      errors.push(`iptables: ${(err as Error).message}`)
+    } finally {
+      nf.release()
     }
     return errors
   }
@@ -174,18 +198,20 @@ export class CniRuntime {
       }
     }
     const errors: CniError[] = []
+    const nf = this.netfilter()
     try {
-      await this.batched(async () => {
-        for (let i = conf.plugins.length - 1; i >= 0; i--) {
-          try {
-            await this.invoke('DEL', conf, conf.plugins[i], prev, effective)
-          } catch (err) {
-            errors.push(wrap(err, `plugin type="${conf.plugins[i].type}" failed (delete)`))
-          }
+      for (let i = conf.plugins.length - 1; i >= 0; i--) {
+        try {
+          await this.invoke('DEL', conf, conf.plugins[i], prev, effective, nf)
+        } catch (err) {
+          errors.push(wrap(err, `plugin type="${conf.plugins[i].type}" failed (delete)`))
         }
-      })
+      }
+      await nf.commit()
     } catch (err) {
       errors.push(wrap(err, 'applying iptables changes failed (delete)'))
+    } finally {
+      nf.release()
     }
     if (errors.length) throw errors[0]
     const key = {networkName: conf.name, containerId: rt.containerId, ifName: rt.ifName}
@@ -213,7 +239,7 @@ export class CniRuntime {
     const effective = await this.validate(conf, {...rt, args: cached.cniArgs ?? rt.args, capabilityArgs: cached.capabilityArgs ?? rt.capabilityArgs})
     for (const plugin of conf.plugins) {
       try {
-        await this.invoke('CHECK', conf, plugin, prev, effective)
+        await this.invoke('CHECK', conf, plugin, prev, effective, closedNetfilter())
       } catch (err) {
         throw wrap(err, `plugin type="${plugin.type}" failed (check)`)
       }
@@ -252,16 +278,24 @@ export class CniRuntime {
     }
     if (opts.dryRun) return report
     const validAttachments = valid ? valid.map((v) => ({containerID: v.containerId, ifname: v.ifName})) : survivors
-    for (const plugin of conf.plugins) {
-      const embedded = this.mode === 'embedded' ? await loadEmbedded(plugin.type) : undefined
-      if (!embedded && !versionAtLeast(conf.cniVersion, '1.1.0')) continue
-      if (embedded && !embedded.gc) continue
-      const stdin: PluginNetConf = {...plugin, name: conf.name, cniVersion: conf.cniVersion, 'cni.dev/valid-attachments': validAttachments}
-      try {
-        await this.invokeOne('GC', stdin, {containerId: '', netns: '', ifName: ''})
-      } catch (err) {
-        report.errors.push(`failed to GC plugin ${plugin.type}: ${(err as Error).message}`)
+    const nf = this.netfilter()
+    try {
+      for (const plugin of conf.plugins) {
+        const embedded = this.mode === 'embedded' ? await loadEmbedded(plugin.type) : undefined
+        if (!embedded && !versionAtLeast(conf.cniVersion, '1.1.0')) continue
+        if (embedded && !embedded.gc) continue
+        const stdin: PluginNetConf = {...plugin, name: conf.name, cniVersion: conf.cniVersion, 'cni.dev/valid-attachments': validAttachments}
+        try {
+          await this.invokeOne('GC', stdin, {containerId: '', netns: '', ifName: ''}, nf)
+        } catch (err) {
+          report.errors.push(`failed to GC plugin ${plugin.type}: ${(err as Error).message}`)
+        }
       }
+      await nf.commit()
+    } catch (err) {
+      report.errors.push(`applying iptables changes failed (gc): ${(err as Error).message}`)
+    } finally {
+      nf.release()
     }
     return report
   }
@@ -272,7 +306,7 @@ export class CniRuntime {
     const {conf} = net
     if (!versionAtLeast(conf.cniVersion, '1.1.0')) return
     for (const plugin of conf.plugins) {
-      await this.invokeOne('STATUS', {...plugin, name: conf.name, cniVersion: conf.cniVersion}, {containerId: '', netns: '', ifName: ''})
+      await this.invokeOne('STATUS', {...plugin, name: conf.name, cniVersion: conf.cniVersion}, {containerId: '', netns: '', ifName: ''}, closedNetfilter())
     }
   }
 
@@ -332,7 +366,7 @@ export class CniRuntime {
     for (const plugin of conf.plugins) {
       const embedded = await loadEmbedded(plugin.type)
       if (!embedded?.precheck) continue
-      const req = this.request('ADD', this.stdinFor(conf, plugin, undefined, rt), rt)
+      const req = this.request('ADD', this.stdinFor(conf, plugin, undefined, rt), rt, closedNetfilter())
       try {
         await embedded.precheck(req)
       } catch (err) {
@@ -342,15 +376,12 @@ export class CniRuntime {
   }
 
   /**
-   * In embedded mode, the iptables work of a whole chain (ipMasq, portmap,
-   * firewall) is one transaction: one lock, one iptables-save and one
-   * iptables-restore per family, applied when the chain succeeded. A chain
-   * that fails midway has applied no rule at all.
+   * The netfilter transaction of one chain (see the class comment). It takes
+   * the lock only when a plugin plans on it, so a chain of exec'd plugins
+   * (which manage iptables themselves) costs nothing.
    */
-  private async batched(fn: () => Promise<void>): Promise<void> {
-    if (this.mode !== 'embedded') return fn()
-    const {iptablesBatch} = await import('../kernel/netfilter/iptables.js') // same chunk: plugins import it
-    await iptablesBatch(fn)
+  private netfilter(): NetfilterTx {
+    return new NetfilterTx(this.opts.iptablesLockPath)
   }
 
   /**
@@ -392,8 +423,15 @@ export class CniRuntime {
   }
 
   /** Builds one plugin's stdin as libcni's buildOneConfig does, then runs it. */
-  private async invoke(command: CniCommand, conf: NetConfList, plugin: PluginConf, prev: CniResult | undefined, rt: RuntimeConf): Promise<CniResult | undefined> {
-    return this.invokeOne(command, this.stdinFor(conf, plugin, prev, rt), rt)
+  private async invoke(
+    command: CniCommand,
+    conf: NetConfList,
+    plugin: PluginConf,
+    prev: CniResult | undefined,
+    rt: RuntimeConf,
+    nf: NetfilterTx,
+  ): Promise<CniResult | undefined> {
+    return this.invokeOne(command, this.stdinFor(conf, plugin, prev, rt), rt, nf)
   }
 
   private stdinFor(conf: NetConfList, plugin: PluginConf, prev: CniResult | undefined, rt: RuntimeConf): PluginNetConf {
@@ -411,6 +449,7 @@ export class CniRuntime {
     command: CniCommand,
     stdin: PluginNetConf,
     rt: Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>,
+    nf: NetfilterTx,
   ): PluginRequest {
     const args = rt.args ?? []
     return {
@@ -425,8 +464,9 @@ export class CniRuntime {
       invokeIpam: (cmd, ipamConf) => {
         const type = ipamConf.ipam?.type
         if (!type) return Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))
-        return this.invokeOne(cmd, ipamConf, rt, type)
+        return this.invokeOne(cmd, ipamConf, rt, nf, type)
       },
+      netfilter: nf,
     }
   }
 
@@ -439,6 +479,7 @@ export class CniRuntime {
     command: CniCommand,
     stdin: PluginNetConf,
     rt: Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>,
+    nf: NetfilterTx,
     type = stdin.type,
   ): Promise<CniResult | undefined> {
     const args = rt.args ?? []
@@ -453,7 +494,7 @@ export class CniRuntime {
         this.opts.execTimeoutMs,
       )
     }
-    const req = this.request(command, stdin, rt)
+    const req = this.request(command, stdin, rt, nf)
     try {
       switch (command) {
         case 'ADD':
@@ -477,6 +518,16 @@ export class CniRuntime {
       throw wrap(err)
     }
   }
+}
+
+/**
+ * A transaction that takes no plans, for the invocations that only read
+ * (CHECK, STATUS, the ADD's precheck): a plan() on it throws.
+ */
+function closedNetfilter(): NetfilterTx {
+  const nf = new NetfilterTx()
+  nf.release()
+  return nf
 }
 
 /** Refuses, before anything runs, a cache or journal entry that is a symlink (it would be written through). */

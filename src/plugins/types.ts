@@ -3,6 +3,7 @@
  * internally in the 1.x form (interfaces / ips / routes / dns); conversion to
  * and from 0.3.x/0.4.0 lives in result.ts.
  */
+import type {NetfilterTx} from '../kernel/netfilter/iptables.js'
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION'
 
@@ -141,6 +142,14 @@ export interface PluginRequest {
    * `args`). ADD returns the IPAM result in 1.x form; DEL/CHECK return undefined.
    */
   invokeIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC', conf: PluginNetConf): Promise<CniResult | undefined>
+  /**
+   * The netfilter transaction of the chain this invocation belongs to: the
+   * plugin records its iptables changes with `netfilter.plan()`; the runtime
+   * commits them, with those of the other plugins, once the whole chain has
+   * succeeded (nothing is applied when it fails). CHECK, STATUS and the
+   * ADD's precheck only read: they get a closed one, whose plan() throws.
+   */
+  netfilter: NetfilterTx
 }
 
 /** An in-process plugin. Results are returned in 1.x form. */

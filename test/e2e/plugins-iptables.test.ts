@@ -34,32 +34,53 @@ const ipmasq = await load('plugins/ipmasq/index.js')
 const plugins = {portmap: (await load('plugins/portmap/index.js')).default, firewall: (await load('plugins/firewall/index.js')).default}
 const {execFileSync} = await import('node:child_process')
 const out = []
-async function runStep(step) {
+const lockPath = process.env.CTRNET_IPTABLES_LOCK
+/** Runs fn with a netfilter transaction of its own, committed when fn succeeds (what the runtime does per chain). */
+async function withTx(fn) {
+  const nf = new ipt.NetfilterTx(lockPath)
+  try {
+    const r = await fn(nf)
+    await nf.commit()
+    return r
+  } finally {
+    nf.release()
+  }
+}
+async function runStep(step, nf) {
     const t0 = performance.now()
     const s0 = ipt.iptablesStats.spawns
     let result
     if (step.plugin === 'batch') {
       // the whole chain in one iptables transaction
-      await ipt.iptablesBatch(async () => { for (const s of step.steps) await runStep(s) })
-    } else if (step.plugin === 'race') {
+      await withTx(async (tx) => { for (const s of step.steps) await runStep(s, tx) })
+    } else if (nf) {
+      result = await doStep(step, nf)
+    } else {
+      // a step on its own is one transaction
+      result = await withTx((tx) => doStep(step, tx))
+    }
+    out.push({plugin: step.plugin, command: step.command, ms: performance.now() - t0, spawns: ipt.iptablesStats.spawns - s0, result})
+}
+async function doStep(step, nf) {
+    if (step.plugin === 'race') {
       // a chain appears between our read and our restore: the restore fails, we re-read and re-plan
       let first = true
-      await ipt.transact({families: [4], tables: ['nat']}, (txs) => {
+      await nf.plan({families: [4], tables: ['nat']}, (txs) => {
         if (first) execFileSync('iptables', ['-t', 'nat', '-N', step.chain])
         first = false
         txs.get(4).ensureChain('nat', step.chain).appendUnique('nat', step.chain, '-j RETURN')
       })
     } else if (step.plugin === 'ipmasq') {
-      if (step.command === 'ADD') await ipmasq.setupIpMasq(step.net, input.containerId, step.ips)
-      else await ipmasq.teardownIpMasq(step.net, input.containerId, step.ips)
+      if (step.command === 'ADD') await ipmasq.setupIpMasq(nf, step.net, input.containerId, step.ips)
+      else await ipmasq.teardownIpMasq(nf, step.net, input.containerId, step.ips)
     } else {
       const req = {command: step.command, containerId: input.containerId, netns: input.netns ?? '', ifName: 'eth0',
         cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config: step.config,
-        invokeIpam: async () => { throw new Error('no ipam here') }}
+        invokeIpam: async () => { throw new Error('no ipam here') }, netfilter: nf}
       const p = plugins[step.plugin]
-      result = step.command === 'ADD' ? await p.add(req) : step.command === 'DEL' ? await p.del(req) : await p.check(req)
+      return step.command === 'ADD' ? await p.add(req) : step.command === 'DEL' ? await p.del(req) : await p.check(req)
     }
-    out.push({plugin: step.plugin, command: step.command, ms: performance.now() - t0, spawns: ipt.iptablesStats.spawns - s0, result})
+    return undefined
 }
 try {
   for (const step of input.steps) await runStep(step)
@@ -126,10 +147,17 @@ function refExec(hostNs: string, type: string, command: string, cid: string, net
   return {code: res.status, stdout: res.stdout, stderr: res.stderr}
 }
 
-function refOk(hostNs: string, type: string, command: string, cid: string, netnsPath: string, conf: Record<string, unknown>): any {
+/** A result as the reference plugins print it (JSON), enough of it for these tests. */
+interface RefResult {
+  ips: Array<{address: string; interface?: number; gateway?: string}>
+  interfaces?: Array<{name: string; mac?: string; sandbox?: string}>
+  [key: string]: unknown
+}
+
+function refOk(hostNs: string, type: string, command: string, cid: string, netnsPath: string, conf: Record<string, unknown>): RefResult {
   const r = refExec(hostNs, type, command, cid, netnsPath, conf)
   if (r.code !== 0) throw new Error(`reference ${type} ${command}: ${r.stdout} ${r.stderr}`)
-  return r.stdout ? JSON.parse(r.stdout) : undefined
+  return (r.stdout ? JSON.parse(r.stdout) : undefined) as RefResult
 }
 
 /**
@@ -188,7 +216,7 @@ function firewallConf(prevResult: unknown) {
 }
 
 /** Our ADD of masquerade + portmap + firewall after a bridge ADD (prevResult). */
-function ourAddSteps(prev: any) {
+function ourAddSteps(prev: RefResult) {
   return [
     {plugin: 'ipmasq', command: 'ADD', net: NET, ips: prev.ips},
     {plugin: 'portmap', command: 'ADD', config: portmapConf(prev)},
@@ -196,7 +224,7 @@ function ourAddSteps(prev: any) {
   ]
 }
 
-function ourDelSteps(prev: any, bare = false) {
+function ourDelSteps(prev: RefResult, bare = false) {
   return [
     {plugin: 'firewall', command: 'DEL', config: firewallConf(prev)},
     // bare: no portMappings and no prevResult for portmap, no ips for the masquerade
@@ -205,7 +233,7 @@ function ourDelSteps(prev: any, bare = false) {
   ]
 }
 
-function refAdd(hostNs: string, ctrNs: string, cid: string, dataDir: string, dual = true): any {
+function refAdd(hostNs: string, ctrNs: string, cid: string, dataDir: string, dual = true): RefResult {
   const path = `/var/run/netns/${ctrNs}`
   const prev = refOk(hostNs, 'bridge', 'ADD', cid, path, bridgeConf(true, dataDir, dual))
   refOk(hostNs, 'portmap', 'ADD', cid, path, portmapConf(prev))
@@ -213,7 +241,7 @@ function refAdd(hostNs: string, ctrNs: string, cid: string, dataDir: string, dua
   return prev
 }
 
-function refDel(hostNs: string, ctrNs: string, cid: string, dataDir: string, prev: any) {
+function refDel(hostNs: string, ctrNs: string, cid: string, dataDir: string, prev: RefResult) {
   const path = `/var/run/netns/${ctrNs}`
   refOk(hostNs, 'firewall', 'DEL', cid, path, firewallConf(prev))
   refOk(hostNs, 'portmap', 'DEL', cid, path, portmapConf(prev))
@@ -246,8 +274,8 @@ describe('ADD state equals the reference, cross-DEL leaves the same tables', () 
   let ours = ''
   let ref = ''
   let base = ''
-  let oursPrev: any
-  let refPrev: any
+  let oursPrev: RefResult
+  let refPrev: RefResult
   const cid = 'h3xcid1'
 
   it('ADD: same nat and filter rules (IPv4 and IPv6) and the same route_localnet', () => {
@@ -282,7 +310,7 @@ describe('ADD state equals the reference, cross-DEL leaves the same tables', () 
   })
 
   it('CHECK passes after our ADD and after the reference ADD', () => {
-    const steps = (prev: any) => [
+    const steps = (prev: RefResult) => [
       {plugin: 'portmap', command: 'CHECK', config: portmapConf(prev)},
       {plugin: 'firewall', command: 'CHECK', config: firewallConf(prev)},
     ]

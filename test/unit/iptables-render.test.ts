@@ -11,7 +11,6 @@ import {
   planUnforwardPorts,
   setMarkRule,
   splitPortList,
-  TOP_LEVEL_ENTRY,
 } from '../../src/plugins/portmap/index.js'
 import {checkIn, isolationRules, parseFirewallConf, planAdd, planDel, privChainRules} from '../../src/plugins/firewall/index.js'
 import type {CniResult, PluginNetConf} from '../../src/plugins/types.js'

@@ -7,23 +7,25 @@
  *    text iptables-save prints after `-A <chain> `.
  *  - `Tx` records changes against such a ruleset and simulates them, so the
  *    "unique" checks of later steps see earlier steps of the same transaction.
- *  - `transact()` takes our exclusive flock, reads the state, lets the caller
- *    plan its changes, and applies them with ONE `iptables-restore --noflush`
- *    per family (both families run in parallel). New chains are created with
+ *  - `NetfilterTx` is one explicit transaction: `plan()` takes our exclusive
+ *    flock, reads each family once and records a caller's changes on the
+ *    shared Txs; `commit()` applies everything with ONE
+ *    `iptables-restore --noflush` per family (both families run in
+ *    parallel); `release()` drops the lock. The runtime makes one per ADD or
+ *    DEL chain and passes it to every plugin in its request, so the rules of
+ *    a whole chain (bridge masquerade + portmap + firewall) reach the kernel
+ *    together, once the chain has succeeded. New chains are created with
  *    `-N` (which fails if the chain exists) rather than `:CHAIN - [0:0]`
  *    (which, with --noflush, silently flushes an existing chain). If the
- *    restore fails because someone else (e.g. the reference plugins, which do
- *    not take our lock) changed the tables meanwhile, we re-read and re-plan
- *    (at most twice).
- *  - `iptablesBatch(fn)` merges every transact() made inside fn into one
- *    transaction (one lock, one full save and one restore per family), for a
- *    runtime that wants a whole ADD/DEL chain in one go.
+ *    restore fails because someone else (e.g. the reference plugins, which
+ *    do not take our lock) changed the tables meanwhile, we re-read and
+ *    re-plan (at most twice).
+ *  - `readStates()` reads without the lock, for CHECK.
  *
  * Rules are given as argument arrays, as one would pass them to `iptables -A`,
  * and converted by `saveForm()` into the canonical text iptables-save prints,
  * so that comparisons with the kernel state and `-D` by exact spec work.
  */
-import {AsyncLocalStorage} from 'node:async_hooks'
 import {Address4, Address6} from 'ip-address'
 import {run} from '../../sys/exec.js'
 import {FileLock} from '../../sys/flock.js'
@@ -32,10 +34,6 @@ import {UnsafeTokenError, ifNameFault, portFault, showToken, tokenFault, valueFa
 export type Family = 4 | 6
 
 export const DEFAULT_LOCK_PATH = '/run/ctrnet/iptables.lock'
-
-function lockPath(): string {
-  return process.env.CTRNET_IPTABLES_LOCK || DEFAULT_LOCK_PATH
-}
 
 const SAVE_BIN: Record<Family, string> = {4: 'iptables-save', 6: 'ip6tables-save'}
 const RESTORE_BIN: Record<Family, string> = {4: 'iptables-restore', 6: 'ip6tables-restore'}
@@ -258,7 +256,6 @@ function specFault(spec: string): {tok: string; why: string} | undefined {
       }
       if (j >= spec.length) return {tok: spec.slice(i), why: 'has an unterminated quote'}
       tok = spec.slice(i, j + 1)
-      // eslint-disable-next-line no-control-regex
       if (/[^\x20-\x7e]/.test(tok)) return {tok, why: /\n/.test(tok) ? 'contains a newline' : 'contains a control or non-ASCII character'}
       i = j + 1
     } else {
@@ -704,121 +701,125 @@ async function applyTxs(txs: Iterable<Tx>): Promise<string | undefined> {
 
 type Plan = (txs: Map<Family, Tx>) => unknown
 
-interface Batch {
-  lock?: FileLock
-  /** Full saves per family read so far; undefined = optional family not available. */
-  states: Map<Family, Ruleset | undefined>
-  txs: Map<Family, Tx>
-  plans: Array<{opts: TransactOptions; plan: Plan}>
-  /** Serialises the transact() calls made inside the batch. */
-  queue: Promise<unknown>
-}
-
-const batchStore = new AsyncLocalStorage<Batch>()
-
-function txsFor(batch: Batch, families: readonly Family[]): Map<Family, Tx> {
-  const txs = new Map<Family, Tx>()
-  for (const f of families) {
-    const st = batch.states.get(f)
-    if (!st) continue
-    let tx = batch.txs.get(f)
-    if (!tx) batch.txs.set(f, (tx = new Tx(st)))
-    txs.set(f, tx)
-  }
-  return txs
-}
-
-async function planInBatch<T>(batch: Batch, opts: TransactOptions, plan: (txs: Map<Family, Tx>) => T): Promise<T> {
-  if (!batch.lock) {
-    batch.lock = await FileLock.acquire(lockPath(), {mode: 0o600})
-    iptablesStats.spawns++
-  }
-  const missing = opts.families.filter((f) => !batch.states.has(f))
-  const read = await readFamilies(missing, undefined, opts.optionalFamilies ?? [])
-  missing.forEach((f, i) => batch.states.set(f, read[i]))
-  let result: T
-  try {
-    result = plan(txsFor(batch, opts.families))
-  } catch (err) {
-    // drop whatever the failed plan recorded: rebuild from the plans that succeeded
-    batch.txs = new Map()
-    for (const p of batch.plans) p.plan(txsFor(batch, p.opts.families))
-    throw err
-  }
-  batch.plans.push({opts, plan})
-  return result
-}
-
-async function commitBatch(batch: Batch): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const failure = await applyTxs(batch.txs.values())
-    if (!failure) return
-    if (attempt >= MAX_RETRIES) throw new Error(failure)
-    iptablesStats.retries++
-    // someone changed the tables under us: re-read everything and re-plan in order
-    const families = [...batch.states.keys()]
-    const optional = [...new Set(batch.plans.flatMap((p) => p.opts.optionalFamilies ?? []))]
-    const read = await readFamilies(families, undefined, optional)
-    batch.states = new Map(families.map((f, i) => [f, read[i]]))
-    batch.txs = new Map()
-    for (const {opts, plan} of batch.plans) plan(txsFor(batch, opts.families))
-  }
-}
-
 /**
- * Runs `fn` with every transact() inside it (in this async context) merged
- * into one transaction: the lock is taken once, each family is read once (a
- * full iptables-save), each plan is recorded against the shared simulated
- * state, and when `fn` returns everything is applied with one
- * iptables-restore per family. If `fn` throws, nothing is applied. Meant for
- * the runtime around a whole ADD or DEL chain (bridge masquerade + portmap +
- * firewall = 3 spawns instead of 9). Nested calls join the outer batch.
- */
-export async function iptablesBatch<T>(fn: () => Promise<T>): Promise<T> {
-  if (batchStore.getStore()) return fn()
-  const batch: Batch = {states: new Map(), txs: new Map(), plans: [], queue: Promise.resolve()}
-  try {
-    const result = await batchStore.run(batch, fn)
-    await commitBatch(batch)
-    return result
-  } finally {
-    batch.lock?.release()
-  }
-}
-
-/**
- * Reads the state of the given families under our exclusive lock, lets `plan`
- * record changes on one Tx per family, and applies them with one
- * `iptables-restore --noflush` per family that has changes. When a restore
- * fails (the tables changed under us: a chain appeared, a rule vanished), the
- * state is re-read and `plan` runs again (at most MAX_RETRIES times). `plan`
- * must therefore be a pure function of the state it is given.
+ * One explicit netfilter transaction, as netavark hands its firewall driver
+ * to each network driver: the runtime creates one per ADD or DEL chain and
+ * gives it to every plugin in its request; a plugin records its changes with
+ * `plan()`; the runtime applies them all with `commit()` once the chain has
+ * succeeded, and drops the lock with `release()` in any case.
  *
- * Inside iptablesBatch() the plan is only recorded and the restore happens
- * when the batch ends (errors of the restore surface there).
+ *  - `plan()` takes our exclusive flock (at the first plan), reads each
+ *    family it names once (a full iptables-save, shared by every later
+ *    plan), and runs `fn` on one Tx per family; the Txs are shared, so a
+ *    plan sees the changes of the plans before it. Nothing reaches the
+ *    kernel. Concurrent plan() calls run one after the other. A plan that
+ *    throws leaves nothing behind: the Txs are rebuilt from the plans that
+ *    succeeded.
+ *  - `commit()` applies everything with one `iptables-restore --noflush` per
+ *    family that has changes (the families in parallel). When a restore
+ *    fails because someone else (e.g. the reference plugins, which do not
+ *    take our lock) changed the tables meanwhile, every family is re-read
+ *    and every recorded plan runs again, in order (at most MAX_RETRIES
+ *    times): a plan must therefore be a pure function of the Txs it is given.
+ *  - `release()` drops the lock; idempotent. A transaction that is released
+ *    without a commit has applied nothing.
+ *
+ * A transaction nobody planned on costs nothing: no lock, no spawn.
  */
-export async function transact<T>(opts: TransactOptions, plan: (txs: Map<Family, Tx>) => T): Promise<T> {
-  const batch = batchStore.getStore()
-  if (batch) {
-    const p = batch.queue.then(() => planInBatch(batch, opts, plan))
-    batch.queue = p.catch(() => undefined)
+export class NetfilterTx {
+  private lock?: FileLock
+  /** Full saves per family read so far; undefined = optional family not available. */
+  private states = new Map<Family, Ruleset | undefined>()
+  private txs = new Map<Family, Tx>()
+  private readonly plans: Array<{opts: TransactOptions; plan: Plan}> = []
+  /** Serialises the plan() calls. */
+  private queue: Promise<unknown> = Promise.resolve()
+  private done = false
+
+  /** `lockPath`: our flock shared by every ctrnet process that changes iptables. */
+  constructor(private readonly lockPath: string = DEFAULT_LOCK_PATH) {}
+
+  /**
+   * Records changes: `fn` gets one Tx per family of `opts.families` that is
+   * available (an optional family whose save tool fails is left out) and
+   * returns whatever the caller needs. Applied only by commit().
+   */
+  plan<T>(opts: TransactOptions, fn: (txs: Map<Family, Tx>) => T): Promise<T> {
+    const p = this.queue.then(() => this.record(opts, fn))
+    this.queue = p.catch(() => undefined)
     return p
   }
-  const lock = await FileLock.acquire(lockPath(), {mode: 0o600})
-  iptablesStats.spawns++
-  try {
+
+  /** Applies every recorded plan, one iptables-restore per family (errors of the restore surface here). */
+  async commit(): Promise<void> {
+    await this.queue
+    this.assertOpen()
+    this.done = true
     for (let attempt = 0; ; attempt++) {
-      const states = await readFamilies(opts.families, opts.tables, opts.optionalFamilies ?? [])
-      const txs = new Map<Family, Tx>()
-      opts.families.forEach((f, i) => states[i] && txs.set(f, new Tx(states[i]!)))
-      const result = plan(txs)
-      const failure = await applyTxs(txs.values())
-      if (!failure) return result
+      const failure = await applyTxs(this.txs.values())
+      if (!failure) return
       if (attempt >= MAX_RETRIES) throw new Error(failure)
       iptablesStats.retries++
+      // someone changed the tables under us: re-read everything and re-plan in order
+      const families = [...this.states.keys()]
+      const optional = [...new Set(this.plans.flatMap((p) => p.opts.optionalFamilies ?? []))]
+      const read = await readFamilies(families, undefined, optional)
+      this.states = new Map(families.map((f, i) => [f, read[i]]))
+      this.replay()
     }
-  } finally {
-    lock.release()
+  }
+
+  /** Drops the lock (if taken); the transaction can take no more plans. Idempotent. */
+  release(): void {
+    this.done = true
+    this.lock?.release()
+    this.lock = undefined
+  }
+
+  private assertOpen(): void {
+    if (this.done) throw new Error('iptables: the netfilter transaction is already committed or released')
+  }
+
+  private async record<T>(opts: TransactOptions, fn: (txs: Map<Family, Tx>) => T): Promise<T> {
+    this.assertOpen()
+    if (!this.lock) {
+      this.lock = await FileLock.acquire(this.lockPath, {mode: 0o600})
+      iptablesStats.spawns++
+      // released while waiting for the lock: give it back at once
+      if (this.done) this.release()
+      this.assertOpen()
+    }
+    const missing = opts.families.filter((f) => !this.states.has(f))
+    const read = await readFamilies(missing, undefined, opts.optionalFamilies ?? [])
+    missing.forEach((f, i) => this.states.set(f, read[i]))
+    let result: T
+    try {
+      result = fn(this.txsFor(opts.families))
+    } catch (err) {
+      // drop whatever the failed plan recorded: rebuild from the plans that succeeded
+      this.replay()
+      throw err
+    }
+    this.plans.push({opts, plan: fn})
+    return result
+  }
+
+  /** Rebuilds the Txs from the current states by running the recorded plans in order. */
+  private replay(): void {
+    this.txs = new Map()
+    for (const {opts, plan} of this.plans) plan(this.txsFor(opts.families))
+  }
+
+  private txsFor(families: readonly Family[]): Map<Family, Tx> {
+    const txs = new Map<Family, Tx>()
+    for (const f of families) {
+      const st = this.states.get(f)
+      if (!st) continue
+      let tx = this.txs.get(f)
+      if (!tx) this.txs.set(f, (tx = new Tx(st)))
+      txs.set(f, tx)
+    }
+    return txs
   }
 }
 

@@ -388,7 +388,7 @@ async function add(req: PluginRequest): Promise<CniResult> {
       // gateway addresses on the bridge (host), in parallel with the container
       const gwP = (n.isGW ? setupGateways(n, gws, brAddrs, brPreMac, result) : Promise.resolve()).finally(() => trace('gateway batch', tC))
       // the masquerade rules need only the addresses: set them up alongside
-      const masqP = n.ipMasq ? loadIpMasq().then((m) => m.setupIpMasq(n.name, req.containerId, ipsOf(result))).finally(() => trace('masq', tC)) : Promise.resolve()
+      const masqP = n.ipMasq ? loadIpMasq().then((m) => m.setupIpMasq(req.netfilter, n.name, req.containerId, ipsOf(result))).finally(() => trace('masq', tC)) : Promise.resolve()
       const [contR, gwR, masqR] = await Promise.allSettled([contP, gwP, masqP])
       if (masqR.status === 'rejected') throw masqR.reason
       if (contR.status === 'rejected') throw fail(`failed to configure ${ifName} in ${netns}: ${(contR.reason as Error).message}`)
@@ -417,7 +417,7 @@ async function add(req: PluginRequest): Promise<CniResult> {
     }
   } catch (e) {
     if (n.macSpoofChk) await spoofCheckTeardown(req.containerId, ifName).catch(() => undefined)
-    if (n.ipMasq && isL3) await loadIpMasq().then((m) => m.teardownIpMasq(n.name, req.containerId, ipsOf(result))).catch(() => undefined)
+    if (n.ipMasq && isL3) await loadIpMasq().then((m) => m.teardownIpMasq(req.netfilter, n.name, req.containerId, ipsOf(result))).catch(() => undefined)
     await undo()
     throw e instanceof CniError ? e : fail((e as Error).message)
   }
@@ -561,7 +561,7 @@ async function del(req: PluginRequest): Promise<void> {
   const masqDown = async (ips: {address: string}[] | undefined) => {
     if (isL3 && n.ipMasq) {
       const m = await loadIpMasq()
-      await m.teardownIpMasq(n.name, req.containerId, ips)
+      await m.teardownIpMasq(req.netfilter, n.name, req.containerId, ips)
     }
   }
   const spoofDown = async () => {

@@ -1,7 +1,8 @@
 /**
  * firewall, as containernetworking/plugins v1.1.1 (plugins/meta/firewall),
- * iptables backend only, ingressPolicy "open" and "same-bridge". One
- * iptables-restore transaction per family per ADD/DEL (table filter).
+ * iptables backend only, ingressPolicy "open" and "same-bridge". ADD and DEL
+ * record their changes (table filter) on the request's netfilter transaction,
+ * which the runtime commits once for the whole chain.
  *
  *   FORWARD      -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD        (inserted at 1)
  *   CNI-FORWARD  -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN (inserted at 1)
@@ -21,7 +22,7 @@
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest} from '../types.js'
-import {familyOf, readStates, saveForm, transact, type Family, type Ruleset, type Tx} from '../../kernel/netfilter/iptables.js'
+import {familyOf, readStates, saveForm, type Family, type Ruleset, type Tx} from '../../kernel/netfilter/iptables.js'
 
 export const PRIV_CHAIN = 'CNI-FORWARD'
 export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN'
@@ -187,7 +188,7 @@ const firewall: EmbeddedPlugin = {
     }
     if (fams.length === 0) return prev
     try {
-      await transact({families: fams, tables: ['filter']}, (txs) => {
+      await req.netfilter.plan({families: fams, tables: ['filter']}, (txs) => {
         for (const tx of txs.values()) planAdd(tx, conf, prev)
       })
     } catch (err) {
@@ -203,7 +204,7 @@ const firewall: EmbeddedPlugin = {
     const fams = familiesOf(prev)
     if (fams.length === 0) return // nothing to identify the rules by (as the reference)
     try {
-      await transact({families: fams, tables: ['filter'], optionalFamilies: [6]}, (txs) => {
+      await req.netfilter.plan({families: fams, tables: ['filter'], optionalFamilies: [6]}, (txs) => {
         for (const tx of txs.values()) planDel(tx, prev)
       })
     } catch (err) {

@@ -10,9 +10,13 @@
  * netns and no addresses: the chain name derives from network and container
  * id, so the chain and every jump to it can always be removed (unlike the
  * reference, which leaks them when the netns is gone: plugins#810).
+ *
+ * setupIpMasq / teardownIpMasq record their changes on the caller's netfilter
+ * transaction (a plugin's `req.netfilter`): they reach the kernel when the
+ * runtime commits it.
  */
 import {createHash} from 'node:crypto'
-import {familyOf, saveForm, transact, type Family, type Tx} from '../../kernel/netfilter/iptables.js'
+import {familyOf, saveForm, type Family, type NetfilterTx, type Tx} from '../../kernel/netfilter/iptables.js'
 
 const MAX_CHAIN_LENGTH = 28
 const CHAIN_PREFIX = 'CNI-'
@@ -86,22 +90,22 @@ function byFamily(ips: {address: string}[]): Map<Family, string[]> {
   return m
 }
 
-/** ip.SetupIPMasq for every address (CIDR with the subnet prefix), one transaction. */
-export async function setupIpMasq(netName: string, containerId: string, ips: {address: string}[]): Promise<void> {
+/** ip.SetupIPMasq for every address (CIDR with the subnet prefix), recorded on `nf`. */
+export async function setupIpMasq(nf: NetfilterTx, netName: string, containerId: string, ips: {address: string}[]): Promise<void> {
   const fam = byFamily(ips)
   if (fam.size === 0) return
-  await transact({families: [...fam.keys()], tables: ['nat']}, (txs) => {
+  await nf.plan({families: [...fam.keys()], tables: ['nat']}, (txs) => {
     for (const [f, tx] of txs) planIpMasq(tx, netName, containerId, fam.get(f)!)
   })
 }
 
 /**
  * ip.TeardownIPMasq, idempotent, no netns needed. With `ips` only their
- * families are looked at; without, both IPv4 and IPv6.
+ * families are looked at; without, both IPv4 and IPv6. Recorded on `nf`.
  */
-export async function teardownIpMasq(netName: string, containerId: string, ips?: {address: string}[]): Promise<void> {
+export async function teardownIpMasq(nf: NetfilterTx, netName: string, containerId: string, ips?: {address: string}[]): Promise<void> {
   const families: Family[] = ips && ips.length ? [...byFamily(ips).keys()] : [4, 6]
-  await transact({families, tables: ['nat'], optionalFamilies: [6]}, (txs) => {
+  await nf.plan({families, tables: ['nat'], optionalFamilies: [6]}, (txs) => {
     for (const tx of txs.values()) planIpMasqTeardown(tx, netName, containerId)
   })
 }

@@ -1,7 +1,8 @@
 /**
  * portmap, as containernetworking/plugins v1.1.1 (plugins/meta/portmap),
- * iptables backend: same chains, rules, comments and hashes, but every ADD or
- * DEL is one iptables-restore transaction per family.
+ * iptables backend: same chains, rules, comments and hashes, but ADD and DEL
+ * record their changes on the request's netfilter transaction, which the
+ * runtime commits once for the whole chain (one iptables-restore per family).
  *
  * nat table:
  *   PREROUTING / OUTPUT  -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
@@ -20,9 +21,9 @@
  *    reference does it through netlink; informative only there).
  */
 import {writeSysctl} from '../../kernel/sysctl.js'
-import {run} from '../../sys/exec.js'
+import {routeGetDev} from '../../kernel/ip/route-get.js'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest, type PortMapping} from '../types.js'
-import {formatIp, readStates, saveForm, transact, type Family, type Ruleset, type Tx} from '../../kernel/netfilter/iptables.js'
+import {formatIp, readStates, saveForm, type Family, type Ruleset, type Tx} from '../../kernel/netfilter/iptables.js'
 import {formatChainName} from '../ipmasq/index.js'
 
 export const TOP_LEVEL_DNAT_CHAIN = 'CNI-HOSTPORT-DNAT'
@@ -221,18 +222,6 @@ export function checkPortsIn(state: Ruleset, conf: PortMapConf, containerNet: st
   return undefined
 }
 
-/** getRoutableHostIF: the interface the host routes the container address through. */
-async function routableHostIf(ip: string): Promise<string | undefined> {
-  const res = await run('ip', ['-j', 'route', 'get', ip], {allowFailure: true})
-  if (res.code !== 0) return undefined
-  try {
-    const routes = JSON.parse(res.stdout) as Array<{dev?: string}>
-    return routes.find((r) => r.dev)?.dev
-  } catch {
-    return undefined
-  }
-}
-
 function families(conf: PortMapConf): Array<[Family, string]> {
   const out: Array<[Family, string]> = []
   if (conf.contIPv4) out.push([4, conf.contIPv4])
@@ -257,14 +246,15 @@ const portmap: EmbeddedPlugin = {
     if (fams.length === 0) return prevResult
 
     // route_localnet=1 on the interface routing to the container (the bridge,
-    // for bridge), so that 127/8 may cross it; looked up while iptables runs.
+    // for bridge), so that 127/8 may cross it (getRoutableHostIF); looked up
+    // while the iptables changes are planned.
     const localnet =
       conf.snat && conf.contIPv4
-        ? routableHostIf(conf.contIPv4.split('/')[0]!).then((dev) => {
+        ? routeGetDev(conf.contIPv4.split('/')[0]!).then((dev) => {
             if (dev) writeSysctl(`net/ipv4/conf/${dev}/route_localnet`, '1')
           })
         : Promise.resolve()
-    const iptables = transact({families: fams.map(([f]) => f), tables: ['nat']}, (txs) => {
+    const iptables = req.netfilter.plan({families: fams.map(([f]) => f), tables: ['nat']}, (txs) => {
       for (const [f, net] of fams) planForwardPorts(txs.get(f)!, conf, net)
     })
     const [a, b] = await Promise.allSettled([localnet, iptables])
@@ -278,7 +268,7 @@ const portmap: EmbeddedPlugin = {
     const fams: Family[] = [...new Set(families(conf).map(([f]) => f))]
     const targets: Family[] = fams.length ? fams : [4, 6]
     try {
-      await transact({families: targets, tables: ['nat'], optionalFamilies: [6]}, (txs) => {
+      await req.netfilter.plan({families: targets, tables: ['nat'], optionalFamilies: [6]}, (txs) => {
         for (const tx of txs.values()) planUnforwardPorts(tx, conf.name, conf.containerId)
       })
     } catch (err) {
