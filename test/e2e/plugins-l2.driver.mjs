@@ -40,11 +40,21 @@ function request(inp, config) {
   }
 }
 
+// What the runtime runs before an ADD chain: the plugin's own config checks,
+// then its embedded IPAM plugin's, on the plugin's netconf.
+async function precheck(plugin, req) {
+  await plugin.precheck?.(req)
+  const type = req.config.ipam?.type
+  const ipam = typeof type === 'string' && type ? await loadEmbedded(type) : undefined
+  await ipam?.precheck?.(req)
+}
+
 const t0 = performance.now()
 try {
   const plugin = await loadEmbedded(input.plugin)
   if (!plugin) throw new Error(`no embedded plugin ${input.plugin}`)
   const req = request(input, input.config)
+  if (input.command === 'ADD' || input.command === 'ADDDEL') await precheck(plugin, req)
   let result
   const rounds = input.rounds ?? 1
   for (let i = 0; i < rounds; i++) {
