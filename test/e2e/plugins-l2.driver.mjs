@@ -5,6 +5,7 @@
 import {readFileSync} from 'node:fs'
 import {pathToFileURL} from 'node:url'
 import {join} from 'node:path'
+import {performance} from 'node:perf_hooks'
 
 const dist = process.argv[2]
 const input = JSON.parse(readFileSync(0, 'utf8'))

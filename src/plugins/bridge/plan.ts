@@ -281,8 +281,11 @@ export function planVlanIf(n: BridgeConf, name: string, port: string, bridgeMtu:
 
 /** What an ADD observes of the kernel, as plain data. */
 export interface Observed {
-  /** The bridge: absent, or present with what `addr show` printed of it (addresses, MAC). */
-  bridge?: {addrs?: IpAddrLink}
+  /**
+   * The bridge: whether it existed before the ADD, and what the host batch's
+   * `addr show` printed of it (its addresses and MAC, also when just created).
+   */
+  bridge: {exists: boolean; shown?: IpAddrLink}
   /** The vlan interface <bridge>.<vlan> (vlan networks with a gateway only). */
   vlanIf?: {exists: boolean; addrs?: IpAddrLink; mac?: string; bridgeMtu?: number}
   /** The container interface's MAC, as the container batch printed it. */
@@ -312,7 +315,7 @@ export function planAdd(input: AddInput): BridgeOp[] {
   const n = addConf(input.conf)
   const {ifName, netns, hostVeth, observed} = input
   const ops: BridgeOp[] = []
-  const host = planHost(n, observed.bridge !== undefined, hostVeth, ifName, netns)
+  const host = planHost(n, observed.bridge.exists, hostVeth, ifName, netns)
   ops.push({op: 'ip', ns: 'host', cmds: host.cmds}, ...planPort(n, hostVeth))
   if (n.ipamType === '') {
     ops.push(planL2Container(ifName, netns))
@@ -327,8 +330,8 @@ export function planAdd(input: AddInput): BridgeOp[] {
     const all = [...c.gws.v4.gws, ...c.gws.v6.gws]
     if (all.length) {
       let dev = n.brName
-      let current = observed.bridge?.addrs
-      let pin = observed.bridge?.addrs?.address
+      let current = observed.bridge.shown
+      let pin = observed.bridge.shown?.address
       if (n.vlan !== 0) {
         dev = vlanIfName(n)
         if (!observed.vlanIf?.exists) ops.push(...planVlanIf(n, dev, input.vlanPort ?? 'vethport', observed.vlanIf?.bridgeMtu ?? 0))
