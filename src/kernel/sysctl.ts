@@ -1,11 +1,15 @@
 import {readFileSync, writeFileSync} from 'node:fs'
+import {posix} from 'node:path'
+import {run} from '../sys/exec.js'
+import {nsenterArgv} from './netns.js'
 import {assertSysctlKey, assertSysctlValue} from './ip/batch.js'
 import {UnsafeTokenError, showToken} from './tokens.js'
 
 /**
  * Sysctls of the namespace this process runs in (the host side), through
  * /proc/sys. Keys are slash paths below /proc/sys: net/ipv4/ip_forward.
- * Container-side sysctls go through ipBatch({sysctls}) (one nsenter).
+ * Container-side sysctls are written through ipBatch({sysctls}) (one nsenter)
+ * and read with readSysctlsIn.
  */
 export function sysctlPath(key: string): string {
   assertSysctlKey(key)
@@ -60,4 +64,32 @@ export function sysctlKeyFromDotted(key: string): string {
   const slash = dottedToSlash(key)
   assertSysctlKey(slash)
   return slash
+}
+
+/**
+ * The key of a slash path below /proc/sys/net/ (net/ipv4/conf/eth0/rp_filter)
+ * after resolving '.', '..' and repeated slashes, or undefined when it leaves
+ * net/ or is no valid sysctl key.
+ */
+export function netSysctlKeyOf(path: string): string | undefined {
+  const file = posix.join('/proc/sys', path)
+  if (!file.startsWith('/proc/sys/net/')) return undefined
+  const rel = file.slice('/proc/sys/'.length)
+  try {
+    assertSysctlKey(rel)
+  } catch {
+    return undefined
+  }
+  return rel
+}
+
+/**
+ * Reads sysctls inside the network namespace at netnsPath with one process
+ * (nsenter -> cat): the values in the order of keys, one per line as cat
+ * printed them. Throws when a key cannot be read.
+ */
+export async function readSysctlsIn(netnsPath: string, keys: string[]): Promise<string[]> {
+  const argv = nsenterArgv(netnsPath, ['cat', ...keys.map(sysctlPath)])
+  const r = await run(argv[0], argv.slice(1))
+  return r.stdout.split('\n')
 }

@@ -359,16 +359,23 @@ export class CniRuntime {
   /**
    * Runs each embedded plugin's own config parser (ranges that overlap, a
    * requested IP outside every range, a VLAN out of range...) on the stdin it
-   * will get, before the first plugin of the chain does any work.
+   * will get, then its embedded IPAM plugin's, before the first plugin of the
+   * chain does any work.
    */
   private async precheckPlugins(conf: NetConfList, rt: RuntimeConf): Promise<void> {
     if (this.mode !== 'embedded') return
     for (const plugin of conf.plugins) {
       const embedded = await loadEmbedded(plugin.type)
-      if (!embedded?.precheck) continue
+      if (!embedded) continue
+      // then its embedded IPAM plugin's checks, on the main plugin's netconf
+      // (what invokeIpam will hand it); an exec'd main plugin execs its own IPAM
+      const ipamType = plugin.ipam?.type
+      const ipam = typeof ipamType === 'string' && ipamType ? await loadEmbedded(ipamType) : undefined
+      if (!embedded.precheck && !ipam?.precheck) continue
       const req = this.request('ADD', this.stdinFor(conf, plugin, undefined, rt), rt, closedNetfilter())
       try {
-        await embedded.precheck(req)
+        await embedded.precheck?.(req)
+        await ipam?.precheck?.(req)
       } catch (err) {
         throw wrap(err, `plugin type="${plugin.type}" failed (add)`)
       }

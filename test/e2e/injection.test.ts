@@ -509,7 +509,7 @@ const cniArgFields: Array<Field & {put: (v: string) => string}> = [
 
 // conflist fields of the embedded plugins, in a per-case conflist (JSON: a NUL travels as \u0000)
 type ConfEdit = (c: Conf, v: unknown) => void
-const p = (c: Conf, i: number) => c.plugins[i] as Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+const p = (c: Conf, i: number) => c.plugins[i] as Record<string, any>
 const SYSCTL = 'net.ipv4.conf.IFNAME.arp_notify'
 /** Stand-ins for the lab's dirs in field bases (the table is built before the lab exists). */
 const DATADIR = '@DATADIR@'

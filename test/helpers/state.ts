@@ -416,20 +416,6 @@ async function dumpOnce(opts: DumpOptions, containerNs: string[]): Promise<Kerne
   return masked
 }
 
-/** Flattens a value into path -> JSON leaf strings (for readable diffs). */
-function flatten(v: unknown, path: string, out: Map<string, string>): void {
-  if (Array.isArray(v)) {
-    if (v.length === 0) out.set(path, '[]')
-    v.forEach((x, i) => flatten(x, `${path}[${i}]`, out))
-  } else if (v && typeof v === 'object') {
-    const e = Object.entries(v)
-    if (e.length === 0) out.set(path, '{}')
-    for (const [k, x] of e) flatten(x, path ? `${path}.${k}` : k, out)
-  } else {
-    out.set(path, JSON.stringify(v))
-  }
-}
-
 /**
  * A short list of differences between two states (or any JSON values):
  * `path: a=<..> b=<..>`. Rows (links/addrs/routes/ports/rules) are compared as

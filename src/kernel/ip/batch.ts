@@ -145,7 +145,21 @@ const SYSCTL_THEN_IP =
   'if ! { printf "%s" "$2" >"/proc/sys/$1"; } 2>/dev/null && [ "$m" = strict ]; then echo "sysctl: failed to write /proc/sys/$1" >&2; exit 1; fi; ' +
   'shift 2; done; shift; exec ip "$@"'
 
-export async function ipBatch(cmds: IpCmd[], opts: BatchOptions = {}): Promise<ExecResult> {
+/** What one `ip -batch` run returned, with the command that failed. */
+export interface BatchResult extends ExecResult {
+  /**
+   * The 1-based line of the batch command that failed, as ip names it on
+   * stderr ("Command failed -:N"); 0 when the run succeeded or named none.
+   */
+  failedAt: number
+}
+
+/** The 1-based line of the failed command named in a batch's stderr, or 0. */
+export function failedCommand(res: Pick<ExecResult, 'stderr'>): number {
+  return Number(/Command failed -:(\d+)/.exec(res.stderr)?.[1] ?? 0)
+}
+
+export async function ipBatch(cmds: IpCmd[], opts: BatchOptions = {}): Promise<BatchResult> {
   const input = renderBatch(cmds)
   const ipArgs = [...(opts.json ? ['-j'] : []), ...(opts.details ? ['-d'] : []), '-batch', '-']
   let argv: string[]
@@ -164,7 +178,7 @@ export async function ipBatch(cmds: IpCmd[], opts: BatchOptions = {}): Promise<E
   spawnStats.count++
   const res = await run(argv[0], argv.slice(1), {input, allowFailure: true})
   if (res.code !== 0 && !opts.allowFailure) throw new Error(batchError(res))
-  return res
+  return {...res, failedAt: res.code === 0 ? 0 : failedCommand(res)}
 }
 
 /** The first meaningful line of a failed batch's stderr. */

@@ -1,11 +1,12 @@
-import {existsSync, readFileSync, readdirSync} from 'node:fs'
 import {randomBytes} from 'node:crypto'
 import {run} from '../../sys/exec.js'
 import type {IpCmd} from './batch.js'
 import {ifNameFault, showToken} from '../tokens.js'
 
+export {bridgePorts, isBridge, linkAttr, linkExists, linkMac} from '../sysfs.js'
+
 /**
- * Links. Reads of the current namespace go through sysfs (no process);
+ * Links. Reads of the current namespace go through sysfs (../sysfs.ts, no process);
  * changes are ip batch commands built here and run by ipBatch.
  */
 
@@ -26,11 +27,6 @@ function uintToken(v: number, what: string, max = 0x7fffffff): string {
   return String(v)
 }
 
-/** True when a link of that name exists in the current network namespace. */
-export function linkExists(name: string): boolean {
-  return validIfName(name) && existsSync(`/sys/class/net/${name}`)
-}
-
 /** Deletes a link in the current network namespace; no error when it is absent. */
 export async function deleteLinkIfExists(name: string): Promise<boolean> {
   assertIfName(name)
@@ -38,33 +34,6 @@ export async function deleteLinkIfExists(name: string): Promise<boolean> {
   if (res.code === 0) return true
   if (/cannot find device|does not exist/i.test(res.stderr)) return false
   throw new Error(`ip link del ${name}: ${res.stderr.trim()}`)
-}
-
-/** A sysfs attribute of a link in the current namespace, or undefined. */
-export function linkAttr(name: string, attr: string): string | undefined {
-  if (!validIfName(name)) return undefined
-  try {
-    return readFileSync(`/sys/class/net/${name}/${attr}`, 'utf8').trim()
-  } catch {
-    return undefined
-  }
-}
-
-export function linkMac(name: string): string | undefined {
-  return linkAttr(name, 'address')
-}
-
-export function isBridge(name: string): boolean {
-  return validIfName(name) && existsSync(`/sys/class/net/${name}/bridge`)
-}
-
-/** Names of the ports of a bridge (current namespace). */
-export function bridgePorts(name: string): string[] {
-  try {
-    return readdirSync(`/sys/class/net/${name}/brif`)
-  } catch {
-    return []
-  }
 }
 
 /** "veth" + 8 random hex digits, like the reference ip.RandomVethName. */

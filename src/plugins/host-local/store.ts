@@ -30,6 +30,8 @@ export const LINE_BREAK = '\r\n'
 const LAST_IP_PREFIX = 'last_reserved_ip.'
 /** Temp files of this store (and of writeFileAtomic): `.<name>.<12 hex>.tmp`. */
 const TMP_RE = /^\..+\.[0-9a-f]{12}\.tmp$/
+// a lease file holds text: control characters (but tab and newlines) mark it torn
+// eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/
 
 /**

@@ -1,11 +1,10 @@
 import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {join, posix} from 'node:path'
+import {join} from 'node:path'
 import {CniError, CNI_ERR, type CniResult, type EmbeddedPlugin, type PluginRequest} from '../types.js'
-import {assertSysctlKey, batchError, ipBatch, parseJsonLines, type IpCmd} from '../../kernel/ip/batch.js'
-import {nsenterArgv} from '../../kernel/netns.js'
+import {batchError, ipBatch, parseJsonLines, type IpCmd} from '../../kernel/ip/batch.js'
+import {dottedToSlash, netSysctlKeyOf, readSysctlsIn} from '../../kernel/sysctl.js'
 import {assertIfName, cmdLinkSet, cmdLinkShow, normalizeMac, type IpLink} from '../../kernel/ip/link.js'
 import {cmdAddrShow} from '../../kernel/ip/addr.js'
-import {run} from '../../sys/exec.js'
 import {loadArgs} from '../cniargs.js'
 
 /**
@@ -83,15 +82,8 @@ export function parseTuningConf(req: PluginRequest): TuningConf {
 
 /** The /proc/sys-relative key for a dotted tuning key, checked to stay under net/. */
 export function sysctlKey(key: string, ifName: string): string {
-  const k = key.replace('IFNAME', ifName)
-  const file = posix.join('/proc/sys', k.replace(/\./g, '/'))
-  if (!file.startsWith('/proc/sys/net/')) throw fail(`invalid net sysctl key: "${key}"`)
-  const rel = file.slice('/proc/sys/'.length)
-  try {
-    assertSysctlKey(rel)
-  } catch {
-    throw fail(`invalid net sysctl key: "${key}"`)
-  }
+  const rel = netSysctlKeyOf(dottedToSlash(key.replace('IFNAME', ifName)))
+  if (rel === undefined) throw fail(`invalid net sysctl key: "${key}"`)
   return rel
 }
 
@@ -187,8 +179,7 @@ async function check(req: PluginRequest): Promise<void> {
   const keys = Object.keys(conf.sysctl).map((k) => sysctlKey(k, ifName))
   if (keys.length) {
     // one cat per check: values come back one per line, in order
-    const r = await run(...splitArgv(nsenterArgv(req.netns, ['cat', ...keys.map((k) => `/proc/sys/${k}`)])))
-    const lines = r.stdout.split('\n')
+    const lines = await readSysctlsIn(req.netns, keys)
     Object.values(conf.sysctl).forEach((want, i) => {
       if (lines[i] !== want) throw fail(`Error: Tuning configured value of /proc/sys/${keys[i]} is ${want}, current value is ${lines[i]}`)
     })
@@ -203,10 +194,6 @@ async function check(req: PluginRequest): Promise<void> {
   if (conf.allmulti !== undefined && conf.allmulti !== link.flags.includes('ALLMULTI')) {
     throw fail(`Error: Tuning configured all-multicast mode of ${ifName} is ${conf.allmulti}, current value is ${!conf.allmulti}`)
   }
-}
-
-function splitArgv(argv: string[]): [string, string[]] {
-  return [argv[0], argv.slice(1)]
 }
 
 const plugin: EmbeddedPlugin = {
