@@ -6,10 +6,15 @@
  * attachment of it under `<namespace>-<id>` (what ctrnet and other CNI
  * users leave). Every containerd namespace is searched.
  *
- * grpc loads only when a socket exists at the address; with no socket the
- * answer is "nobody" ([] / {}); a socket that exists but fails is an error.
+ * With no socket at the address the answer is "nobody" ([] / {}); a socket
+ * that exists but fails is an error.
  */
 import {listCachedAttachments, type CachedAttachment} from '../libcni/cache.js'
+import {socketExists, withClient} from '../containerd/client.js'
+import {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, netnsInode, parseNetworksLabel} from '../containerd/containers.js'
+import {ipJson} from '../kernel/ip/batch.js'
+import {globalCidrs, type IpAddrLink} from '../kernel/ip/addr.js'
+import type {Settings} from './settings.js'
 
 export interface NetworkUser {
   namespace: string
@@ -27,11 +32,7 @@ export interface InspectContainer {
   IPv6Address: string
 }
 
-export interface ContainerdOpts {
-  address: string
-  namespace: string
-  cacheDir: string
-}
+export type ContainerdOpts = Pick<Settings, 'address' | 'namespace' | 'cacheDir' | 'containerdTimeoutMs'>
 
 interface Use {
   user: NetworkUser
@@ -42,11 +43,9 @@ interface Use {
 }
 
 async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
-  const {socketExists, withClient} = await import('../containerd/client.js')
   if (!socketExists(opts.address)) return []
-  const {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} = await import('../containerd/containers.js')
   const cached = listCachedAttachments(opts.cacheDir, network)
-  return withClient({address: opts.address, namespace: opts.namespace}, async (client) => {
+  return withClient({address: opts.address, namespace: opts.namespace, timeoutMs: opts.containerdTimeoutMs}, async (client) => {
     const uses: Use[] = []
     for (const ns of await client.listNamespaces()) {
       const tasks = new Map<string, {status: string; pid: number}>()
@@ -114,15 +113,12 @@ function endpoint(a: CachedAttachment | undefined): Omit<InspectContainer, 'Name
 async function endpointFromNetns(u: Use): Promise<Omit<InspectContainer, 'Name'>> {
   const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
   if (u.labelIndex < 0 || !u.pid) return out
-  const {netnsInode} = await import('../containerd/containers.js')
   const netns = `/proc/${u.pid}/ns/net`
   const inode = netnsInode(netns)
   // never read the host's (or our own) namespace for a container's
   if (!inode || inode === netnsInode('/proc/1/ns/net') || inode === netnsInode('/proc/self/ns/net')) return out
   try {
-    const {ipJson} = await import('../kernel/ip/batch.js')
-    const {globalCidrs} = await import('../kernel/ip/addr.js')
-    const links = await ipJson<import('../kernel/ip/addr.js').IpAddrLink[]>(['addr', 'show', 'dev', `eth${u.labelIndex}`], netns)
+    const links = await ipJson<IpAddrLink[]>(['addr', 'show', 'dev', `eth${u.labelIndex}`], netns)
     const link = links[0]
     if (!link) return out
     out.MacAddress = link.address ?? ''

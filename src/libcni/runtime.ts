@@ -39,6 +39,8 @@ export interface RuntimeOptions {
   cacheDir: string
   mode?: CniMode
   execTimeoutMs?: number
+  /** The xtables lock file iptables-restore waits on (default: the kernel layer's) */
+  iptablesLockPath?: string
 }
 
 /** What libcni calls RuntimeConf: everything about one attachment but the config. */
