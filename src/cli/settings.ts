@@ -1,4 +1,5 @@
 import type {Settings} from '../app/settings.js'
+import type {GlobalFlags} from './base-command.js'
 import {CtrnetError} from '../sys/errors.js'
 
 /**
@@ -9,17 +10,8 @@ import {CtrnetError} from '../sys/errors.js'
  * configuration.
  */
 
-/** The global flags every command has (BaseCommand.baseFlags). */
-export interface GlobalFlagValues {
-  'cni-netconfpath': string
-  'cni-path': string
-  'cni-cachedir': string
-  namespace: string
-  address: string
-}
-
 /** The settings of any command, from its global flags and the environment. */
-export function settings(flags: GlobalFlagValues, env: NodeJS.ProcessEnv = process.env): Settings {
+export function settings(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): Settings {
   return {
     confDir: flags['cni-netconfpath'],
     cniPath: flags['cni-path'].split(':').filter(Boolean),
@@ -36,7 +28,7 @@ export function settings(flags: GlobalFlagValues, env: NodeJS.ProcessEnv = proce
  * `network connect|disconnect|gc`): also --cni-mode and the runtime's
  * environment variables, checked here, before anything is touched.
  */
-export function runtimeSettings(flags: GlobalFlagValues & {'cni-mode': string}, env: NodeJS.ProcessEnv = process.env): Settings {
+export function runtimeSettings(flags: GlobalFlags & {'cni-mode': string}, env: NodeJS.ProcessEnv = process.env): Settings {
   const mode = flags['cni-mode']
   if (mode !== 'embedded' && mode !== 'exec') throw new CtrnetError('--cni-mode', `must be embedded or exec, not "${mode}"`)
   const t = env.CTRNET_PLUGIN_TIMEOUT_MS

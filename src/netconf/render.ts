@@ -38,9 +38,6 @@ export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name'
 export const DHCP_SOCKET = '/run/cni/dhcp.sock'
 export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
 
-export const DRIVERS = ['bridge', 'macvlan', 'ipvlan'] as const
-export const IPAM_DRIVERS = ['default', 'host-local', 'dhcp'] as const
-
 export interface CreateOptions {
   name: string
   driver: string
