@@ -2,11 +2,12 @@ import {join} from 'node:path'
 import {Address4, Address6} from 'ip-address'
 import {listAttachments} from '../libcni/cache.js'
 import {makeRuntime} from './cni.js'
+import type {Settings} from './settings.js'
+import {ensureDefaultBridgeNetwork} from '../netconf/create.js'
+import {findDefaultNetwork, listNetworks} from '../netconf/store.js'
 import {findNetworkConf, loadConfFile, type LoadedConf} from '../libcni/loader.js'
-import {parsePortSpec} from '../libcni/portspec.js'
 import * as validate from '../libcni/validate.js'
 import type {NetList, RuntimeConf} from '../libcni/runtime.js'
-import {ensureDefaultBridgeNetwork, findDefaultNetwork, listNetworks} from '../netconf/store.js'
 import type {CniResult, NetConfList} from '../plugins/types.js'
 import {GONE_NETNS, interfacesOf, netnsForDel} from '../kernel/netns.js'
 import {CtrnetError, errorMessage} from '../sys/errors.js'
@@ -30,15 +31,6 @@ import {
  * id `<namespace>-<id>`, ifnames ethN, CNI_ARGS IgnoreUnknown=1, ...), and
  * record it in the container's `nerdctl/networks` label.
  */
-
-export interface ContainerdSettings {
-  address: string
-  namespace: string
-  confDir: string
-  cniPath: string
-  cacheDir: string
-  mode: string
-}
 
 export interface ConnectRequest {
   network: string
@@ -65,7 +57,7 @@ export interface DisconnectRequest {
 const lockFor = (cacheDir: string, cid: string) => join(cacheDir, 'ctrnet', 'locks', `container-${cid}.lock`)
 
 /** The network's conflist; `bridge` is nerdctl's default network, created when missing. */
-async function loadNetwork(s: ContainerdSettings, name: string, create: boolean): Promise<LoadedConf | undefined> {
+async function loadNetwork(s: Settings, name: string, create: boolean): Promise<LoadedConf | undefined> {
   if (name === 'bridge') {
     if (create) {
       const made = await ensureDefaultBridgeNetwork(s.confDir, s.namespace)
@@ -90,7 +82,7 @@ function checkRequest(req: ConnectRequest) {
     throw new CtrnetError(`--ip6 ${req.ip6}`, 'not an IPv6 address (give the address without a prefix length)')
   }
   if (req.ifName !== undefined) validate.ifName(req.ifName, '--ifname')
-  return (req.publish ?? []).map((p) => parsePortSpec(p, '--publish'))
+  return (req.publish ?? []).map((p) => validate.portSpec(p, '--publish'))
 }
 
 /** Rewrites the `nerdctl/networks` label (removes it when the list is empty). */
@@ -98,10 +90,10 @@ async function writeNetworksLabel(client: ContainerdClient, id: string, nets: st
   await client.setLabel(id, NETWORKS_LABEL, nets.length ? formatNetworksLabel(nets) : undefined)
 }
 
-export async function connectContainer(s: ContainerdSettings, req: ConnectRequest): Promise<ConnectResult> {
+export async function connectContainer(s: Settings, req: ConnectRequest): Promise<ConnectResult> {
   const portMappings = checkRequest(req)
   const runtime = makeRuntime(s)
-  return withClient({address: s.address, namespace: s.namespace}, async (client) => {
+  return withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
     const found = await resolveContainer(client, req.container)
     const cid = cniContainerId(s.namespace, found.id)
     return withLock(lockFor(s.cacheDir, cid), async () => {
@@ -177,9 +169,9 @@ export async function connectContainer(s: ContainerdSettings, req: ConnectReques
   })
 }
 
-export async function disconnectContainer(s: ContainerdSettings, req: DisconnectRequest): Promise<{containerId: string; removed: string[]}> {
+export async function disconnectContainer(s: Settings, req: DisconnectRequest): Promise<{containerId: string; removed: string[]}> {
   const runtime = makeRuntime(s)
-  return withClient({address: s.address, namespace: s.namespace}, async (client) => {
+  return withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
     const net = await loadNetwork(s, req.network, false)
     const netName = net?.conf.name ?? req.network
 

@@ -1,38 +1,21 @@
 import {createHash} from 'node:crypto'
-import {CtrnetError} from '../sys/errors.js'
 import {parseCniArgs} from '../libcni/args.js'
 import {findNetworkConf, type LoadedConf} from '../libcni/loader.js'
-import {parsePortSpec} from '../libcni/portspec.js'
 import {CNI_ERR} from '../plugins/types.js'
 import * as validate from '../libcni/validate.js'
-import {CniRuntime, type CniMode, type RuntimeConf} from '../libcni/runtime.js'
+import {CniRuntime, type RuntimeConf} from '../libcni/runtime.js'
+import type {Settings} from './settings.js'
 
 /**
- * Settings shared by everything that runs plugin chains. makeRuntime is the
- * one factory of runtimes: `cni add|check|del|gc` and `network
+ * The one factory of runtimes: `cni add|check|del|gc` and `network
  * connect|disconnect|gc` all build theirs here, so --cni-mode and
  * CTRNET_PLUGIN_TIMEOUT_MS mean the same everywhere.
  */
-export interface RuntimeSettings {
-  confDir: string
-  namespace: string
-  cniPath: string
-  cacheDir: string
-  mode: string
+export function makeRuntime(s: Pick<Settings, 'cniPath' | 'cacheDir' | 'mode' | 'pluginTimeoutMs' | 'iptablesLockPath'>): CniRuntime {
+  return new CniRuntime({cniPath: s.cniPath, cacheDir: s.cacheDir, mode: s.mode, execTimeoutMs: s.pluginTimeoutMs, iptablesLockPath: s.iptablesLockPath})
 }
 
-export function makeRuntime(s: RuntimeSettings): CniRuntime {
-  if (s.mode !== 'embedded' && s.mode !== 'exec') throw new CtrnetError('--cni-mode', `must be embedded or exec, not "${s.mode}"`)
-  const t = process.env.CTRNET_PLUGIN_TIMEOUT_MS
-  const execTimeoutMs = t ? Number(t) : undefined
-  if (execTimeoutMs !== undefined && !(Number.isInteger(execTimeoutMs) && execTimeoutMs > 0)) {
-    throw new CtrnetError('CTRNET_PLUGIN_TIMEOUT_MS', `must be a positive whole number of milliseconds, not "${t}"`)
-  }
-  const iptablesLockPath = process.env.CTRNET_IPTABLES_LOCK || undefined
-  return new CniRuntime({cniPath: s.cniPath.split(':').filter(Boolean), cacheDir: s.cacheDir, mode: s.mode as CniMode, execTimeoutMs, iptablesLockPath})
-}
-
-export function loadNetwork(s: RuntimeSettings, name: string, warn?: (msg: string) => void): LoadedConf {
+export function loadNetwork(s: Pick<Settings, 'confDir' | 'namespace'>, name: string, warn?: (msg: string) => void): LoadedConf {
   const net = findNetworkConf(s.confDir, s.namespace, name, (file, err) => warn?.(`skipping ${file}: ${err.message}`))
   if (!net) throw new Error(`network "${name}" not found in ${s.confDir}`)
   return net
@@ -72,7 +55,7 @@ export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): Runti
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--cap-args must be a JSON object')
     Object.assign(capabilityArgs, parsed)
   }
-  if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map((p) => parsePortSpec(p, '--publish'))
+  if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map((p) => validate.portSpec(p, '--publish'))
   const args = parseCniArgs(f.cniArgs ?? '')
   if (f.ip) {
     validate.ipAddress(f.ip, '--ip')

@@ -4,7 +4,7 @@ import {type Attachment, listAttachments} from '../libcni/cache.js'
 import {findNetworkConf} from '../libcni/loader.js'
 import type {GcReport, NetList} from '../libcni/runtime.js'
 import {isProcNetnsPath, procNetnsPath} from '../kernel/netns.js'
-import type {ContainerdSettings} from './attach.js'
+import type {Settings} from './settings.js'
 import {socketExists, withClient} from '../containerd/client.js'
 import {formatNetworksLabel, NETWORKS_LABEL, parseNetworksLabel} from './containers.js'
 
@@ -23,7 +23,7 @@ export interface NetworkGcResult {
   labelsUpdated: string[]
 }
 
-export async function gcNetworks(s: ContainerdSettings, names: string[], opts: {dryRun?: boolean} = {}): Promise<NetworkGcResult[]> {
+export async function gcNetworks(s: Settings, names: string[], opts: {dryRun?: boolean} = {}): Promise<NetworkGcResult[]> {
   if (!socketExists(s.address)) {
     throw new Error(`cannot reach containerd at ${s.address}: is it running, and are you root? (without containerd, use "ctrnet cni gc")`)
   }
@@ -33,7 +33,7 @@ export async function gcNetworks(s: ContainerdSettings, names: string[], opts: {
   // containerd's view: live tasks (cni id -> pid) and every container's label
   const live = new Map<string, number>()
   const containers = new Map<string, {namespace: string; id: string; nets: string[]}>()
-  await withClient({address: s.address, namespace: s.namespace}, async (client) => {
+  await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
     for (const ns of await client.listNamespaces()) {
       for (const t of await client.listTasks(ns)) {
         if (t.status === 'RUNNING' || t.status === 'PAUSED') live.set(`${ns}-${t.id}`, t.pid)
@@ -65,7 +65,7 @@ export async function gcNetworks(s: ContainerdSettings, names: string[], opts: {
       const stillAttached = new Set(valid.map((v) => v.containerId))
       const toUpdate = [...containers.entries()].filter(([cid, c]) => gone.has(cid) && !stillAttached.has(cid) && c.nets.includes(network))
       if (toUpdate.length > 0) {
-        await withClient({address: s.address, namespace: s.namespace}, async (client) => {
+        await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
           for (const [cid, c] of toUpdate) {
             const nets = c.nets.filter((n) => n !== network)
             await client.setLabel(c.id, NETWORKS_LABEL, formatNetworksLabel(nets), c.namespace)

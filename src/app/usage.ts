@@ -6,8 +6,8 @@
  * attachment of it under `<namespace>-<id>` (what ctrnet and other CNI
  * users leave). Every containerd namespace is searched.
  *
- * grpc loads only when a socket exists at the address; with no socket the
- * answer is "nobody" ([] / {}); a socket that exists but fails is an error.
+ * With no socket at the address the answer is "nobody" ([] / {}); a socket
+ * that exists but fails is an error.
  */
 import {type Attachment, listAttachments} from '../libcni/cache.js'
 import {type IpAddrLink, globalCidrs} from '../kernel/ip/addr.js'
@@ -15,6 +15,7 @@ import {ipJson} from '../kernel/ip/batch.js'
 import {procNetnsPath, taskNetns} from '../kernel/netns.js'
 import {socketExists, withClient} from '../containerd/client.js'
 import {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} from './containers.js'
+import type {Settings} from './settings.js'
 
 export interface NetworkUser {
   namespace: string
@@ -32,11 +33,7 @@ export interface InspectContainer {
   IPv6Address: string
 }
 
-export interface ContainerdOpts {
-  address: string
-  namespace: string
-  cacheDir: string
-}
+export type ContainerdOpts = Pick<Settings, 'address' | 'namespace' | 'cacheDir' | 'containerdTimeoutMs'>
 
 interface Use {
   user: NetworkUser
@@ -50,7 +47,7 @@ async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
   if (!socketExists(opts.address)) return []
   // finished attachments only: an ADD still in flight does not make a user
   const cached = listAttachments(opts.cacheDir, {network}).filter((a) => !a.pending)
-  return withClient({address: opts.address, namespace: opts.namespace}, async (client) => {
+  return withClient({address: opts.address, namespace: opts.namespace, timeoutMs: opts.containerdTimeoutMs}, async (client) => {
     const uses: Use[] = []
     for (const ns of await client.listNamespaces()) {
       const tasks = new Map<string, {status: string; pid: number}>()

@@ -48,7 +48,7 @@ export abstract class BaseCommand extends Command {
     // oclif's own exit requests (this.exit) pass through untouched.
     if (err.oclif?.exit !== undefined && err.message.startsWith('EEXIT')) throw err
     const line = formatError(err)
-    const c = await stderrChalk()
+    const c = stderrChalk()
     process.stderr.write((c ? c.red.bold('ctrnet:') + line.slice('ctrnet:'.length) : line) + '\n')
     if (process.env.DEBUG && err.stack) process.stderr.write(err.stack + '\n')
     const code = err instanceof CtrnetError ? err.exitCode : typeof err.oclif?.exit === 'number' ? err.oclif.exit : 1

@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import type {AttachmentFlags, RuntimeSettings} from '../app/cni.js'
+import type {AttachmentFlags} from '../app/cni.js'
 
 /** Flags of `ctrnet cni add|check|del`, as cnitool's environment variables. */
 export const attachmentFlags = {
@@ -25,17 +25,6 @@ export const attachmentArgs = {
   netns: Args.string({description: 'path of the network namespace, e.g. /var/run/netns/demo', required: true}),
 }
 
-/** The runtime settings from the global flags. */
-export function settings(flags: {'cni-netconfpath': string; namespace: string; 'cni-path': string; 'cni-cachedir': string; 'cni-mode': string}): RuntimeSettings {
-  return {
-    confDir: flags['cni-netconfpath'],
-    namespace: flags.namespace,
-    cniPath: flags['cni-path'],
-    cacheDir: flags['cni-cachedir'],
-    mode: flags['cni-mode'],
-  }
-}
-
 /** The attachment flags in the shape runtimeConfFromFlags takes. */
 export function flagsToAttachment(flags: {'container-id'?: string; ifname: string; publish?: string[]; ip?: string; 'cap-args'?: string; 'cni-args'?: string}): Omit<AttachmentFlags, 'netns'> {
   return {
@@ -46,9 +35,4 @@ export function flagsToAttachment(flags: {'container-id'?: string; ifname: strin
     capArgs: flags['cap-args'],
     cniArgs: flags['cni-args'],
   }
-}
-
-/** The settings of the commands that talk to containerd: the runtime's plus the socket address. */
-export function containerdSettings(flags: Parameters<typeof settings>[0] & {address: string}): RuntimeSettings & {address: string} {
-  return {...settings(flags), address: flags.address}
 }

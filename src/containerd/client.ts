@@ -1,19 +1,21 @@
 import {accessSync, constants, statSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import type * as GrpcNs from '@grpc/grpc-js'
+import * as grpc from '@grpc/grpc-js'
+import * as protoLoader from '@grpc/proto-loader'
 import {CtrnetError} from '../sys/errors.js'
 
 /**
  * A small gRPC client for the containerd API (namespaces, containers, tasks)
- * over its unix socket. grpc-js, proto-loader and the vendored protos are
- * loaded on first use only, so commands that never talk to containerd do not
- * pay for them at start-up.
+ * over its unix socket. The vendored protos are compiled on first connect.
+ * Only the commands that talk to containerd load this module (each command
+ * imports its use case when it runs), so the others never load grpc.
  */
 
 /** The 16 MiB receive limit containerd's own client uses. */
 export const MAX_RECV_BYTES = 16 << 20
-export const DEFAULT_TIMEOUT_MS = Number(process.env.CTRNET_CONTAINERD_TIMEOUT_MS) || 10_000
+/** Deadline of each call unless ClientOptions.timeoutMs says otherwise (CTRNET_CONTAINERD_TIMEOUT_MS). */
+export const DEFAULT_TIMEOUT_MS = 10_000
 
 export interface ClientOptions {
   /** Socket path, or `unix://<path>`. */
@@ -89,18 +91,15 @@ function checkSocket(address: string): void {
 }
 
 // ---------------------------------------------------------------------------
-// Lazy loading of grpc and the protos
+// The protos, compiled once
 
-interface Loaded {
-  grpc: typeof GrpcNs
-  services: {
-    Namespaces: GrpcNs.ServiceClientConstructor
-    Containers: GrpcNs.ServiceClientConstructor
-    Tasks: GrpcNs.ServiceClientConstructor
-  }
+interface Services {
+  Namespaces: grpc.ServiceClientConstructor
+  Containers: grpc.ServiceClientConstructor
+  Tasks: grpc.ServiceClientConstructor
 }
 
-let loaded: Promise<Loaded> | undefined
+let services: Services | undefined
 
 /** protos/ at the package root (dist/containerd/.. or src/containerd/..). */
 export function protosDir(): string {
@@ -113,8 +112,7 @@ export const PROTO_FILES = [
   'services/tasks/v1/tasks.proto',
 ]
 
-async function load(): Promise<Loaded> {
-  const [grpc, protoLoader] = await Promise.all([import('@grpc/grpc-js'), import('@grpc/proto-loader')])
+function loadServices(): Services {
   const def = protoLoader.loadSync(PROTO_FILES, {
     includeDirs: [protosDir()],
     keepCase: false,
@@ -126,72 +124,63 @@ async function load(): Promise<Loaded> {
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     containerd: {
       services: {
-        namespaces: {v1: {Namespaces: GrpcNs.ServiceClientConstructor}}
-        containers: {v1: {Containers: GrpcNs.ServiceClientConstructor}}
-        tasks: {v1: {Tasks: GrpcNs.ServiceClientConstructor}}
+        namespaces: {v1: {Namespaces: grpc.ServiceClientConstructor}}
+        containers: {v1: {Containers: grpc.ServiceClientConstructor}}
+        tasks: {v1: {Tasks: grpc.ServiceClientConstructor}}
       }
     }
   }
   const s = pkg.containerd.services
-  return {
-    grpc,
-    services: {Namespaces: s.namespaces.v1.Namespaces, Containers: s.containers.v1.Containers, Tasks: s.tasks.v1.Tasks},
-  }
-}
-
-function loadOnce(): Promise<Loaded> {
-  loaded ??= load()
-  return loaded
+  return {Namespaces: s.namespaces.v1.Namespaces, Containers: s.containers.v1.Containers, Tasks: s.tasks.v1.Tasks}
 }
 
 // ---------------------------------------------------------------------------
 
-type Unary = (req: unknown, md: GrpcNs.Metadata, opts: GrpcNs.CallOptions, cb: (err: GrpcNs.ServiceError | null, res: any) => void) => void
+type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void
 
 export class ContainerdClient {
   private constructor(
-    private readonly l: Loaded,
     readonly address: string,
     readonly namespace: string,
     private readonly timeoutMs: number,
-    private readonly ns: GrpcNs.Client,
-    private readonly containers: GrpcNs.Client,
-    private readonly tasks: GrpcNs.Client,
+    private readonly ns: grpc.Client,
+    private readonly containers: grpc.Client,
+    private readonly tasks: grpc.Client,
   ) {}
 
-  /** Checks the socket, loads grpc and the protos, and makes the stubs (no I/O yet). */
+  /** Checks the socket, compiles the protos (once) and makes the stubs (no I/O yet). */
   static async connect(opts: ClientOptions): Promise<ContainerdClient> {
     checkSocket(opts.address)
-    const l = await loadOnce()
+    services ??= loadServices()
     const target = `unix://${socketPath(opts.address)}`
     const chanOpts = {
       'grpc.max_receive_message_length': MAX_RECV_BYTES,
       'grpc.max_send_message_length': MAX_RECV_BYTES,
     }
-    const creds = l.grpc.credentials.createInsecure()
-    const nsc = new l.services.Namespaces(target, creds, chanOpts)
+    const creds = grpc.credentials.createInsecure()
+    const nsc = new services.Namespaces(target, creds, chanOpts)
     // The three stubs share one channel.
     const channelOverride = nsc.getChannel()
-    const cc = new l.services.Containers(target, creds, {...chanOpts, channelOverride})
-    const tc = new l.services.Tasks(target, creds, {...chanOpts, channelOverride})
-    return new ContainerdClient(l, opts.address, opts.namespace, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, nsc, cc, tc)
+    const cc = new services.Containers(target, creds, {...chanOpts, channelOverride})
+    const tc = new services.Tasks(target, creds, {...chanOpts, channelOverride})
+    return new ContainerdClient(opts.address, opts.namespace, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, nsc, cc, tc)
   }
 
   close(): void {
     this.ns.close()
   }
 
-  private md(namespace?: string): GrpcNs.Metadata {
-    const md = new this.l.grpc.Metadata()
+  private md(namespace?: string): grpc.Metadata {
+    const md = new grpc.Metadata()
     md.set('containerd-namespace', namespace ?? this.namespace)
     return md
   }
 
-  private callOpts(): GrpcNs.CallOptions {
+  private callOpts(): grpc.CallOptions {
     return {deadline: Date.now() + this.timeoutMs}
   }
 
-  private unary<T>(client: GrpcNs.Client, method: string, req: unknown, namespace?: string): Promise<T> {
+  private unary<T>(client: grpc.Client, method: string, req: unknown, namespace?: string): Promise<T> {
     const fn = (client as unknown as Record<string, Unary>)[method]!.bind(client)
     return new Promise((resolve, reject) => {
       fn(req, this.md(namespace), this.callOpts(), (err, res) => {
@@ -202,8 +191,8 @@ export class ContainerdClient {
   }
 
   /** Turns a gRPC error into a sentence (the raw code stays on `.grpcCode`). */
-  private wrap(err: GrpcNs.ServiceError, method: string): Error {
-    const s = this.l.grpc.status
+  private wrap(err: grpc.ServiceError, method: string): Error {
+    const s = grpc.status
     const details = err.details || err.message
     let out: Error
     switch (err.code) {
@@ -225,7 +214,7 @@ export class ContainerdClient {
   }
 
   isNotFound(err: unknown): boolean {
-    return (err as {grpcCode?: number})?.grpcCode === this.l.grpc.status.NOT_FOUND
+    return (err as {grpcCode?: number})?.grpcCode === grpc.status.NOT_FOUND
   }
 
   // --- namespaces -----------------------------------------------------------
@@ -257,14 +246,14 @@ export class ContainerdClient {
     try {
       return await this.listStream(filters, namespace)
     } catch (err) {
-      if ((err as {grpcCode?: number}).grpcCode !== this.l.grpc.status.UNIMPLEMENTED) throw err
+      if ((err as {grpcCode?: number}).grpcCode !== grpc.status.UNIMPLEMENTED) throw err
     }
     const res = await this.unary<{containers: ContainerInfo[]}>(this.containers, 'List', {filters}, namespace)
     return res.containers
   }
 
   private listStream(filters: string[], namespace?: string): Promise<ContainerInfo[]> {
-    const fn = (this.containers as unknown as Record<string, (r: unknown, md: GrpcNs.Metadata, o: GrpcNs.CallOptions) => GrpcNs.ClientReadableStream<{container: ContainerInfo}>>)
+    const fn = (this.containers as unknown as Record<string, (r: unknown, md: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientReadableStream<{container: ContainerInfo}>>)
       .ListStream!.bind(this.containers)
     return new Promise((resolve, reject) => {
       const out: ContainerInfo[] = []
@@ -272,7 +261,7 @@ export class ContainerdClient {
       stream.on('data', (m: {container?: ContainerInfo}) => {
         if (m.container) out.push(m.container)
       })
-      stream.on('error', (err: GrpcNs.ServiceError) => reject(this.wrap(err, 'ListStream')))
+      stream.on('error', (err: grpc.ServiceError) => reject(this.wrap(err, 'ListStream')))
       stream.on('end', () => resolve(out))
     })
   }

@@ -2,6 +2,9 @@ import {mkdirSync, readFileSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {MAX_CONF_BYTES, listConfFiles, loadConfFile} from '../libcni/loader.js'
 import type {NetConfList} from '../plugins/types.js'
+import {linkExists} from '../kernel/ip/link.js'
+import {writeFileAtomic} from '../sys/atomic.js'
+import {CtrnetError} from '../sys/errors.js'
 
 /**
  * Bridge links are host-wide and shared by name: a conflist of containerd
@@ -111,8 +114,7 @@ interface OwnedRecord {
 }
 
 /** Records that ctrnet creates `dev` for the network in `file`. Call under the store lock. */
-export async function recordOwnedBridge(dir: string, id: string, network: string, dev: string, file: string): Promise<void> {
-  const {writeFileAtomic} = await import('../sys/atomic.js')
+export function recordOwnedBridge(dir: string, id: string, network: string, dev: string, file: string): void {
   const p = recordPath(dir, id, dev)
   if (!p) throw new Error(`unsafe record name for bridge ${JSON.stringify(dev)}`)
   mkdirSync(join(dir, OWNED_BRIDGES_DIR), {recursive: true, mode: 0o755})
@@ -157,8 +159,8 @@ export function ownsBridge(dir: string, net: {name: string; file: string; nerdct
 export interface BridgeClaim {
   /** One-line warnings for the user */
   warnings: string[]
-  /** Call after the conflist is written: records or forgets ownership. Never throws. */
-  commit: () => Promise<string[]>
+  /** Call after the conflist is written: records or forgets ownership; returns warnings. Never throws. */
+  commit: () => string[]
 }
 
 /**
@@ -170,13 +172,11 @@ export interface BridgeClaim {
  * otherwise, for a name chosen with -o com.docker.network.bridge.name,
  * records after the write that ctrnet creates it for this network.
  */
-export async function claimBridge(
+export function claimBridge(
   dir: string,
   what: string,
   net: {name: string; id: string; conf: NetConfList; file: string; explicitName: boolean},
-): Promise<BridgeClaim> {
-  const {CtrnetError} = await import('../sys/errors.js')
-  const {linkExists} = await import('../kernel/ip/link.js')
+): BridgeClaim {
   const warnings: string[] = []
   const toRecord: string[] = []
   const toForget: string[] = []
@@ -198,12 +198,12 @@ export async function claimBridge(
   }
   return {
     warnings,
-    commit: async () => {
+    commit: () => {
       const out: string[] = []
       for (const dev of toForget) forgetOwnedBridge(dir, net.id, dev)
       for (const dev of toRecord) {
         try {
-          await recordOwnedBridge(dir, net.id, net.name, dev, net.file)
+          recordOwnedBridge(dir, net.id, net.name, dev, net.file)
         } catch (err) {
           out.push(`network ${JSON.stringify(net.name)}: cannot record that ctrnet owns bridge ${JSON.stringify(dev)} (${(err as Error).message}); network rm will leave it`)
         }

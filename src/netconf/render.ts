@@ -3,6 +3,7 @@ import {CtrnetError} from '../sys/errors.js'
 import type {NetConfList, PluginConf} from '../plugins/types.js'
 // not validate.ts: it loads ip-address, and `network ls` loads this file
 import {ifNameProblem, showToken} from '../kernel/tokens.js'
+import {DEFAULT_NETWORK_LABEL, DEFAULT_NETWORK_NAME} from './names.js'
 import {
   type Cidr,
   DEFAULT_CIDR,
@@ -32,15 +33,10 @@ import {
  *   (<, >, & as \u003c, \u003e, \u0026).
  */
 
-export const DEFAULT_NETWORK_NAME = 'bridge'
 export const DEFAULT_BRIDGE_DEVICE = 'nerdctl0'
-export const DEFAULT_NETWORK_LABEL = 'nerdctl/default-network'
 export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name'
 export const DHCP_SOCKET = '/run/cni/dhcp.sock'
 export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
-
-export const DRIVERS = ['bridge', 'macvlan', 'ipvlan'] as const
-export const IPAM_DRIVERS = ['default', 'host-local', 'dhcp'] as const
 
 export interface CreateOptions {
   name: string

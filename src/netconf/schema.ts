@@ -1,9 +1,10 @@
+import Ajv2020Module from 'ajv/dist/2020.js'
 import {CtrnetError} from '../sys/errors.js'
 
 /**
  * JSON schema of the conflists ctrnet writes (nerdctl's shape). Every write is
- * validated against it first. ajv is imported lazily, only on the write path,
- * so read-only commands (`network ls`) never load it.
+ * validated against it first. Only the write path (netconf/create.ts) imports
+ * this file, so read-only commands (`network ls`) never load ajv.
  */
 
 const cidr = {type: 'string', minLength: 3, pattern: '^[0-9a-fA-F.:]+/[0-9]{1,3}$'}
@@ -138,18 +139,19 @@ export const CONFLIST_SCHEMA = {
 type Validator = ((data: unknown) => boolean) & {errors?: Array<{instancePath: string; message?: string}> | null}
 let compiled: Validator | undefined
 
-async function validator(): Promise<Validator> {
+function validator(): Validator {
   if (compiled) return compiled
-  // Ajv 2020 understands prefixItems; the package is CommonJS, so its class is the default export.
-  const mod = (await import('ajv/dist/2020.js')) as unknown as {default: {default?: unknown}}
-  const Ajv2020 = (mod.default.default ?? mod.default) as new (opts: object) => {compile(s: object): Validator}
+  // Ajv 2020 understands prefixItems. The package is CommonJS: depending on the
+  // loader, the default import is its class or its exports object (.default).
+  const mod = Ajv2020Module as unknown as {default?: unknown}
+  const Ajv2020 = (mod.default ?? mod) as new (opts: object) => {compile(s: object): Validator}
   compiled = new Ajv2020({allErrors: false, strict: false}).compile(CONFLIST_SCHEMA)
   return compiled
 }
 
 /** Throws CtrnetError(what, ...) when conf does not match the schema of what we write. */
 export async function validateConflist(what: string, conf: unknown): Promise<void> {
-  const validate = await validator()
+  const validate = validator()
   if (!validate(conf)) {
     const e = validate.errors?.[0]
     throw new CtrnetError(what, `refusing to write an invalid conflist: ${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}`)

@@ -1,8 +1,10 @@
 import {describe, expect, it} from 'vitest'
 import {parseCniArgs, validateIfName} from '../../src/libcni/args.js'
-import {parsePortSpec} from '../../src/libcni/portspec.js'
+import {portSpec} from '../../src/libcni/validate.js'
 import {resultAsVersion, toInternalResult, compareVersions} from '../../src/libcni/version.js'
 import {defaultContainerId} from '../../src/app/cni.js'
+
+const parsePortSpec = (spec: string) => portSpec(spec, '--publish')
 
 describe('CNI_ARGS', () => {
   it('parses ordered pairs, values may hold =', () => {

@@ -3,7 +3,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {defaultCreateOptions} from '../../src/netconf/render.js'
-import {checkNamespace, configPathFor, createNetworkLocked, ensureDefaultBridgeNetwork, listNetworks} from '../../src/netconf/store.js'
+import {checkNamespace, configPathFor, listNetworks} from '../../src/netconf/store.js'
+import {createNetworkLocked, ensureDefaultBridgeNetwork} from '../../src/netconf/create.js'
 import {DEFAULT_BRIDGE_FILE} from './nerdctl-files.js'
 
 let dir: string

@@ -1,5 +1,6 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag, settings} from '../../cli/cni-flags.js'
+import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag} from '../../cli/cni-flags.js'
+import {runtimeSettings} from '../../cli/settings.js'
 
 export default class CniAdd extends BaseCommand {
   static override description = 'Run the ADD command of a network\'s plugin chain for a network namespace and print the result'
@@ -10,7 +11,7 @@ export default class CniAdd extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniAdd)
     const {loadNetwork, makeRuntime, runtimeConfFromFlags} = await import('../../app/cni.js')
-    const s = settings(flags)
+    const s = runtimeSettings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})
     const result = await makeRuntime(s).addNetworkList(net, rt)

@@ -1,5 +1,6 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag, settings} from '../../cli/cni-flags.js'
+import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag} from '../../cli/cni-flags.js'
+import {runtimeSettings} from '../../cli/settings.js'
 
 export default class CniCheck extends BaseCommand {
   static override description = "Run the CHECK command of a network's plugin chain against the cached result"
@@ -9,7 +10,7 @@ export default class CniCheck extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniCheck)
     const {loadNetwork, makeRuntime, runtimeConfFromFlags} = await import('../../app/cni.js')
-    const s = settings(flags)
+    const s = runtimeSettings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const rt = runtimeConfFromFlags(net, {...flagsToAttachment(flags), netns: args.netns})
     await makeRuntime(s).checkNetworkList(net, rt)

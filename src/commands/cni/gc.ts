@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
-import {modeFlag, settings} from '../../cli/cni-flags.js'
+import {modeFlag} from '../../cli/cni-flags.js'
+import {runtimeSettings} from '../../cli/settings.js'
 
 export default class CniGc extends BaseCommand {
   static override description =
@@ -15,7 +16,7 @@ export default class CniGc extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniGc)
     const {loadNetwork, makeRuntime} = await import('../../app/cni.js')
-    const s = settings(flags)
+    const s = runtimeSettings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))
     const valid = flags.valid?.map((v) => {
       const [containerId, ifName = 'eth0'] = v.split('/')

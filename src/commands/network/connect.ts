@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
-import {containerdSettings, modeFlag} from '../../cli/cni-flags.js'
+import {modeFlag} from '../../cli/cni-flags.js'
+import {runtimeSettings} from '../../cli/settings.js'
 
 export default class NetworkConnect extends BaseCommand {
   static override description =
@@ -25,7 +26,7 @@ export default class NetworkConnect extends BaseCommand {
     const {args, flags} = await this.parse(NetworkConnect)
     const {connectContainer} = await import('../../app/attach.js')
     await connectContainer(
-      containerdSettings(flags),
+      runtimeSettings(flags),
       {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish ?? []},
     )
   }

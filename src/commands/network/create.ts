@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
+import {settings} from '../../cli/settings.js'
 
 /** Go-style `--flag=true|false` for our boolean flags (oclif wants --flag / --no-flag). */
 function goBoolArgs(argv: string[], names: string[]): string[] {
@@ -41,11 +42,11 @@ export default class NetworkCreate extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkCreate, goBoolArgs(this.argv, ['ipv4', 'ipv6', 'internal', 'ignore']))
-    const {createNetwork, networkEnv} = await import('../../app/networks.js')
-    const {defaultCreateOptions} = await import('../../netconf/render.js')
+    const {createNetwork} = await import('../../app/networks/create.js')
     const res = await createNetwork(
-      networkEnv(flags),
-      defaultCreateOptions(args.name, {
+      settings(flags),
+      args.name,
+      {
         driver: flags.driver,
         options: flags.opt ?? [],
         ipamDriver: flags['ipam-driver'],
@@ -57,8 +58,8 @@ export default class NetworkCreate extends BaseCommand {
         ipv6: flags.ipv6,
         ipv4: flags.ipv4,
         internal: flags.internal,
-      }),
-      {ignore: flags.ignore},
+      },
+      {ignore: flags.ignore, warn: (m) => this.warnLine(m)},
     )
     this.out(res.id || res.name)
   }

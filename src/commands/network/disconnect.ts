@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
-import {containerdSettings, modeFlag} from '../../cli/cni-flags.js'
+import {modeFlag} from '../../cli/cni-flags.js'
+import {runtimeSettings} from '../../cli/settings.js'
 
 export default class NetworkDisconnect extends BaseCommand {
   static override description =
@@ -16,7 +17,7 @@ export default class NetworkDisconnect extends BaseCommand {
     const {args, flags} = await this.parse(NetworkDisconnect)
     const {disconnectContainer} = await import('../../app/attach.js')
     await disconnectContainer(
-      containerdSettings(flags),
+      runtimeSettings(flags),
       {network: args.network, container: args.container},
     )
   }

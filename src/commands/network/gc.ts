@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
-import {containerdSettings, modeFlag} from '../../cli/cni-flags.js'
+import {modeFlag} from '../../cli/cni-flags.js'
+import {runtimeSettings} from '../../cli/settings.js'
 
 export default class NetworkGc extends BaseCommand {
   static override description =
@@ -14,7 +15,7 @@ export default class NetworkGc extends BaseCommand {
     const {argv, flags} = await this.parse(NetworkGc)
     const {gcNetworks} = await import('../../app/gc.js')
     const results = await gcNetworks(
-      containerdSettings(flags),
+      runtimeSettings(flags),
       argv as string[],
       {dryRun: flags['dry-run']},
     )

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
+import {settings} from '../../cli/settings.js'
 import {CtrnetError} from '../../sys/errors.js'
 
 export default class NetworkInspect extends BaseCommand {
@@ -25,8 +26,8 @@ export default class NetworkInspect extends BaseCommand {
       throw new CtrnetError('network inspect', 'unsupported format: "raw", "table", and "wide"')
     }
     const tmpl = format ? (await import('../../cli/gotemplate.js')).parseFormat(format) : undefined
-    const {inspectNetworks, networkEnv} = await import('../../app/networks.js')
-    const {results, errors} = await inspectNetworks(networkEnv(flags), argv as string[], flags.mode as 'dockercompat')
+    const {inspectNetworks} = await import('../../app/networks/inspect.js')
+    const {results, errors} = await inspectNetworks(settings(flags), argv as string[], flags.mode as 'dockercompat', (m) => this.warnLine(m))
     let text = ''
     if (results.length === 0) {
       // nothing to print (nerdctl: "unable to find any network matching the provided request")

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {CtrnetError} from '../../sys/errors.js'
-import {listRows, networkEnv} from '../../app/networks.js'
+import {settings} from '../../cli/settings.js'
 
 export default class NetworkLs extends BaseCommand {
   static override aliases = ['network:list']
@@ -32,7 +32,8 @@ export default class NetworkLs extends BaseCommand {
     if (!table && flags.quiet) throw new CtrnetError('network ls', 'format and quiet must not be specified together')
     // Parse the template before reading anything, so a bad one fails fast.
     const tmpl = table ? undefined : (await import('../../cli/gotemplate.js')).parseFormat(format)
-    const rows = listRows(networkEnv(flags), flags.filter ?? [])
+    const {listRows} = await import('../../app/networks/list.js')
+    const rows = listRows(settings(flags), flags.filter ?? [], (m) => this.warnLine(m))
     const id = (r: (typeof rows)[number]) => (flags['no-trunc'] ? r.fullId : r.ID)
     let text = ''
     if (tmpl) {

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
+import {settings} from '../../cli/settings.js'
 
 /** Reads the first whitespace-separated word from stdin ('' at end of input), like Go's Fscanf("%s"). */
 async function readWord(): Promise<string> {
@@ -32,8 +33,8 @@ export default class NetworkPrune extends BaseCommand {
       )
       if ((await readWord()).toLowerCase() !== 'y') return
     }
-    const {pruneNetworks, networkEnv} = await import('../../app/networks.js')
-    const {removed, errors} = await pruneNetworks(networkEnv(flags))
+    const {pruneNetworks} = await import('../../app/networks/remove.js')
+    const {removed, errors} = await pruneNetworks(settings(flags), (m) => this.warnLine(m))
     for (const e of errors) process.stderr.write(`ctrnet: network prune : ${e}\n`)
     if (removed.length) process.stdout.write('Deleted Networks:\n' + removed.map((n) => n + '\n').join('') + '\n')
   }
