@@ -6,6 +6,7 @@ import {ifNameProblem, showToken} from '../kernel/tokens.js'
 import {DEFAULT_NETWORK_LABEL, DEFAULT_NETWORK_NAME} from './names.js'
 import {
   type Cidr,
+  type Subnet,
   DEFAULT_CIDR,
   STARTING_CIDR,
   contains,
@@ -15,8 +16,10 @@ import {
   lastIp,
   overlapsAny,
   parseCidr,
+  networkText,
   parseIp,
 } from './subnet.js'
+import {lastOf, networkOf} from '../kernel/ip/addr.js'
 
 /**
  * Renders the conflist nerdctl writes for `network create`, byte for byte:
@@ -165,7 +168,7 @@ function rangeObject(r: IpamRange): Record<string, string> {
  * nerdctl's parseSubnet: "" allocates the first free subnet from 10.4.1.0/24;
  * otherwise the CIDR must parse, have no host bits set, and overlap nothing used.
  */
-export function resolveSubnet(what: string, text: string, used: Cidr[]): Cidr {
+export function resolveSubnet(what: string, text: string, used: Cidr[]): Subnet {
   if (text === '') {
     const free = getFreeSubnet(parseCidr(STARTING_CIDR)!, used)
     if (!free) throw new CtrnetError(what, 'could not find free subnet')
@@ -175,7 +178,7 @@ export function resolveSubnet(what: string, text: string, used: Cidr[]): Cidr {
   if (!c) throw new CtrnetError(what, `invalid --subnet: failed to parse subnet ${showToken(text)}: not a CIDR (e.g. 10.5.0.0/16)`)
   if (hasHostBits(c)) throw new CtrnetError(what, `subnet ${text} has host bits set; maybe you meant ${c.network}?`)
   const clash = overlapsAny(c, used)
-  if (clash) throw new CtrnetError(what, `subnet ${text} overlaps with other one on this address space (${clash.network})`)
+  if (clash) throw new CtrnetError(what, `subnet ${text} overlaps with other one on this address space (${networkText(clash)})`)
   return c
 }
 
@@ -194,7 +197,7 @@ function buildRanges(
   used: Cidr[],
   warnings: string[] = [],
 ) {
-  const resolved: Cidr[] = []
+  const resolved: Subnet[] = []
   for (const s of subnets) {
     const c = resolveSubnet(what, s, [...used, ...resolved])
     resolved.push(c)
@@ -221,15 +224,15 @@ function buildRanges(
     if (subnet.family === 4) findIPv4 = true
     let gateway: string | undefined
     for (let j = 0; j < gws.length; j++) {
-      if (!usedGw[j] && contains(subnet, gws[j]!)) {
+      if (!usedGw[j] && contains(subnet, gws[j]!.text)) {
         gateway = gws[j]!.text
         usedGw[j] = true
         break
       }
     }
-    let ipRange: {text: string; cidr: Cidr} | undefined
+    let ipRange: {text: string; cidr: Subnet} | undefined
     for (let j = 0; j < rgs.length; j++) {
-      if (!usedRg[j] && contains(subnet, {family: rgs[j]!.family, value: rgs[j]!.start})) {
+      if (!usedRg[j] && contains(subnet, networkOf(rgs[j]!).ip)) {
         ipRange = {text: ipRanges[j]!, cidr: rgs[j]!}
         usedRg[j] = true
         break
@@ -237,7 +240,7 @@ function buildRanges(
     }
     const r: IpamRange = {subnet: subnet.network, gateway: gateway ?? firstIp(subnet)}
     if (ipRange) {
-      const endOk = contains(subnet, {family: ipRange.cidr.family, value: ipRange.cidr.end})
+      const endOk = contains(subnet, lastOf(ipRange.cidr))
       if (!endOk) {
         throw new CtrnetError(what, `no matching subnet ${JSON.stringify(subnet.network)} for ip-range ${JSON.stringify(ipRange.text)}`)
       }

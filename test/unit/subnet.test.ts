@@ -4,17 +4,18 @@ import {
   firstIp,
   getFreeSubnet,
   hasHostBits,
-  hostInterfaceSubnets,
-  hostOnLinkRouteSubnets,
   lastIp,
+  networkText,
   overlaps,
   parseCidr,
   parseIp,
+  type Cidr,
 } from '../../src/netconf/subnet.js'
+import {hostInterfaceSubnets, hostOnLinkRouteSubnets} from '../../src/kernel/ip/host-subnets.js'
 import type {NetConfList} from '../../src/plugins/types.js'
 
 const c = (s: string) => parseCidr(s)!
-const nets = (xs: {network: string}[]) => xs.map((x) => x.network)
+const nets = (xs: Cidr[]) => xs.map(networkText)
 
 describe('parseCidr', () => {
   it('canonicalises and keeps what was typed', () => {

@@ -5,6 +5,10 @@ import {showToken} from '../tokens.js'
 
 /** Addresses: parsing/formatting with ip-address, and ip batch builders. */
 
+/** An IP address family. */
+export type Family = 4 | 6
+
+/** An address with a prefix length, as written (host bits kept). */
 export interface Cidr {
   v6: boolean
   /** canonical address text (Go net.IP.String form) */
@@ -12,22 +16,30 @@ export interface Cidr {
   prefix: number
 }
 
-export function parseIp(text: string): {v6: boolean; ip: string} {
+export interface ParseOptions {
+  /**
+   * What ::ffff:a.b.c.d (IPv4-mapped IPv6, dotted) denotes: by default the IPv4
+   * address a.b.c.d (as Go's net.ParseIP); with keepMapped, an IPv6 address.
+   */
+  keepMapped?: boolean
+}
+
+export function parseIp(text: string, {keepMapped = false}: ParseOptions = {}): {v6: boolean; ip: string} {
   if (typeof text === 'string' && !text.includes('/')) {
     if (Address4.isValid(text)) return {v6: false, ip: new Address4(text).correctForm()}
     if (Address6.isValid(text)) {
       const a = new Address6(text)
-      const v4 = a.is4() ? a.to4().correctForm() : undefined
+      const v4 = !keepMapped && a.is4() ? a.to4().correctForm() : undefined
       return v4 ? {v6: false, ip: v4} : {v6: true, ip: a.correctForm()}
     }
   }
   throw new Error(`invalid IP address ${showToken(text)}`)
 }
 
-export function parseCidr(text: string): Cidr {
+export function parseCidr(text: string, opts: ParseOptions = {}): Cidr {
   const m = typeof text === 'string' ? /^([^/]+)\/(\d{1,3})$/.exec(text) : null
   if (!m) throw new Error(`invalid CIDR ${showToken(text)}`)
-  const {v6, ip} = parseIp(m[1])
+  const {v6, ip} = parseIp(m[1], opts)
   const prefix = Number(m[2])
   if (prefix > (v6 ? 128 : 32)) throw new Error(`invalid CIDR ${showToken(text)}`)
   return {v6, ip, prefix}
@@ -67,6 +79,31 @@ export function cidrContains(net: Cidr, ip: string): boolean {
   const bits = net.v6 ? 128 : 32
   const shift = BigInt(bits - net.prefix)
   return ipToBig(p.ip, p.v6) >> shift === ipToBig(net.ip, net.v6) >> shift
+}
+
+/** First and last address of a CIDR's network, as BigInts. */
+export function ipRange(c: Cidr): {start: bigint; end: bigint} {
+  return {start: ipToBig(networkOf(c).ip, c.v6), end: ipToBig(lastOf(c), c.v6)}
+}
+
+export function familyOfCidr(c: Cidr): Family {
+  return c.v6 ? 6 : 4
+}
+
+/** The address family of an IP or CIDR string (6 for anything that is not IPv4). */
+export function familyOf(addr: string): Family {
+  return Address4.isValid(addr) ? 4 : 6
+}
+
+/**
+ * The canonical text of an address (no prefix), as iptables prints it;
+ * anything that is not an address (a host name) comes back unchanged.
+ * Unlike parseIp, ::ffff:a.b.c.d stays IPv6.
+ */
+export function canonicalIp(addr: string): string {
+  if (Address4.isValid(addr)) return new Address4(addr).correctForm()
+  if (Address6.isValid(addr)) return new Address6(addr).correctForm()
+  return addr
 }
 
 export function isIpv6(ip: string): boolean {

@@ -27,11 +27,10 @@
  * so that comparisons with the kernel state and `-D` by exact spec work.
  */
 import {Address4, Address6} from 'ip-address'
+import {canonicalIp, type Family} from '../ip/addr.js'
 import {run} from '../../sys/exec.js'
 import {FileLock} from '../../sys/flock.js'
 import {UnsafeTokenError, ifNameFault, portFault, showToken, tokenFault, valueFault} from '../tokens.js'
-
-export type Family = 4 | 6
 
 export const DEFAULT_LOCK_PATH = '/run/ctrnet/iptables.lock'
 
@@ -94,13 +93,6 @@ export function normalizeCidr(addr: string): string {
     return `${a.startAddress().correctForm()}/${a.subnetMask}`
   }
   return addr // a host name or something we do not know: leave it to iptables
-}
-
-/** Formats an address (no prefix) the way iptables prints it. */
-export function formatIp(addr: string): string {
-  if (Address4.isValid(addr)) return new Address4(addr).correctForm()
-  if (Address6.isValid(addr)) return new Address6(addr).correctForm()
-  return addr
 }
 
 // ---------------------------------------------------------------------------
@@ -187,7 +179,7 @@ function natDestValue(field: string, v: unknown): string {
   const ok = m6 ? Address6.isValid(m[1]!) && !m[1]!.includes('/') : Address4.isValid(m[1]!) && !m[1]!.includes('/')
   if (!ok) ruleFault(field, v, 'is not an IP address')
   if (m[2] !== undefined && portFault(m[2])) ruleFault(field, v, 'has a port outside 1..65535')
-  const ip = formatIp(m[1]!)
+  const ip = canonicalIp(m[1]!)
   const host = m6 ? `[${ip}]` : ip
   return m[2] !== undefined ? `${host}:${Number(m[2])}` : host
 }
@@ -829,9 +821,4 @@ export async function readStates(families: readonly Family[], tables: readonly s
   const states = await readFamilies(families, tables, optional)
   families.forEach((f, i) => states[i] && out.set(f, states[i]!))
   return out
-}
-
-/** The address family of an IP or CIDR string. */
-export function familyOf(addr: string): Family {
-  return Address4.isValid(addr) ? 4 : 6
 }

@@ -22,7 +22,8 @@
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest} from '../types.js'
-import {familyOf, readStates, saveForm, type Family, type Ruleset, type Tx} from '../../kernel/netfilter/iptables.js'
+import {familyOf, type Family} from '../../kernel/ip/addr.js'
+import {readStates, saveForm, type Ruleset, type TransactOptions, type Tx} from '../../kernel/netfilter/iptables.js'
 
 export const PRIV_CHAIN = 'CNI-FORWARD'
 export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN'
@@ -169,6 +170,17 @@ function familiesOf(result: CniResult | undefined): Family[] {
   return [...new Set((result?.ips ?? []).map((ip) => familyOf(ip.address.split('/')[0]!)))]
 }
 
+/** Records `plan` for every family on the chain's netfilter transaction; a refusal is the plugin's error. */
+async function planFilter(req: PluginRequest, opts: TransactOptions, plan: (tx: Tx) => void): Promise<void> {
+  try {
+    await req.netfilter.plan(opts, (txs) => {
+      for (const tx of txs.values()) plan(tx)
+    })
+  } catch (err) {
+    throw new CniError(CNI_ERR.INTERNAL, 'firewall: iptables', err instanceof Error ? err.message : String(err))
+  }
+}
+
 const firewall: EmbeddedPlugin = {
   precheck(req) {
     checkVersion(req.config)
@@ -187,13 +199,7 @@ const firewall: EmbeddedPlugin = {
       if (!prev.interfaces[0]!.name) throw invalid('got empty bridge name')
     }
     if (fams.length === 0) return prev
-    try {
-      await req.netfilter.plan({families: fams, tables: ['filter']}, (txs) => {
-        for (const tx of txs.values()) planAdd(tx, conf, prev)
-      })
-    } catch (err) {
-      throw new CniError(CNI_ERR.INTERNAL, 'firewall: iptables', err instanceof Error ? err.message : String(err))
-    }
+    await planFilter(req, {families: fams, tables: ['filter']}, (tx) => planAdd(tx, conf, prev))
     return prev
   },
 
@@ -203,13 +209,7 @@ const firewall: EmbeddedPlugin = {
     const prev = req.config.prevResult
     const fams = familiesOf(prev)
     if (fams.length === 0) return // nothing to identify the rules by (as the reference)
-    try {
-      await req.netfilter.plan({families: fams, tables: ['filter'], optionalFamilies: [6]}, (txs) => {
-        for (const tx of txs.values()) planDel(tx, prev)
-      })
-    } catch (err) {
-      throw new CniError(CNI_ERR.INTERNAL, 'firewall: iptables', err instanceof Error ? err.message : String(err))
-    }
+    await planFilter(req, {families: fams, tables: ['filter'], optionalFamilies: [6]}, (tx) => planDel(tx, prev))
   },
 
   async check(req) {

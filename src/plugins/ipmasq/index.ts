@@ -16,7 +16,8 @@
  * runtime commits it.
  */
 import {createHash} from 'node:crypto'
-import {familyOf, saveForm, type Family, type NetfilterTx, type Tx} from '../../kernel/netfilter/iptables.js'
+import {familyOf, type Family} from '../../kernel/ip/addr.js'
+import {saveForm, type NetfilterTx, type Tx} from '../../kernel/netfilter/iptables.js'
 
 const MAX_CHAIN_LENGTH = 28
 const CHAIN_PREFIX = 'CNI-'

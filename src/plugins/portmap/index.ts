@@ -23,7 +23,8 @@
 import {writeSysctl} from '../../kernel/sysctl.js'
 import {routeGetDev} from '../../kernel/ip/route-get.js'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest, type PortMapping} from '../types.js'
-import {formatIp, readStates, saveForm, type Family, type Ruleset, type Tx} from '../../kernel/netfilter/iptables.js'
+import {canonicalIp, type Family} from '../../kernel/ip/addr.js'
+import {readStates, saveForm, type Ruleset, type Tx} from '../../kernel/netfilter/iptables.js'
 import {formatChainName} from '../ipmasq/index.js'
 
 export const TOP_LEVEL_DNAT_CHAIN = 'CNI-HOSTPORT-DNAT'
@@ -163,7 +164,7 @@ export function dnatChain(conf: PortMapConf, containerNet: string): DnatChain {
       rules.push(saveForm([...base, '-s', containerNet, '-j', setMarkChain]))
       if (!isV6) rules.push(saveForm([...base, '-s', '127.0.0.1', '-j', setMarkChain]))
     }
-    const to = isV6 ? `[${formatIp(ip)}]:${e.containerPort}` : `${formatIp(ip)}:${e.containerPort}`
+    const to = isV6 ? `[${canonicalIp(ip)}]:${e.containerPort}` : `${canonicalIp(ip)}:${e.containerPort}`
     rules.push(saveForm([...base, '-j', 'DNAT', '--to-destination', to]))
   }
   return {name, entryRules, rules}
