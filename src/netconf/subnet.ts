@@ -49,11 +49,15 @@ function subnetOf(c: Cidr): Subnet {
 /** Parses `ADDR/PREFIX` strictly (a prefix is required, as Go's net.ParseCIDR). Undefined when invalid. */
 export function parseCidr(text: string): Subnet | undefined {
   if (text.includes('%')) return undefined
+  let c: Cidr
   try {
-    return subnetOf(parseKernelCidr(text, {keepMapped: true}))
+    c = parseKernelCidr(text, {keepMapped: true})
   } catch {
     return undefined
   }
+  // ip-address, which this always parsed with, takes at most two prefix digits for IPv4 (10.0.0.0/008)
+  if (!c.v6 && /\/\d{3}$/.test(text)) return undefined
+  return subnetOf(c)
 }
 
 /** Parses a plain IP address (no prefix). Undefined when invalid. */
