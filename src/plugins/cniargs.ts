@@ -16,7 +16,3 @@ export function loadArgs(pairs: Array<[string, string]>, known: string[]): Recor
   if (unknown.length) throw new CniError(CNI_ERR.INTERNAL, `ARGS: unknown args ${JSON.stringify(unknown)}`)
   return out
 }
-
-export function pluginError(msg: string, details = ''): CniError {
-  return new CniError(CNI_ERR.INTERNAL, msg, details)
-}

@@ -9,9 +9,8 @@ import tuning from './tuning/index.js'
 
 /**
  * The embedded plugins by CNI type. Any type not listed here is exec'd from
- * CNI_PATH by the runtime. They are imported together with the runtime (one
- * bundle chunk, itself loaded only by the commands that run chains): a chain
- * uses most of them, and one chunk loads faster than seven.
+ * CNI_PATH by the runtime. They load with the runtime, which only the
+ * commands that run chains import.
  */
 const plugins: Record<string, EmbeddedPlugin> = {
   bridge,
@@ -22,8 +21,6 @@ const plugins: Record<string, EmbeddedPlugin> = {
   portmap,
   firewall,
 }
-
-export const EMBEDDED_TYPES = Object.keys(plugins)
 
 export async function loadEmbedded(type: string): Promise<EmbeddedPlugin | undefined> {
   return Object.hasOwn(plugins, type) ? plugins[type] : undefined

@@ -1,7 +1,7 @@
 /**
  * The CNI data model shared by the runtime and the plugins. Results are kept
  * internally in the 1.x form (interfaces / ips / routes / dns); conversion to
- * and from 0.3.x/0.4.0 lives in result.ts.
+ * and from 0.3.x/0.4.0 lives in libcni/version.ts.
  */
 import type {NetfilterTx} from '../kernel/netfilter/iptables.js'
 

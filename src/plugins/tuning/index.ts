@@ -2,7 +2,7 @@ import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:f
 import {join} from 'node:path'
 import {CniError, CNI_ERR, type CniResult, type EmbeddedPlugin, type PluginRequest} from '../types.js'
 import {batchError, ipBatch, parseJsonLines, type IpCmd} from '../../kernel/ip/batch.js'
-import {dottedToSlash, netSysctlKeyOf, readSysctlsIn} from '../../kernel/sysctl.js'
+import {dottedToSlash, netSysctlKeyOf, readSysctlsIn, sysctlPath} from '../../kernel/sysctl.js'
 import {assertIfName, cmdLinkSet, cmdLinkShow, normalizeMac, type IpLink} from '../../kernel/ip/link.js'
 import {cmdAddrShow} from '../../kernel/ip/addr.js'
 import {loadArgs} from '../cniargs.js'
@@ -80,7 +80,7 @@ export function parseTuningConf(req: PluginRequest): TuningConf {
   return conf
 }
 
-/** The /proc/sys-relative key for a dotted tuning key, checked to stay under net/. */
+/** The sysctl key (slash form) for a dotted tuning key, checked to stay under net/. */
 export function sysctlKey(key: string, ifName: string): string {
   const rel = netSysctlKeyOf(dottedToSlash(key.replace('IFNAME', ifName)))
   if (rel === undefined) throw fail(`invalid net sysctl key: "${key}"`)
@@ -181,7 +181,7 @@ async function check(req: PluginRequest): Promise<void> {
     // one cat per check: values come back one per line, in order
     const lines = await readSysctlsIn(req.netns, keys)
     Object.values(conf.sysctl).forEach((want, i) => {
-      if (lines[i] !== want) throw fail(`Error: Tuning configured value of /proc/sys/${keys[i]} is ${want}, current value is ${lines[i]}`)
+      if (lines[i] !== want) throw fail(`Error: Tuning configured value of ${sysctlPath(keys[i]!)} is ${want}, current value is ${lines[i]}`)
     })
   }
   const r = await ipBatch([cmdLinkShow(ifName)], {netns: req.netns, json: true, details: true, allowFailure: true})
