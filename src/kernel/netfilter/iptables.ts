@@ -570,19 +570,20 @@ export class Tx {
 
   /** Appends a rule (save form) unless an identical one is in the chain. */
   appendUnique(table: string, chain: string, spec: string): this {
-    const line = this.line(table, '-A', chain, spec)
-    if (!this.state.hasRule(table, chain, spec)) {
-      this.chainState(table, chain).rules.push(spec)
-      this.emit(table, line)
-    }
-    return this
+    return this.addUnique(table, chain, spec, '-A')
   }
 
   /** Inserts a rule (save form) at position 1 unless an identical one is in the chain. */
   insertUnique(table: string, chain: string, spec: string): this {
-    const line = this.line(table, '-I', chain, spec)
+    return this.addUnique(table, chain, spec, '-I')
+  }
+
+  private addUnique(table: string, chain: string, spec: string, op: '-A' | '-I'): this {
+    const line = this.line(table, op, chain, spec)
     if (!this.state.hasRule(table, chain, spec)) {
-      this.chainState(table, chain).rules.unshift(spec)
+      const rules = this.chainState(table, chain).rules
+      if (op === '-A') rules.push(spec)
+      else rules.unshift(spec)
       this.emit(table, line)
     }
     return this
