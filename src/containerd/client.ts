@@ -4,9 +4,12 @@ import {fileURLToPath} from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import {CtrnetError} from '../sys/errors.js'
+import {eventStream, loadEventsService, streamError, type ContainerdEvent} from './events.js'
+
+export type {ContainerdEvent, EventPayload} from './events.js'
 
 /**
- * A small gRPC client for the containerd API (namespaces, containers, tasks)
+ * A small gRPC client for the containerd API (namespaces, containers, tasks, events)
  * over its unix socket. The vendored protos are compiled on first connect.
  * Only the commands that talk to containerd load this module (each command
  * imports its use case when it runs), so the others never load grpc.
@@ -100,6 +103,8 @@ interface Services {
 }
 
 let services: Services | undefined
+/** The event service, compiled on the first subscription only. */
+let eventsService: grpc.ServiceClientConstructor | undefined
 
 /** protos/ at the package root (dist/containerd/.. or src/containerd/..). */
 export function protosDir(): string {
@@ -139,6 +144,10 @@ function loadServices(): Services {
 type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void
 
 export class ContainerdClient {
+  /** Cancels the event subscriptions still open (close() ends them). */
+  private readonly subscriptions = new Set<() => void>()
+  private events?: grpc.Client
+
   private constructor(
     readonly address: string,
     readonly namespace: string,
@@ -167,6 +176,7 @@ export class ContainerdClient {
   }
 
   close(): void {
+    for (const cancel of [...this.subscriptions]) cancel()
     this.ns.close()
   }
 
@@ -297,6 +307,32 @@ export class ContainerdClient {
   async listTasks(namespace?: string): Promise<TaskInfo[]> {
     const res = await this.unary<{tasks: TaskInfo[]}>(this.tasks, 'List', {filter: ''}, namespace)
     return res.tasks
+  }
+  // --- events ---------------------------------------------------------------
+
+  /**
+   * containerd's events of every namespace that match any of the filters
+   * (containerd filter syntax, e.g. `topic~="/tasks/"`, `namespace==ns`;
+   * none: every event), from now on: containerd replays nothing.
+   * The subscription starts at the first next() and has no deadline. The
+   * iterator ends when the signal aborts; it throws a CtrnetError when
+   * containerd cannot be reached, goes away, or ends the stream, and when
+   * close() is called. Breaking out of the loop cancels the call.
+   */
+  subscribe(filters: string[] = [], signal?: AbortSignal): AsyncIterable<ContainerdEvent> {
+    eventsService ??= loadEventsService(protosDir())
+    this.events ??= new eventsService(`unix://${socketPath(this.address)}`, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': MAX_RECV_BYTES,
+      'grpc.max_send_message_length': MAX_RECV_BYTES,
+      channelOverride: this.ns.getChannel(),
+    })
+    const track = (cancel: () => void) => {
+      this.subscriptions.add(cancel)
+      return () => this.subscriptions.delete(cancel)
+    }
+    const broken = (err: grpc.ServiceError | undefined, established: boolean) =>
+      err && !established ? this.wrap(err, 'Subscribe') : streamError(this.address, err)
+    return eventStream(this.events, filters, signal, broken, track)
   }
 }
 
