@@ -209,12 +209,16 @@ async function attach(client: ContainerdClient, s: Settings, runtime: CniRuntime
     const c = await client.getContainer(oc.id, oc.namespace)
     if (!c) return // deleted since the plan: the next pass releases what it had
     at = runningNetns(c, await client.getTask(oc.id, oc.namespace))
-    for (const a of adds) {
+    // the labels now: a disconnect (or any client) may have dropped a network since the plan
+    const fresh = intentOf(c.labels)
+    const wanted = fresh && 'networks' in fresh ? new Set(fresh.networks.map((n) => n.network)) : new Set<string>()
+    const todo = adds.filter((a) => wanted.has(a.intent.network))
+    for (const a of todo) {
       const net = await loadAttachNetwork(s, a.intent.network, true)
       if (!net) throw new CtrnetError(`no such network: ${a.intent.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
       nets.set(a.intent.network, net)
     }
-    for (const a of adds) {
+    for (const a of todo) {
       const t0 = Date.now()
       const net = nets.get(a.intent.network)!
       const mine = listAttachments(s.cacheDir, {network: net.conf.name, containerId: oc.cid}).filter((x) => x.netns === at.netns)
