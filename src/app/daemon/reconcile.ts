@@ -2,7 +2,7 @@ import {type Attachment, listAttachments} from '../../libcni/cache.js'
 import type {CniRuntime} from '../../libcni/runtime.js'
 import type {LoadedConf} from '../../libcni/loader.js'
 import {taskNetns} from '../../kernel/netns.js'
-import {CtrnetError, errorMessage} from '../../sys/errors.js'
+import {errorMessage} from '../../sys/errors.js'
 import {type ContainerdClient, type TaskInfo, withClient} from '../../containerd/client.js'
 import {makeRuntime} from '../cni.js'
 import type {Settings} from '../settings.js'
@@ -203,35 +203,34 @@ async function attach(client: ContainerdClient, s: Settings, runtime: CniRuntime
     report.failed.push({namespace: oc.namespace, container: oc.id, network, action: 'attach', reason})
     log.error({container: oc.id, namespace: oc.namespace, network, action: 'attach', ms: Date.now() - started, outcome: 'failed', reason}, `attach ${oc.namespace}/${oc.id} failed: ${reason}`)
   }
-  let at: {pid: number; netns: string}
   const nets = new Map<string, LoadedConf>()
   try {
     const c = await client.getContainer(oc.id, oc.namespace)
     if (!c) return // deleted since the plan: the next pass releases what it had
-    at = runningNetns(c, await client.getTask(oc.id, oc.namespace))
-    // the labels now: a disconnect (or any client) may have dropped a network since the plan
+    const at = runningNetns(c, await client.getTask(oc.id, oc.namespace))
+    // the labels now: a disconnect (or any client) may have changed them since the plan
     const fresh = intentOf(c.labels)
-    const wanted = fresh && 'networks' in fresh ? new Set(fresh.networks.map((n) => n.network)) : new Set<string>()
-    const todo = adds.filter((a) => wanted.has(a.intent.network))
-    for (const a of todo) {
-      const net = await loadAttachNetwork(s, a.intent.network, true)
-      if (!net) throw new CtrnetError(`no such network: ${a.intent.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
-      nets.set(a.intent.network, net)
+    const planned = new Set(adds.map((a) => a.intent.network))
+    const todo = fresh && 'networks' in fresh ? fresh.networks.filter((n) => planned.has(n.network)) : []
+    for (const intent of todo) {
+      const net = await loadAttachNetwork(s, intent.network, true)
+      if (!net) return fail(`no such network: ${intent.network} : not found in ${s.confDir} (namespace ${s.namespace})`, intent.network)
+      nets.set(intent.network, net)
     }
-    for (const a of todo) {
+    for (const intent of todo) {
       const t0 = Date.now()
-      const net = nets.get(a.intent.network)!
+      const net = nets.get(intent.network)!
       const mine = listAttachments(s.cacheDir, {network: net.conf.name, containerId: oc.cid}).filter((x) => x.netns === at.netns)
       if (mine.some((x) => !x.pending)) continue // attached since the plan
       // a journal entry in this netns under the lock: an ADD that was killed; undo it first
       for (const x of mine) await releaseAttachment(s, runtime, x)
-      const base = {container: oc.id, namespace: oc.namespace, network: a.intent.network, action: 'attach'}
+      const base = {container: oc.id, namespace: oc.namespace, network: intent.network, action: 'attach'}
       try {
-        const done = await attachNetwork(s, runtime, c, at, net, {ifName: a.intent.ifname, ip: a.intent.ip, ip6: a.intent.ip6, portMappings: a.intent.publish}, 'daemon attach')
+        const done = await attachNetwork(s, runtime, c, at, net, {ifName: intent.ifname, ip: intent.ip, ip6: intent.ip6, portMappings: intent.publish}, 'daemon attach')
         report.attached.push({namespace: oc.namespace, container: oc.id, network: done.netName, ifName: done.ifName})
         log.info({...base, ifname: done.ifName, ms: Date.now() - t0, outcome: 'ok'}, `attached ${done.netName} ${oc.cid} ${done.ifName}`)
       } catch (err) {
-        fail(errorMessage(err), a.intent.network)
+        fail(errorMessage(err), intent.network)
       }
     }
   } catch (err) {
