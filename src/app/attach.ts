@@ -25,6 +25,7 @@ import {
   runningNetns,
   specHostname,
 } from './containers.js'
+import {addToNetworksLabel, CTRNET_NETWORKS_LABEL, CTRNET_PUBLISH_LABEL, intentOf, removeFromNetworksLabel} from './daemon/intent.js'
 
 /**
  * `network connect` / `network disconnect`: attach a running containerd
@@ -192,6 +193,8 @@ export async function connectContainer(s: Settings, req: ConnectRequest): Promis
       if (nets.length > 0 && !isCniNetworkList(nets) && !(nets.length === 1 && nets[0] === 'none')) {
         throw new CtrnetError(`container ${name}`, `it uses network mode ${nets.join(',')}; only containers with their own network namespace can be connected`)
       }
+      const intent = intentOf(c.labels)
+      if (intent && 'refused' in intent) throw new CtrnetError(`container ${name}`, `its labels do not parse (${intent.refused}); fix or remove them first`)
       const at = runningNetns(c, await client.getTask(c.id))
       const net = await loadAttachNetwork(s, req.network, true)
       if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
@@ -203,10 +206,19 @@ export async function connectContainer(s: Settings, req: ConnectRequest): Promis
       })
       try {
         const latest = (await client.getContainer(c.id)) ?? c
+        // the intent the daemon follows, so the network survives restarts of the task
+        const before = latest.labels[CTRNET_NETWORKS_LABEL]
+        const entry = {network: netName, publish: req.publish, ip: req.ip, ip6: req.ip6, ifname: req.ifName}
+        await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, addToNetworksLabel(before, entry))
         const current = parseNetworksLabel(latest.labels) ?? []
         const next = isCniNetworkList(current) ? current : []
         if (!next.includes(netName)) next.push(netName)
-        await writeNetworksLabel(client, c.id, next)
+        try {
+          await writeNetworksLabel(client, c.id, next)
+        } catch (err) {
+          await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, before).catch(() => undefined)
+          throw err
+        }
       } catch (err) {
         // Leave nothing behind: undo the attachment.
         try {
@@ -249,7 +261,8 @@ export async function disconnectContainer(s: Settings, req: DisconnectRequest): 
       const c = container ? await client.getContainer(container.id) : undefined
       const nets = c ? parseNetworksLabel(c.labels) ?? [] : []
       const entries = listAttachments(s.cacheDir, {network: netName, containerId: cid})
-      if (entries.length === 0 && !nets.includes(netName)) {
+      const intent = removeFromNetworksLabel(c?.labels[CTRNET_NETWORKS_LABEL], netName)
+      if (entries.length === 0 && !nets.includes(netName) && !intent) {
         if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
         throw new CtrnetError(`container ${name}`, `is not connected to network ${netName}`)
       }
@@ -268,6 +281,11 @@ export async function disconnectContainer(s: Settings, req: DisconnectRequest): 
           throw new CtrnetError(`network disconnect ${netName} ${name}`, errorMessage(err))
         }
         removed.push(a.ifName)
+      }
+      if (c && intent) {
+        await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, intent.value)
+        // ctrnet/publish belongs to the first network
+        if (intent.first && c.labels[CTRNET_PUBLISH_LABEL] !== undefined) await client.setLabel(c.id, CTRNET_PUBLISH_LABEL, undefined)
       }
       if (c && nets.includes(netName)) await writeNetworksLabel(client, c.id, nets.filter((n) => n !== netName))
       return {containerId: id, removed}

@@ -146,6 +146,40 @@ describe('ctrnet daemon --once', () => {
   })
 })
 
+describe('network connect records the network for the daemon', () => {
+  it('connect writes ctrnet/networks; the daemon attaches the new task of a restart; disconnect removes it', async () => {
+    ctrd.runContainer(NS, 'conn', {labels: {'nerdctl/name': 'conn'}})
+    const con = cli(['network', 'connect', 'dmnnet', 'conn', '-p', '18091:80'])
+    expect({code: con.code, stderr: con.stderr}).toEqual({code: 0, stderr: ''})
+    expect(ctrd.labels(NS, 'conn')['ctrnet/networks']).toBe('[{"network":"dmnnet","publish":["18091:80"]}]')
+    expect(ctrd.labels(NS, 'conn')['nerdctl/networks']).toBe('["dmnnet"]')
+    // the daemon sees it attached: nothing to do
+    const idle = once(['--grace', '0s'])
+    expect(idle.log.filter((l) => l.container === 'conn')).toEqual([])
+
+    await ctrd.killTask(NS, 'conn')
+    const pid = ctrd.restartTask(NS, 'conn')
+    const r = once(['--grace', '0s'])
+    expect({code: r.code, stderr: r.stderr}).toEqual({code: 0, stderr: ''})
+    expect(r.log.filter((l) => l.container === 'conn').map((l) => [l.action, l.outcome, l.reason])).toEqual([
+      ['release', 'ok', 'task replaced'],
+      ['attach', 'ok', undefined],
+    ])
+    expect(cached('dmnnet-dmn-conn-eth0').netns).toBe(`/proc/${pid}/ns/net`)
+    const got = host.exec('busybox', ['wget', '-q', '-O', '-', 'http://10.46.1.1:18091/'])
+    expect({code: got.code, out: got.stdout}).toEqual({code: 0, out: 'hello from dmn-conn\n'})
+
+    const dis = cli(['network', 'disconnect', 'dmnnet', 'conn'])
+    expect({code: dis.code, stderr: dis.stderr}).toEqual({code: 0, stderr: ''})
+    expect(ctrd.labels(NS, 'conn')).not.toHaveProperty('ctrnet/networks')
+    expect(cache()).not.toContain('dmnnet-dmn-conn-eth0')
+    // and the daemon does not bring it back
+    once(['--grace', '0s'])
+    expect(cache()).not.toContain('dmnnet-dmn-conn-eth0')
+    ctrd.removeContainer(NS, 'conn')
+  })
+})
+
 describe('ctrnet daemon (running)', () => {
   let daemon: ChildProcess | undefined
   let out = ''

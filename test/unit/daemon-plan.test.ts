@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {intentOf} from '../../src/app/daemon/intent.js'
+import {addToNetworksLabel, intentOf, removeFromNetworksLabel} from '../../src/app/daemon/intent.js'
 import {type ObservedAttachment, type ObservedContainer, planReconcile} from '../../src/app/daemon/plan.js'
 import {parseDuration} from '../../src/cli/duration.js'
 
@@ -44,6 +44,30 @@ describe('daemon intent from labels', () => {
   })
   it('a network that does not exist is not the parser\'s concern (the attach refuses it)', () => {
     expect(intentOf({'ctrnet/networks': 'nosuchnet'})).toEqual({networks: [{network: 'nosuchnet', aliases: [], publish: []}]})
+  })
+})
+
+describe('network connect records itself in ctrnet/networks', () => {
+  it('adds its entry in the JSON form, with the flags given; keeps the others as written; replaces its own', () => {
+    expect(addToNetworksLabel(undefined, {network: 'a', publish: ['8080:80'], ip: '10.1.0.9'})).toBe('[{"network":"a","publish":["8080:80"],"ip":"10.1.0.9"}]')
+    expect(addToNetworksLabel('x, y', {network: 'a', publish: []})).toBe('["x","y",{"network":"a"}]')
+    expect(addToNetworksLabel('[{"network":"a","ip":"10.1.0.2"},"b"]', {network: 'a', ifname: 'eth5', ip6: 'fd00::5'})).toBe('["b",{"network":"a","ip6":"fd00::5","ifname":"eth5"}]')
+    // what it writes reads back as the same intent
+    const label = addToNetworksLabel('x', {network: 'a', publish: ['127.0.0.1:8080:80/udp']})
+    expect(intentOf({'ctrnet/networks': label})).toEqual({
+      networks: [
+        {network: 'x', aliases: [], publish: []},
+        {network: 'a', aliases: [], publish: [{hostIP: '127.0.0.1', hostPort: 8080, containerPort: 80, protocol: 'udp'}]},
+      ],
+    })
+  })
+  it('disconnect removes its entry, in the form the label had; says when it was the first', () => {
+    expect(removeFromNetworksLabel('[{"network":"a"}]', 'a')).toEqual({value: undefined, first: true})
+    expect(removeFromNetworksLabel('a,b', 'b')).toEqual({value: 'a', first: false})
+    expect(removeFromNetworksLabel('["x",{"network":"a","ip":"10.1.0.2"}]', 'x')).toEqual({value: '[{"network":"a","ip":"10.1.0.2"}]', first: true})
+    expect(removeFromNetworksLabel('a,b', 'c')).toBeUndefined()
+    expect(removeFromNetworksLabel(undefined, 'a')).toBeUndefined()
+    expect(removeFromNetworksLabel('[{"network":', 'a')).toBeUndefined()
   })
 })
 

@@ -43,3 +43,55 @@ export function intentOf(labels: Record<string, string> | undefined): Intent | u
     return {refused: errorMessage(err).replace(/\s*\n\s*/g, ' ')}
   }
 }
+
+/** What `network connect` records of itself in `ctrnet/networks` (its flags as given). */
+export interface IntentEntry {
+  network: string
+  publish?: string[]
+  ip?: string
+  ip6?: string
+  ifname?: string
+}
+
+/** The entries of a label that parses (validate it first), as written: names, or JSON values. */
+function rawEntries(current: string): unknown[] {
+  const s = current.trim()
+  if (s === '') return []
+  if (s.startsWith('[')) return JSON.parse(s) as unknown[]
+  return s.split(',').map((n) => n.trim())
+}
+
+const entryNetwork = (e: unknown) => (typeof e === 'string' ? e : (e as {network?: unknown}).network)
+
+/**
+ * `ctrnet/networks` with `entry` added, in the JSON form; an entry of the
+ * same network is replaced, the others are kept as they were written. The
+ * current value must parse (intentOf).
+ */
+export function addToNetworksLabel(current: string | undefined, entry: IntentEntry): string {
+  const kept = rawEntries(current ?? '').filter((e) => entryNetwork(e) !== entry.network)
+  const e: Record<string, unknown> = {network: entry.network}
+  if (entry.publish?.length) e.publish = entry.publish
+  if (entry.ip !== undefined) e.ip = entry.ip
+  if (entry.ip6 !== undefined) e.ip6 = entry.ip6
+  if (entry.ifname !== undefined) e.ifname = entry.ifname
+  return JSON.stringify([...kept, e])
+}
+
+/**
+ * `ctrnet/networks` without `network`: undefined when the label does not
+ * name it (or does not parse); value undefined when nothing is left; first
+ * when it was the first entry (the one `ctrnet/publish` belongs to).
+ */
+export function removeFromNetworksLabel(current: string | undefined, network: string): {value: string | undefined; first: boolean} | undefined {
+  if (current === undefined) return undefined
+  const parsed = intentOf({[CTRNET_NETWORKS_LABEL]: current})
+  if (!parsed || !('networks' in parsed)) return undefined
+  const entries = rawEntries(current)
+  const at = entries.findIndex((e) => entryNetwork(e) === network)
+  if (at < 0) return undefined
+  const left = entries.filter((_, i) => i !== at)
+  const json = current.trim().startsWith('[')
+  const value = left.length === 0 ? undefined : json ? JSON.stringify(left) : (left as string[]).join(',')
+  return {value, first: at === 0}
+}
