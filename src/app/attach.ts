@@ -7,7 +7,8 @@ import {ensureDefaultBridgeNetwork} from '../netconf/create.js'
 import {findDefaultNetwork, listNetworks} from '../netconf/store.js'
 import {findNetworkConf, loadConfFile, type LoadedConf} from '../libcni/loader.js'
 import * as validate from '../libcni/validate.js'
-import type {NetList, RuntimeConf} from '../libcni/runtime.js'
+import type {PortMappingArg} from '../libcni/validate.js'
+import type {CniRuntime, NetList, RuntimeConf} from '../libcni/runtime.js'
 import type {CniResult, NetConfList} from '../plugins/types.js'
 import {GONE_NETNS, interfacesOf, netnsForDel} from '../kernel/netns.js'
 import {CtrnetError, errorMessage} from '../sys/errors.js'
@@ -24,6 +25,7 @@ import {
   runningNetns,
   specHostname,
 } from './containers.js'
+import {addToNetworksLabel, CTRNET_NETWORKS_LABEL, CTRNET_PUBLISH_LABEL, intentOf, removeFromNetworksLabel} from './daemon/intent.js'
 
 /**
  * `network connect` / `network disconnect`: attach a running containerd
@@ -56,8 +58,13 @@ export interface DisconnectRequest {
 
 const lockFor = (cacheDir: string, cid: string) => join(cacheDir, 'ctrnet', 'locks', `container-${cid}.lock`)
 
+/** Runs fn under the lock of one CNI container id: every change to a container's attachments is serialised by it. */
+export function withContainerLock<T>(s: Pick<Settings, 'cacheDir'>, cid: string, fn: () => Promise<T>): Promise<T> {
+  return withLock(lockFor(s.cacheDir, cid), fn)
+}
+
 /** The network's conflist; `bridge` is nerdctl's default network, created when missing. */
-async function loadNetwork(s: Settings, name: string, create: boolean): Promise<LoadedConf | undefined> {
+export async function loadAttachNetwork(s: Settings, name: string, create: boolean): Promise<LoadedConf | undefined> {
   if (name === 'bridge') {
     if (create) {
       const made = await ensureDefaultBridgeNetwork(s.confDir, s.namespace)
@@ -90,13 +97,94 @@ async function writeNetworksLabel(client: ContainerdClient, id: string, nets: st
   await client.setLabel(id, NETWORKS_LABEL, nets.length ? formatNetworksLabel(nets) : undefined)
 }
 
+/** What to attach: the interface name (else the next free ethN), requested addresses, port mappings. */
+export interface AttachSpec {
+  ifName?: string
+  ip?: string
+  ip6?: string
+  portMappings: PortMappingArg[]
+}
+
+export interface Attached {
+  netName: string
+  ifName: string
+  rt: RuntimeConf
+  result: CniResult
+}
+
+/**
+ * The one way ctrnet attaches a network to a running container (`network
+ * connect` and the daemon): CNI container id `<namespace>-<id>` of
+ * s.namespace, the netns of its task `at` (runningNetns), the free ethN,
+ * nerdctl's CNI_ARGS. A
+ * leftover attachment of an earlier task is released first (never entering
+ * its netns). The caller holds the container's lock (withContainerLock) and
+ * has checked the spec's values; `what` names the action in errors.
+ */
+export async function attachNetwork(
+  s: Settings,
+  runtime: CniRuntime,
+  c: ContainerInfo,
+  at: {pid: number; netns: string},
+  net: LoadedConf,
+  spec: AttachSpec,
+  what = 'network connect',
+): Promise<Attached> {
+  const name = displayName(c)
+  const cid = cniContainerId(s.namespace, c.id)
+  const {portMappings} = spec
+  const {pid, netns} = at
+
+  const netName = net.conf.name
+  if (portMappings.length && !declares(net.conf, 'portMappings')) {
+    throw new CtrnetError(`network ${netName}`, 'has no plugin for port mappings (-p needs portmap; internal networks have none)')
+  }
+  if (spec.ip6 && !declares(net.conf, 'ips')) {
+    throw new CtrnetError(`network ${netName}`, 'does not take requested IPv6 addresses (--ip6 needs a network created with --ipv6)')
+  }
+
+  const present = interfacesOf(pid)
+  const mine = listAttachments(s.cacheDir, {containerId: cid})
+  for (const a of mine.filter((x) => x.networkName === netName)) {
+    if (a.netns === netns) throw new CtrnetError(`container ${name}`, `is already connected to network ${netName} (as ${a.ifName})`)
+    // Left over from an earlier task of this container: release it first.
+    await runtime.delNetworkList(net, {containerId: cid, ifName: a.ifName, netns: GONE_NETNS})
+  }
+  const used = new Set([...present, ...mine.filter((a) => a.netns === netns).map((a) => a.ifName)])
+  let ifName = spec.ifName
+  if (ifName === undefined) {
+    let n = 0
+    while (used.has(`eth${n}`)) n++
+    ifName = `eth${n}`
+  } else if (used.has(ifName)) {
+    throw new CtrnetError(`container ${name}`, `already has an interface ${ifName}`)
+  }
+
+  const args: Array<[string, string]> = [['IgnoreUnknown', '1']]
+  if (spec.ip) args.push(['IP', spec.ip])
+  const hostname = specHostname(c)
+  if (hostname) args.push(['NERDCTL_CNI_DHCP_HOSTNAME', hostname])
+  const capabilityArgs: Record<string, unknown> = {}
+  if (portMappings.length) capabilityArgs.portMappings = portMappings
+  if (spec.ip6) capabilityArgs.ips = [spec.ip6]
+  const rt: RuntimeConf = {containerId: cid, netns, ifName, args, capabilityArgs}
+
+  let result: CniResult
+  try {
+    result = await runtime.addNetworkList(net, rt)
+  } catch (err) {
+    throw new CtrnetError(`${what} ${netName} ${name}`, errorMessage(err))
+  }
+  return {netName, ifName, rt, result}
+}
+
 export async function connectContainer(s: Settings, req: ConnectRequest): Promise<ConnectResult> {
   const portMappings = checkRequest(req)
   const runtime = makeRuntime(s)
   return withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
     const found = await resolveContainer(client, req.container)
     const cid = cniContainerId(s.namespace, found.id)
-    return withLock(lockFor(s.cacheDir, cid), async () => {
+    return withContainerLock(s, cid, async () => {
       // Fresh state under the lock: a concurrent connect may have changed the label.
       const c: ContainerInfo = (await client.getContainer(found.id)) ?? found
       const name = displayName(c)
@@ -105,56 +193,32 @@ export async function connectContainer(s: Settings, req: ConnectRequest): Promis
       if (nets.length > 0 && !isCniNetworkList(nets) && !(nets.length === 1 && nets[0] === 'none')) {
         throw new CtrnetError(`container ${name}`, `it uses network mode ${nets.join(',')}; only containers with their own network namespace can be connected`)
       }
-      const {pid, netns} = runningNetns(c, await client.getTask(c.id))
-
-      const net = await loadNetwork(s, req.network, true)
+      const intent = intentOf(c.labels)
+      if (intent && 'refused' in intent) throw new CtrnetError(`container ${name}`, `its labels do not parse (${intent.refused}); fix or remove them first`)
+      const at = runningNetns(c, await client.getTask(c.id))
+      const net = await loadAttachNetwork(s, req.network, true)
       if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
-      const netName = net.conf.name
-      if (portMappings.length && !declares(net.conf, 'portMappings')) {
-        throw new CtrnetError(`network ${netName}`, 'has no plugin for port mappings (-p needs portmap; internal networks have none)')
-      }
-      if (req.ip6 && !declares(net.conf, 'ips')) {
-        throw new CtrnetError(`network ${netName}`, 'does not take requested IPv6 addresses (--ip6 needs a network created with --ipv6)')
-      }
-
-      const present = interfacesOf(pid)
-      const mine = listAttachments(s.cacheDir, {containerId: cid})
-      for (const a of mine.filter((x) => x.networkName === netName)) {
-        if (a.netns === netns) throw new CtrnetError(`container ${name}`, `is already connected to network ${netName} (as ${a.ifName})`)
-        // Left over from an earlier task of this container: release it first.
-        await runtime.delNetworkList(net, {containerId: cid, ifName: a.ifName, netns: GONE_NETNS})
-      }
-      const used = new Set([...present, ...mine.filter((a) => a.netns === netns).map((a) => a.ifName)])
-      let ifName = req.ifName
-      if (ifName === undefined) {
-        let n = 0
-        while (used.has(`eth${n}`)) n++
-        ifName = `eth${n}`
-      } else if (used.has(ifName)) {
-        throw new CtrnetError(`container ${name}`, `already has an interface ${ifName}`)
-      }
-
-      const args: Array<[string, string]> = [['IgnoreUnknown', '1']]
-      if (req.ip) args.push(['IP', req.ip])
-      const hostname = specHostname(c)
-      if (hostname) args.push(['NERDCTL_CNI_DHCP_HOSTNAME', hostname])
-      const capabilityArgs: Record<string, unknown> = {}
-      if (portMappings.length) capabilityArgs.portMappings = portMappings
-      if (req.ip6) capabilityArgs.ips = [req.ip6]
-      const rt: RuntimeConf = {containerId: cid, netns, ifName, args, capabilityArgs}
-
-      let result: CniResult
-      try {
-        result = await runtime.addNetworkList(net, rt)
-      } catch (err) {
-        throw new CtrnetError(`network connect ${netName} ${name}`, errorMessage(err))
-      }
+      const {netName, ifName, rt, result} = await attachNetwork(s, runtime, c, at, net, {
+        ifName: req.ifName,
+        ip: req.ip,
+        ip6: req.ip6,
+        portMappings,
+      })
       try {
         const latest = (await client.getContainer(c.id)) ?? c
+        // the intent the daemon follows, so the network survives restarts of the task
+        const before = latest.labels[CTRNET_NETWORKS_LABEL]
+        const entry = {network: netName, publish: req.publish, ip: req.ip, ip6: req.ip6, ifname: req.ifName}
+        await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, addToNetworksLabel(before, entry))
         const current = parseNetworksLabel(latest.labels) ?? []
         const next = isCniNetworkList(current) ? current : []
         if (!next.includes(netName)) next.push(netName)
-        await writeNetworksLabel(client, c.id, next)
+        try {
+          await writeNetworksLabel(client, c.id, next)
+        } catch (err) {
+          await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, before).catch(() => undefined)
+          throw err
+        }
       } catch (err) {
         // Leave nothing behind: undo the attachment.
         try {
@@ -172,7 +236,7 @@ export async function connectContainer(s: Settings, req: ConnectRequest): Promis
 export async function disconnectContainer(s: Settings, req: DisconnectRequest): Promise<{containerId: string; removed: string[]}> {
   const runtime = makeRuntime(s)
   return withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
-    const net = await loadNetwork(s, req.network, false)
+    const net = await loadAttachNetwork(s, req.network, false)
     const netName = net?.conf.name ?? req.network
 
     let container: ContainerInfo | undefined
@@ -193,11 +257,12 @@ export async function disconnectContainer(s: Settings, req: DisconnectRequest): 
     const id = container?.id ?? cid.slice(s.namespace.length + 1)
     const name = container ? displayName(container) : id
 
-    return withLock(lockFor(s.cacheDir, cid), async () => {
+    return withContainerLock(s, cid, async () => {
       const c = container ? await client.getContainer(container.id) : undefined
       const nets = c ? parseNetworksLabel(c.labels) ?? [] : []
       const entries = listAttachments(s.cacheDir, {network: netName, containerId: cid})
-      if (entries.length === 0 && !nets.includes(netName)) {
+      const intent = removeFromNetworksLabel(c?.labels[CTRNET_NETWORKS_LABEL], netName)
+      if (entries.length === 0 && !nets.includes(netName) && !intent) {
         if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
         throw new CtrnetError(`container ${name}`, `is not connected to network ${netName}`)
       }
@@ -216,6 +281,11 @@ export async function disconnectContainer(s: Settings, req: DisconnectRequest): 
           throw new CtrnetError(`network disconnect ${netName} ${name}`, errorMessage(err))
         }
         removed.push(a.ifName)
+      }
+      if (c && intent) {
+        await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, intent.value)
+        // ctrnet/publish belongs to the first network
+        if (intent.first && c.labels[CTRNET_PUBLISH_LABEL] !== undefined) await client.setLabel(c.id, CTRNET_PUBLISH_LABEL, undefined)
       }
       if (c && nets.includes(netName)) await writeNetworksLabel(client, c.id, nets.filter((n) => n !== netName))
       return {containerId: id, removed}

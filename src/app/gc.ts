@@ -2,8 +2,8 @@ import {existsSync} from 'node:fs'
 import {makeRuntime} from './cni.js'
 import {type Attachment, listAttachments} from '../libcni/cache.js'
 import {findNetworkConf} from '../libcni/loader.js'
-import type {GcReport, NetList} from '../libcni/runtime.js'
-import {isProcNetnsPath, procNetnsPath} from '../kernel/netns.js'
+import type {CniRuntime, GcReport, NetList} from '../libcni/runtime.js'
+import {GONE_NETNS, isProcNetnsPath, procNetnsPath} from '../kernel/netns.js'
 import type {Settings} from './settings.js'
 import {socketExists, withClient} from '../containerd/client.js'
 import {formatNetworksLabel, NETWORKS_LABEL, parseNetworksLabel} from './containers.js'
@@ -48,14 +48,14 @@ export async function gcNetworks(s: Settings, names: string[], opts: {dryRun?: b
   const isValid = (a: Attachment) => {
     const pid = live.get(a.containerId)
     if (pid !== undefined && a.netns === procNetnsPath(pid)) return true
-    return !!a.netns && !isProcNetnsPath(a.netns) && existsSync(a.netns)
+    return inLiveNamedNetns(a)
   }
 
   const runtime = makeRuntime(s)
   const results: NetworkGcResult[] = []
   for (const network of networks) {
     const mine = all.filter((a) => a.networkName === network)
-    const net = findNetworkConf(s.confDir, s.namespace, network) ?? fromCache(mine)
+    const net = networkForRelease(s, network, mine)
     if (!net) throw new Error(`network "${network}" not found in ${s.confDir} and not in the CNI cache`)
     const valid = mine.filter(isValid).map((a) => ({containerId: a.containerId, ifName: a.ifName}))
     const report = await runtime.gcNetworkList(net, valid, opts)
@@ -80,7 +80,31 @@ export async function gcNetworks(s: Settings, names: string[], opts: {dryRun?: b
   return results
 }
 
-/** A network whose conflist is gone can still be collected with the config its ADDs cached. */
-function fromCache(attachments: Attachment[]): NetList | undefined {
-  return attachments.find((x) => x.configBytes.length > 0)?.net
+/**
+ * True when an attachment was made in a named netns that still exists (`cni
+ * add` into /var/run/netns/x): it is valid whatever containerd says. A /proc
+ * path of a process is never one (its pid may be reused).
+ */
+export function inLiveNamedNetns(a: Attachment): boolean {
+  return !!a.netns && !isProcNetnsPath(a.netns) && existsSync(a.netns)
+}
+
+/**
+ * The config to release attachments of a network with: its conflist (in the
+ * namespace of s), else, when the file is gone, the config their ADDs cached.
+ */
+export function networkForRelease(s: Pick<Settings, 'confDir' | 'namespace'>, network: string, attachments: Attachment[]): NetList | undefined {
+  return findNetworkConf(s.confDir, s.namespace, network) ?? attachments.find((x) => x.configBytes.length > 0)?.net
+}
+
+/**
+ * Releases one attachment (DEL with its cached config, args and result)
+ * without entering its netns: its task is gone or was replaced, and the pid
+ * may belong to any process by now. `network gc` does the same through the
+ * runtime's GC; the daemon releases attachment by attachment.
+ */
+export async function releaseAttachment(s: Pick<Settings, 'confDir' | 'namespace'>, runtime: CniRuntime, a: Attachment): Promise<void> {
+  const net = networkForRelease(s, a.networkName, [a])
+  if (!net) throw new Error(`network "${a.networkName}" not found in ${s.confDir} and not in the CNI cache`)
+  await runtime.delNetworkList(net, {containerId: a.containerId, ifName: a.ifName, netns: GONE_NETNS})
 }

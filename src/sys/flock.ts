@@ -27,6 +27,23 @@ export class FileLock {
     return new FileLock(fd, path)
   }
 
+  /**
+   * Takes the lock only if nobody holds it (flock -n): undefined when another
+   * open file description holds it.
+   */
+  static async tryAcquire(path: string, opts: {mode?: number} = {}): Promise<FileLock | undefined> {
+    mkdirSync(dirname(path), {recursive: true})
+    const fd = openSync(path, 'a', opts.mode ?? 0o600)
+    try {
+      await lockFd(fd, 0)
+    } catch (err) {
+      closeSync(fd)
+      if (err instanceof LockBusy) return undefined
+      throw err
+    }
+    return new FileLock(fd, path)
+  }
+
   release(): void {
     if (this.fd !== undefined) {
       closeSync(this.fd)
@@ -35,16 +52,19 @@ export class FileLock {
   }
 }
 
+class LockBusy extends Error {}
+
+/** timeoutMs 0: do not wait (flock -n). */
 function lockFd(fd: number, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const secs = Math.max(1, Math.ceil(timeoutMs / 1000))
-    const child = spawn('flock', ['-x', '-w', String(secs), '3'], {stdio: ['ignore', 'ignore', 'pipe', fd]})
+    const child = spawn('flock', timeoutMs === 0 ? ['-x', '-n', '3'] : ['-x', '-w', String(secs), '3'], {stdio: ['ignore', 'ignore', 'pipe', fd]})
     let stderr = ''
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
     child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missingProgram('flock', 'to take file locks') : new Error(`flock: ${e.message}`)))
     child.on('close', (code) => {
       if (code === 0) resolve()
-      else if (code === 1) reject(new Error(`timed out after ${secs}s waiting for lock`))
+      else if (code === 1) reject(timeoutMs === 0 ? new LockBusy('the lock is held') : new Error(`timed out after ${secs}s waiting for lock`))
       else reject(new Error(`flock failed: ${stderr.trim() || `exit ${code}`}`))
     })
   })

@@ -1,0 +1,239 @@
+import {type Attachment, listAttachments} from '../../libcni/cache.js'
+import type {CniRuntime} from '../../libcni/runtime.js'
+import type {LoadedConf} from '../../libcni/loader.js'
+import {taskNetns} from '../../kernel/netns.js'
+import {errorMessage} from '../../sys/errors.js'
+import {type ContainerdClient, type TaskInfo, withClient} from '../../containerd/client.js'
+import {makeRuntime} from '../cni.js'
+import type {Settings} from '../settings.js'
+import {attachNetwork, loadAttachNetwork, withContainerLock} from '../attach.js'
+import {inLiveNamedNetns, releaseAttachment} from '../gc.js'
+import {cniContainerId, runningNetns} from '../containers.js'
+import {intentOf} from './intent.js'
+import {type Add, type ObservedContainer, type Plan, planReconcile, type Refusal, type Release} from './plan.js'
+
+/**
+ * One level-triggered pass of the daemon over every containerd namespace:
+ * observe (containerd's containers and tasks, the CNI cache and journal) ->
+ * plan (plan.ts, pure) -> act (release, then attach, per container under its
+ * lock, a few containers at a time). A failure is logged and reported; it
+ * never stops the pass.
+ */
+
+/** What the daemon logs with (a pino logger; tests may pass anything with these methods). */
+export interface DaemonLog {
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+}
+
+/** What the daemon remembers between passes. */
+export interface DaemonState {
+  /** CNI container id -> when the daemon first saw it without a live task (used when containerd has no exited_at) */
+  firstSeenStopped: Map<string, number>
+  /** CNI container id -> the refusal last logged (one line per change, not one per pass) */
+  refused: Map<string, string>
+}
+
+export function newDaemonState(): DaemonState {
+  return {firstSeenStopped: new Map(), refused: new Map()}
+}
+
+export interface ReconcileOptions {
+  graceMs: number
+  log: DaemonLog
+  now?: () => number
+  state?: DaemonState
+  /** containers worked on at once (default 4) */
+  concurrency?: number
+  /** asked between containers: true stops the pass before the next one starts */
+  stopping?: () => boolean
+}
+
+export interface Done {
+  namespace?: string
+  container: string
+  network: string
+  ifName: string
+  reason?: string
+}
+
+export interface Failed {
+  namespace?: string
+  container: string
+  network?: string
+  action: 'attach' | 'release'
+  reason: string
+}
+
+export interface ReconcileReport {
+  attached: Done[]
+  released: Done[]
+  failed: Failed[]
+  refused: Refusal[]
+}
+
+interface Observed {
+  containers: ObservedContainer[]
+  attachments: Attachment[]
+  namespaces: string[]
+}
+
+/** containerd's exited_at of a stopped task, in ms (Timestamp {seconds, nanos}); undefined when it gives none. */
+function exitedAtMs(t: TaskInfo): number | undefined {
+  const ts = (t as TaskInfo & {exitedAt?: {seconds?: number | string; nanos?: number} | null}).exitedAt
+  const secs = Number(ts?.seconds ?? 0)
+  return secs > 0 ? secs * 1000 + Math.floor((ts?.nanos ?? 0) / 1e6) : undefined
+}
+
+async function observe(client: ContainerdClient, s: Settings, now: number, state: DaemonState): Promise<Observed> {
+  const containers: ObservedContainer[] = []
+  const namespaces = await client.listNamespaces()
+  const seen = new Set<string>()
+  for (const ns of namespaces) {
+    const tasks = new Map((await client.listTasks(ns)).map((t) => [t.id, t]))
+    for (const c of await client.listContainers([], ns)) {
+      const cid = cniContainerId(ns, c.id)
+      seen.add(cid)
+      const t = tasks.get(c.id)
+      const oc: ObservedContainer = {namespace: ns, id: c.id, cid, intent: intentOf(c.labels)}
+      if (t) oc.task = {status: t.status, netns: t.status === 'RUNNING' || t.status === 'PAUSED' ? taskNetns(t.pid) : undefined}
+      if (!t || t.status === 'STOPPED') {
+        if (!state.firstSeenStopped.has(cid)) state.firstSeenStopped.set(cid, now)
+        oc.stoppedSince = (t && exitedAtMs(t)) ?? state.firstSeenStopped.get(cid)
+      } else {
+        state.firstSeenStopped.delete(cid)
+      }
+      containers.push(oc)
+    }
+  }
+  for (const cid of state.firstSeenStopped.keys()) if (!seen.has(cid)) state.firstSeenStopped.delete(cid)
+  return {containers, attachments: listAttachments(s.cacheDir), namespaces}
+}
+
+/** The namespace a CNI container id of a gone container was made in (the longest `<ns>-` prefix), if any. */
+function namespaceOf(cid: string, namespaces: string[]): string | undefined {
+  return namespaces.filter((ns) => cid.startsWith(`${ns}-`)).sort((a, b) => b.length - a.length)[0]
+}
+
+/** Runs fn over items, at most `limit` at a time. */
+async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!)
+  }
+  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
+}
+
+export async function reconcile(s: Settings, opts: ReconcileOptions): Promise<ReconcileReport> {
+  const now = opts.now ?? Date.now
+  const state = opts.state ?? newDaemonState()
+  const {log} = opts
+  const report: ReconcileReport = {attached: [], released: [], failed: [], refused: []}
+  const runtime = makeRuntime(s)
+  await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
+    const seen = await observe(client, s, now(), state)
+    const actual = seen.attachments.map((a) => ({...a, inLiveNamedNetns: inLiveNamedNetns(a)}))
+    const plan = planReconcile(seen.containers, actual, {now: now(), graceMs: opts.graceMs})
+
+    for (const r of plan.refusals) {
+      const cid = cniContainerId(r.namespace, r.id)
+      report.refused.push(r)
+      if (state.refused.get(cid) === r.reason) continue
+      state.refused.set(cid, r.reason)
+      log.warn({container: r.id, namespace: r.namespace, action: 'attach', outcome: 'refused', reason: r.reason}, `${r.namespace}/${r.id}: ${r.reason}`)
+    }
+    const refusedNow = new Set(plan.refusals.map((r) => cniContainerId(r.namespace, r.id)))
+    for (const cid of state.refused.keys()) if (!refusedNow.has(cid)) state.refused.delete(cid)
+
+    const byCid = new Map(seen.containers.map((c) => [c.cid, c]))
+    const jobs = groupByContainer(plan)
+    await pool([...jobs.entries()], opts.concurrency ?? 4, async ([cid, job]) => {
+      if (opts.stopping?.()) return
+      const c = byCid.get(cid)
+      const namespace = c?.namespace ?? namespaceOf(cid, seen.namespaces)
+      // the container's networks live in its namespace's conflist folder
+      const sn: Settings = {...s, namespace: namespace ?? s.namespace}
+      await withContainerLock(s, cid, async () => {
+        for (const r of job.releases) await release(sn, runtime, log, report, r, c?.id ?? cid, namespace)
+        if (job.adds.length > 0 && c) await attach(client, sn, runtime, log, report, c, job.adds)
+      })
+    })
+  })
+  log.info(
+    {action: 'reconcile', attached: report.attached.length, released: report.released.length, failed: report.failed.length, refused: report.refused.length},
+    'reconcile pass done',
+  )
+  return report
+}
+
+function groupByContainer(plan: Plan): Map<string, {releases: Release[]; adds: Add[]}> {
+  const jobs = new Map<string, {releases: Release[]; adds: Add[]}>()
+  const job = (cid: string) => jobs.get(cid) ?? jobs.set(cid, {releases: [], adds: []}).get(cid)!
+  for (const r of plan.releases) job(r.cid).releases.push(r)
+  for (const a of plan.adds) job(a.cid).adds.push(a)
+  return jobs
+}
+
+async function release(s: Settings, runtime: CniRuntime, log: DaemonLog, report: ReconcileReport, r: Release, container: string, namespace: string | undefined) {
+  const started = Date.now()
+  // under the lock: release only what the plan saw (a concurrent connect may have re-attached it)
+  const a = listAttachments(s.cacheDir, {network: r.network, containerId: r.cid}).find((x) => x.ifName === r.ifName)
+  if (!a || a.netns !== r.netns) return
+  const base = {container, namespace, network: r.network, ifname: r.ifName, action: 'release', reason: r.reason}
+  try {
+    await releaseAttachment(s, runtime, a)
+    report.released.push({namespace, container, network: r.network, ifName: r.ifName, reason: r.reason})
+    log.info({...base, ms: Date.now() - started, outcome: 'ok'}, `released ${r.network} ${r.cid} ${r.ifName} (${r.reason})`)
+  } catch (err) {
+    const reason = errorMessage(err)
+    report.failed.push({namespace, container, network: r.network, action: 'release', reason})
+    log.error({...base, ms: Date.now() - started, outcome: 'failed', reason}, `release ${r.network} ${r.cid} ${r.ifName} failed: ${reason}`)
+  }
+}
+
+/**
+ * Attaches the planned networks of one container, under its lock, with fresh
+ * state: the task now, the cache now. Every network is loaded before any is
+ * attached, so a label naming a missing network attaches nothing.
+ */
+async function attach(client: ContainerdClient, s: Settings, runtime: CniRuntime, log: DaemonLog, report: ReconcileReport, oc: ObservedContainer, adds: Add[]) {
+  const started = Date.now()
+  const fail = (reason: string, network?: string) => {
+    report.failed.push({namespace: oc.namespace, container: oc.id, network, action: 'attach', reason})
+    log.error({container: oc.id, namespace: oc.namespace, network, action: 'attach', ms: Date.now() - started, outcome: 'failed', reason}, `attach ${oc.namespace}/${oc.id} failed: ${reason}`)
+  }
+  const nets = new Map<string, LoadedConf>()
+  try {
+    const c = await client.getContainer(oc.id, oc.namespace)
+    if (!c) return // deleted since the plan: the next pass releases what it had
+    const at = runningNetns(c, await client.getTask(oc.id, oc.namespace))
+    // the labels now: a disconnect (or any client) may have changed them since the plan
+    const fresh = intentOf(c.labels)
+    const planned = new Set(adds.map((a) => a.intent.network))
+    const todo = fresh && 'networks' in fresh ? fresh.networks.filter((n) => planned.has(n.network)) : []
+    for (const intent of todo) {
+      const net = await loadAttachNetwork(s, intent.network, true)
+      if (!net) return fail(`no such network: ${intent.network} : not found in ${s.confDir} (namespace ${s.namespace})`, intent.network)
+      nets.set(intent.network, net)
+    }
+    for (const intent of todo) {
+      const t0 = Date.now()
+      const net = nets.get(intent.network)!
+      const mine = listAttachments(s.cacheDir, {network: net.conf.name, containerId: oc.cid}).filter((x) => x.netns === at.netns)
+      if (mine.some((x) => !x.pending)) continue // attached since the plan
+      // a journal entry in this netns under the lock: an ADD that was killed; undo it first
+      for (const x of mine) await releaseAttachment(s, runtime, x)
+      const base = {container: oc.id, namespace: oc.namespace, network: intent.network, action: 'attach'}
+      try {
+        const done = await attachNetwork(s, runtime, c, at, net, {ifName: intent.ifname, ip: intent.ip, ip6: intent.ip6, portMappings: intent.publish}, 'daemon attach')
+        report.attached.push({namespace: oc.namespace, container: oc.id, network: done.netName, ifName: done.ifName})
+        log.info({...base, ifname: done.ifName, ms: Date.now() - t0, outcome: 'ok'}, `attached ${done.netName} ${oc.cid} ${done.ifName}`)
+      } catch (err) {
+        fail(errorMessage(err), intent.network)
+      }
+    }
+  } catch (err) {
+    fail(errorMessage(err))
+  }
+}

@@ -1,0 +1,45 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
+import {modeFlag} from '../cli/cni-flags.js'
+import {parseDuration} from '../cli/duration.js'
+import {runtimeSettings} from '../cli/settings.js'
+import {CtrnetError} from '../sys/errors.js'
+
+export default class Daemon extends BaseCommand {
+  static override description =
+    'Make networks follow containers: attach the networks a container asks for in its ctrnet/networks label while its task runs, release them when it stops (every containerd namespace)'
+  static override examples = ['<%= config.bin %> daemon', '<%= config.bin %> daemon --once --grace 0s', '<%= config.bin %> daemon --reconcile-interval 30s --run-dir /run/ctrnet']
+  static override flags = {
+    'reconcile-interval': Flags.string({description: 'time between two reconcile passes', default: '60s'}),
+    grace: Flags.string({description: 'how long a task may stay stopped before its attachments are released', default: '5s'}),
+    once: Flags.boolean({description: 'reconcile once and exit (1 when an attach or release failed or a label was refused)'}),
+    'run-dir': Flags.string({description: 'directory of the daemon lock (one daemon per run dir)', default: '/run/ctrnet'}),
+    'log-format': Flags.string({description: 'log format (pino, one JSON object per line)', options: ['json'], default: 'json'}),
+    ...modeFlag,
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Daemon)
+    const intervalMs = parseDuration(flags['reconcile-interval'], '--reconcile-interval')
+    if (intervalMs === 0) throw new CtrnetError('--reconcile-interval', 'must be more than 0')
+    const graceMs = parseDuration(flags.grace, '--grace')
+    const s = runtimeSettings(flags)
+    const {runDaemon, daemonLogger} = await import('../app/daemon/index.js')
+    const ac = new AbortController()
+    const stop = () => ac.abort()
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    try {
+      const out = await runDaemon(s, {intervalMs, graceMs, once: flags.once, runDir: flags['run-dir'], log: daemonLogger()}, ac.signal)
+      const r = out.report
+      if (flags.once && r && (r.failed.length > 0 || r.refused.length > 0)) {
+        throw new CtrnetError('daemon --once', `${r.failed.length} failed, ${r.refused.length} refused (see the log)`)
+      }
+      // the pass in flight did not finish within the stop's grace: leave anyway
+      if (out.abandoned) process.exit(0)
+    } finally {
+      process.removeListener('SIGTERM', stop)
+      process.removeListener('SIGINT', stop)
+    }
+  }
+}
