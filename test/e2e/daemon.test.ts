@@ -196,16 +196,22 @@ describe('ctrnet daemon (running)', () => {
     }
   }
 
-  it('one instance per run dir; it attaches a container started while it runs; SIGTERM makes it exit 0', async () => {
+  /** Starts `ctrnet daemon` in the host netns; resolves with its exit code. */
+  function startDaemon(interval: string): Promise<number | null> {
     const global = ['--cni-netconfpath', host.netconf, '--cni-cachedir', host.cache, '-a', ctrd.address, '-n', NS]
+    out = ''
     daemon = spawn(
       'ip',
-      ['netns', 'exec', host.name, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', host.varlib, process.execPath, CLI, 'daemon', '--reconcile-interval', '500ms', '--grace', '0s', '--run-dir', runDir, ...global],
+      ['netns', 'exec', host.name, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', host.varlib, process.execPath, CLI, 'daemon', '--reconcile-interval', interval, '--grace', '0s', '--run-dir', runDir, ...global],
       {stdio: ['ignore', 'pipe', 'pipe']},
     )
     daemon.stdout!.on('data', (d: Buffer) => (out += d.toString()))
     daemon.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-    const exited = new Promise<number | null>((resolve) => daemon!.on('exit', (code) => resolve(code)))
+    return new Promise<number | null>((resolve) => daemon!.on('exit', (code) => resolve(code)))
+  }
+
+  it('one instance per run dir; it attaches a container started while it runs; SIGTERM makes it exit 0', async () => {
+    const exited = startDaemon('500ms')
     await until('the first reconcile pass', () => out.includes('"reconcile pass done"'))
 
     const second = once()
@@ -226,5 +232,28 @@ describe('ctrnet daemon (running)', () => {
     // the lock went with it
     const after = once(['--grace', '1h'])
     expect({code: after.code, stderr: after.stderr}).toEqual({code: 0, stderr: ''})
+  })
+  it('follows containerd events: with a one-hour interval, a task start attaches and an exit releases', async () => {
+    const exited = startDaemon('1h')
+    const passes = () => out.split('"reconcile pass done"').length - 1
+    // the pass at start, and the full pass that follows the subscription to events
+    await until('the event subscription and its full pass', () => out.includes('"following containerd events"') && passes() >= 2)
+    const before = passes()
+
+    // only the /tasks/start event can bring a pass forward: the next timed one is an hour away
+    ctrd.runContainer(NS, 'evented', {labels: {'ctrnet/networks': 'dmnnet'}})
+    await until('the attachment of the container started after the first pass', () => cache().includes('dmnnet-dmn-evented-eth0'))
+    expect(passes()).toBeGreaterThan(before)
+    expect(host.leases('dmnnet').length).toBeGreaterThanOrEqual(1)
+
+    // its init process's exit: released after the grace period (0s here), the label stays
+    await ctrd.killTask(NS, 'evented')
+    await until('the release of the killed task', () => !cache().includes('dmnnet-dmn-evented-eth0'))
+    expect(rulesOf('dmn-evented')).toEqual([])
+    expect(ctrd.labels(NS, 'evented')['ctrnet/networks']).toBe('dmnnet')
+
+    daemon!.kill('SIGTERM')
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running 20s after SIGTERM'), 20_000))])
+    expect(code).toBe(0)
   })
 })

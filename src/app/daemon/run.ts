@@ -1,4 +1,5 @@
 import {join} from 'node:path'
+import {withClient} from '../../containerd/client.js'
 import {FileLock} from '../../sys/flock.js'
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
@@ -9,6 +10,12 @@ import {type DaemonLog, newDaemonState, reconcile, type ReconcileReport} from '.
  * a reconcile at start and every interval; with once, a single pass. Stops
  * when `signal` aborts: the pass in flight finishes (at most stopGraceMs)
  * and no new one starts.
+ *
+ * containerd's events are hints, never the truth (containerd replays none):
+ * a task start, an init process's exit, a task or container delete only
+ * bring the next level-triggered pass forward (an exit also schedules one
+ * when its grace period ends), and every (re)connection of the event stream
+ * is followed by a full pass.
  */
 export interface DaemonOptions {
   intervalMs: number
@@ -43,6 +50,8 @@ export async function runDaemon(s: Settings, opts: DaemonOptions, signal: AbortS
 
     opts.log.info({action: 'start', intervalMs: opts.intervalMs, graceMs: opts.graceMs, runDir: opts.runDir}, 'daemon started')
     const stopped = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), {once: true})))
+    const wake = new Wake()
+    const watching = watchEvents(s, opts, wake, signal)
     let report: ReconcileReport | undefined
     let lastError: string | undefined
     while (!signal.aborted) {
@@ -64,15 +73,91 @@ export async function runDaemon(s: Settings, opts: DaemonOptions, signal: AbortS
         const settled = new AbortController()
         const gaveUp = await Promise.race([inFlight.then(() => false), delay(opts.stopGraceMs ?? 10_000, settled.signal).then(() => !settled.signal.aborted)])
         settled.abort()
+        await Promise.race([watching, delay(1000)])
         opts.log.info({action: 'stop', outcome: gaveUp ? 'abandoned the pass in flight' : 'ok'}, 'daemon stopped')
         return {report, abandoned: gaveUp}
       }
-      await delay(opts.intervalMs, signal)
+      await wake.wait(opts.intervalMs, signal)
     }
+    await Promise.race([watching, delay(1000)])
     opts.log.info({action: 'stop', outcome: 'ok'}, 'daemon stopped')
     return {report, abandoned: false}
   } finally {
     lock.release()
+  }
+}
+
+/**
+ * What the loop sleeps on between passes: the interval, or an earlier wake-up
+ * asked for by an event. A wake-up asked for during a pass is kept for the
+ * next wait, so no hint is lost.
+ */
+class Wake {
+  private due: number | undefined
+  private ring: (() => void) | undefined
+  private timers = new Set<NodeJS.Timeout>()
+
+  /** Bring the next pass forward to `afterMs` from now (0: as soon as the pass in flight is done). */
+  at(afterMs: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      this.due = Date.now()
+      this.ring?.()
+    }, afterMs)
+    t.unref() // a hint never keeps a stopping daemon alive
+    this.timers.add(t)
+  }
+
+  async wait(intervalMs: number, signal: AbortSignal): Promise<void> {
+    if (this.due === undefined) {
+      const woken = new AbortController()
+      this.ring = () => woken.abort()
+      const both = AbortSignal.any([signal, woken.signal])
+      await delay(intervalMs, both)
+      this.ring = undefined
+    }
+    this.due = undefined
+    if (signal.aborted) for (const t of this.timers) clearTimeout(t)
+  }
+}
+
+/** After a broken event stream, wait this long before the next try (doubling up to the cap). */
+const EVENTS_RETRY_MS = 500
+const EVENTS_RETRY_CAP_MS = 30_000
+const EVENT_FILTERS = ['topic=="/tasks/start"', 'topic=="/tasks/exit"', 'topic=="/tasks/delete"', 'topic=="/containers/delete"']
+
+/**
+ * Follows containerd's events until `signal` aborts, turning them into
+ * wake-ups; reconnects with capped backoff, one log line per change of state.
+ */
+async function watchEvents(s: Settings, opts: DaemonOptions, wake: Wake, signal: AbortSignal): Promise<void> {
+  let retryMs = EVENTS_RETRY_MS
+  let lastError: string | undefined
+  while (!signal.aborted) {
+    try {
+      await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
+        const events = client.subscribe(EVENT_FILTERS, signal)[Symbol.asyncIterator]()
+        const first = events.next() // the subscription is live once containerd answers
+        opts.log.info({action: 'events', outcome: lastError === undefined ? 'ok' : 'recovered'}, 'following containerd events')
+        lastError = undefined
+        retryMs = EVENTS_RETRY_MS
+        wake.at(0) // what happened while we were not listening: a full pass
+        for (let r = await first; !r.done; r = await events.next()) {
+          const e = r.value.event
+          // an exec's exit says nothing of the container's network
+          if (e?.type === 'TaskExit' && e.id !== e.containerId) continue
+          wake.at(0)
+          if (e?.type === 'TaskExit' || e?.type === 'TaskDelete') wake.at(opts.graceMs + 100)
+        }
+      })
+    } catch (err) {
+      const msg = errorMessage(err)
+      if (msg !== lastError) opts.log.error({action: 'events', outcome: 'failed', reason: msg}, `containerd events: ${msg}`)
+      lastError = msg
+    }
+    if (signal.aborted) break
+    await delay(retryMs, signal)
+    retryMs = Math.min(retryMs * 2, EVENTS_RETRY_CAP_MS)
   }
 }
 
