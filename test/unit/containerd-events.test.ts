@@ -246,21 +246,24 @@ describe('ContainerdClient.subscribe against a fake event service', () => {
   })
 
   it('throws when close() is called while subscribed', async () => {
+    // an event first, so containerd has answered (before its answer, a failure is the client's usual error)
+    onSubscribe = (s) => s.call.write(envelope('/tasks/start', 'containerd.events.TaskStart', {containerId: 'c3', pid: 7}))
     const client = await ContainerdClient.connect({address: sock, namespace: 'unused'})
     const it = client.subscribe()[Symbol.asyncIterator]()
+    expect((await nextWithin(it, 'first event')).value).toMatchObject({topic: '/tasks/start'})
     const pending = nextWithin(it, 'error after close()')
-    await until('the subscription', () => subs.length === 1)
     client.close()
     await expect(pending).rejects.toThrow(/the event stream broke/)
     await until('the server to see the call cancelled', () => subs[0].cancelled)
   })
 
   it('throws, and does not hang, when containerd goes away', async () => {
+    onSubscribe = (s) => s.call.write(envelope('/tasks/start', 'containerd.events.TaskStart', {containerId: 'c4', pid: 8}))
     const client = await ContainerdClient.connect({address: sock, namespace: 'unused'})
     try {
       const it = client.subscribe()[Symbol.asyncIterator]()
+      expect((await nextWithin(it, 'first event')).value).toMatchObject({topic: '/tasks/start'})
       const pending = nextWithin(it, 'error after the server went away')
-      await until('the subscription', () => subs.length === 1)
       server.forceShutdown()
       await expect(pending).rejects.toThrow(/^containerd at /)
     } finally {
