@@ -163,7 +163,8 @@ describe('ctrnet daemon: faults', () => {
   })
 
   it('10 SIGKILLs of the daemon during attaches, each followed by one pass: no leak, every running container attached', async () => {
-    const trials: Array<{delayMs: number; after: string}> = []
+    // what each kill interrupted: the last log line before it, and the ADDs it left half-done in the journal
+    const trials: Array<{delayMs: number; after: string; attachedBefore: number; halfDone: number}> = []
     for (let i = 0; i < 10; i++) {
       for (const x of ['a', 'b', 'c']) runLabelled(`k${i}${x}`)
       // one earlier container's task dies as well: the pass has releases to do too
@@ -171,14 +172,20 @@ describe('ctrnet daemon: faults', () => {
       const daemon = d.start(['--reconcile-interval', '1h', '--grace', '0s'])
       try {
         await daemon.until(`trial ${i}: the daemon's start`, () => daemon.out().includes('"daemon started"'))
-        // delays spread over 0..250 ms: a slot of 25 ms per trial, at random within it
-        const delayMs = i * 25 + Math.floor(Math.random() * 25)
+        // the first pass's attaches run about 0.2 to 1.5 s after "daemon started" (cold runtime):
+        // delays spread over 150..1450 ms, a slot of 130 ms per trial, at random within it
+        const delayMs = 150 + i * 130 + Math.floor(Math.random() * 130)
         await new Promise((r) => setTimeout(r, delayMs))
-        const seen = logLines(daemon.out())
         daemon.proc.kill('SIGKILL')
         await daemon.exited
+        const seen = logLines(daemon.out())
         const last = seen.at(-1)
-        trials.push({delayMs, after: `${String(last?.action)}${last?.outcome ? ' ' + String(last.outcome) : ''}`})
+        trials.push({
+          delayMs,
+          after: `${String(last?.action)}${last?.outcome ? ' ' + String(last.outcome) : ''}`,
+          attachedBefore: seen.filter((l) => l.action === 'attach' && l.outcome === 'ok').length,
+          halfDone: d.journal().length,
+        })
       } finally {
         await daemon.killHard()
       }
