@@ -67,7 +67,14 @@ export class PrivateContainerd {
   readonly address: string
   private proc?: ChildProcess
 
-  constructor(readonly prefix: string) {
+  /**
+   * persistentRun: containerd's /run is a directory of ours instead of a
+   * tmpfs, so it outlives a restart() (the shims' sockets stay reachable).
+   */
+  constructor(
+    readonly prefix: string,
+    private readonly opts: {persistentRun?: boolean} = {},
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), `${prefix}-ctrd-`))
     this.address = join(this.dir, 'containerd.sock')
   }
@@ -98,9 +105,12 @@ export class PrivateContainerd {
     // A private mount namespace with a tmpfs over /run: containerd 1.6 puts
     // shim sockets in /run/containerd/s and runc state in /run/containerd/runc
     // whatever its config says; this way none of it lands on the host.
+    const run = join(d, 'run')
+    if (this.opts.persistentRun) mkdirSync(run, {recursive: true})
+    const mountRun = this.opts.persistentRun ? 'mount --bind "$1" /run' : 'mount -t tmpfs h4x-run /run'
     this.proc = spawn(
       'unshare',
-      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs h4x-run /run && exec containerd --config "$0"', join(d, 'config.toml')],
+      ['--mount', '--propagation', 'private', 'sh', '-c', `${mountRun} && exec containerd --config "$0"`, join(d, 'config.toml'), run],
       {stdio: ['ignore', log, log], detached: true},
     )
     const deadline = Date.now() + 30_000
@@ -216,6 +226,21 @@ export class PrivateContainerd {
   labels(namespace: string, id: string): Record<string, string> {
     const info = JSON.parse(this.ctrMust(namespace, ['container', 'info', id])) as {Labels?: Record<string, string>}
     return info.Labels ?? {}
+  }
+
+  /** Whether the containerd process is running. */
+  running(): boolean {
+    return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null
+  }
+
+  /** SIGKILLs containerd (tasks and their shims live on) and waits for its exit; start() brings it back on the same dirs and socket. */
+  async kill(): Promise<void> {
+    const p = this.proc
+    if (!p || !this.running()) return
+    const exited = new Promise((r) => p.once('exit', r))
+    p.kill('SIGKILL')
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
+    if (this.running()) throw new Error('containerd did not exit 10s after SIGKILL')
   }
 
   /** Removes every task and container, stops containerd, deletes its dirs. */

@@ -5,33 +5,29 @@
  * period, attach again in a new task, never attach a nerdctl-style
  * container, one log line per bad label, one daemon per run dir, SIGTERM.
  */
-import {spawn, type ChildProcess} from 'node:child_process'
-import {existsSync, mkdirSync, readdirSync, readFileSync} from 'node:fs'
+import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {CLI, HostNs, PrivateContainerd, type RunResult} from './containerd-harness.js'
+import {HostNs, PrivateContainerd, type RunResult} from './containerd-harness.js'
+import {DaemonFixture, type LogLine, type RunningDaemon} from './daemon-lib.js'
 
 const NS = 'dmn'
 let ctrd: PrivateContainerd
 let host: HostNs
 let runDir: string
+let d: DaemonFixture
 
 function cli(args: string[]): RunResult {
-  return host.cli(args, {address: ctrd.address, namespace: NS})
+  return d.cli(args)
 }
 /** One `daemon --once` pass; its log lines parsed. */
-function once(extra: string[] = []): RunResult & {log: Array<Record<string, unknown>>} {
-  const r = cli(['daemon', '--once', '--run-dir', runDir, ...extra])
-  const log = r.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-  return {...r, log}
+function once(extra: string[] = []): RunResult & {log: LogLine[]} {
+  return d.once(extra)
 }
-const cache = () => (existsSync(join(host.cache, 'results')) ? readdirSync(join(host.cache, 'results')).sort() : [])
-const journal = () => (existsSync(join(host.cache, 'ctrnet', 'pending')) ? readdirSync(join(host.cache, 'ctrnet', 'pending')).sort() : [])
-const rulesOf = (cid: string) => host.iptables().split('\n').filter((l) => l.startsWith('-A') && l.includes(cid))
-const cached = (entry: string) => JSON.parse(readFileSync(join(host.cache, 'results', entry), 'utf8')) as {netns: string; capabilityArgs?: unknown}
+const cache = () => d.cache()
+const journal = () => d.journal()
+const rulesOf = (cid: string) => d.rulesOf(cid)
+const cached = (entry: string) => d.cached(entry)
 const web = {'ctrnet/networks': 'dmnnet', 'ctrnet/publish': '18090:80'}
 
 beforeAll(async () => {
@@ -40,6 +36,7 @@ beforeAll(async () => {
   host = new HostNs('dmn')
   runDir = join(host.dir, 'run')
   mkdirSync(runDir)
+  d = new DaemonFixture(ctrd, host, NS, runDir)
   host.createNetwork('dmnnet', ['--subnet', '10.46.1.0/24'], NS)
   ctrd.runContainer(NS, 'web', {labels: web})
   ctrd.runContainer(NS, 'nerd', {labels: {'nerdctl/networks': '["dmnnet"]'}})
@@ -181,38 +178,26 @@ describe('network connect records the network for the daemon', () => {
 })
 
 describe('ctrnet daemon (running)', () => {
-  let daemon: ChildProcess | undefined
-  let out = ''
+  let daemon: RunningDaemon | undefined
+  const out = () => daemon?.out() ?? ''
 
-  afterAll(() => {
-    if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL')
+  afterAll(async () => {
+    await daemon?.killHard()
   })
 
   async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
-    const deadline = Date.now() + ms
-    while (!ok()) {
-      if (Date.now() > deadline) throw new Error(`${what} not seen within ${ms / 1000}s; daemon output:\n${out}`)
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await daemon!.until(what, ok, ms)
   }
 
   /** Starts `ctrnet daemon` in the host netns; resolves with its exit code. */
   function startDaemon(interval: string): Promise<number | null> {
-    const global = ['--cni-netconfpath', host.netconf, '--cni-cachedir', host.cache, '-a', ctrd.address, '-n', NS]
-    out = ''
-    daemon = spawn(
-      'ip',
-      ['netns', 'exec', host.name, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', host.varlib, process.execPath, CLI, 'daemon', '--reconcile-interval', interval, '--grace', '0s', '--run-dir', runDir, ...global],
-      {stdio: ['ignore', 'pipe', 'pipe']},
-    )
-    daemon.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-    daemon.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-    return new Promise<number | null>((resolve) => daemon!.on('exit', (code) => resolve(code)))
+    daemon = d.start(['--reconcile-interval', interval, '--grace', '0s'])
+    return daemon.exited
   }
 
   it('one instance per run dir; it attaches a container started while it runs; SIGTERM makes it exit 0', async () => {
     const exited = startDaemon('500ms')
-    await until('the first reconcile pass', () => out.includes('"reconcile pass done"'))
+    await until('the first reconcile pass', () => out().includes('"reconcile pass done"'))
 
     const second = once()
     expect({code: second.code, stderr: second.stderr, stdout: second.stdout}).toEqual({
@@ -225,19 +210,19 @@ describe('ctrnet daemon (running)', () => {
     await until('the attachment of the container started later', () => cache().includes('dmnnet-dmn-late-eth0'))
     expect(host.leases('dmnnet')).toHaveLength(2)
 
-    daemon.kill('SIGTERM')
+    daemon!.proc.kill('SIGTERM')
     const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running 20s after SIGTERM'), 20_000))])
     expect(code).toBe(0)
-    expect(out).toContain('"daemon stopped"')
+    expect(out()).toContain('"daemon stopped"')
     // the lock went with it
     const after = once(['--grace', '1h'])
     expect({code: after.code, stderr: after.stderr}).toEqual({code: 0, stderr: ''})
   })
   it('follows containerd events: with a one-hour interval, a task start attaches and an exit releases', async () => {
     const exited = startDaemon('1h')
-    const passes = () => out.split('"reconcile pass done"').length - 1
+    const passes = () => out().split('"reconcile pass done"').length - 1
     // the pass at start, and the full pass that follows the subscription to events
-    await until('the event subscription and its full pass', () => out.includes('"following containerd events"') && passes() >= 2)
+    await until('the event subscription and its full pass', () => out().includes('"following containerd events"') && passes() >= 2)
     const before = passes()
 
     // only the /tasks/start event can bring a pass forward: the next timed one is an hour away
@@ -252,7 +237,7 @@ describe('ctrnet daemon (running)', () => {
     expect(rulesOf('dmn-evented')).toEqual([])
     expect(ctrd.labels(NS, 'evented')['ctrnet/networks']).toBe('dmnnet')
 
-    daemon!.kill('SIGTERM')
+    daemon!.proc.kill('SIGTERM')
     const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running 20s after SIGTERM'), 20_000))])
     expect(code).toBe(0)
   })

@@ -222,8 +222,9 @@ async function attach(client: ContainerdClient, s: Settings, runtime: CniRuntime
       const net = nets.get(intent.network)!
       const mine = listAttachments(s.cacheDir, {network: net.conf.name, containerId: oc.cid}).filter((x) => x.netns === at.netns)
       if (mine.some((x) => !x.pending)) continue // attached since the plan
-      // a journal entry in this netns under the lock: an ADD that was killed; undo it first
-      for (const x of mine) await releaseAttachment(s, runtime, x)
+      // a journal entry in this netns under the lock: an ADD that was killed; undo it first, in
+      // that netns (the task's current one, read just now), so what the ADD made inside goes too
+      for (const x of mine) await runtime.delNetworkList(net, {containerId: x.containerId, ifName: x.ifName, netns: at.netns})
       const base = {container: oc.id, namespace: oc.namespace, network: intent.network, action: 'attach'}
       try {
         const done = await attachNetwork(s, runtime, c, at, net, {ifName: intent.ifname, ip: intent.ip, ip6: intent.ip6, portMappings: intent.publish}, 'daemon attach')
