@@ -4,7 +4,7 @@ import {fileURLToPath} from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import {CtrnetError} from '../sys/errors.js'
-import {eventStream, loadEventsService, streamError, type ContainerdEvent} from './events.js'
+import {eventStream, loadEventsService, streamError, toDate, type ContainerdEvent, type Timestamp} from './events.js'
 
 export type {ContainerdEvent, EventPayload} from './events.js'
 
@@ -46,6 +46,16 @@ export interface TaskInfo {
   pid: number
   status: TaskStatus
   exitStatus: number
+  /** When the process exited; undefined while it runs (containerd sends a zero timestamp) */
+  exitedAt?: Date
+}
+
+/** A task as proto-loader decodes it. */
+type RawTask = Omit<TaskInfo, 'exitedAt'> & {exitedAt?: Timestamp | null}
+
+function taskInfo(raw: RawTask): TaskInfo {
+  const {exitedAt, ...rest} = raw
+  return {...rest, exitedAt: exitedAt?.seconds ? toDate(exitedAt) : undefined}
 }
 
 /** The socket path of an address given as a path or as `unix://<path>`. */
@@ -296,8 +306,8 @@ export class ContainerdClient {
   /** The container's task (its init process), or undefined when it has none. */
   async getTask(containerId: string, namespace?: string): Promise<TaskInfo | undefined> {
     try {
-      const res = await this.unary<{process: TaskInfo}>(this.tasks, 'Get', {containerId, execId: ''}, namespace)
-      return res.process
+      const res = await this.unary<{process: RawTask}>(this.tasks, 'Get', {containerId, execId: ''}, namespace)
+      return taskInfo(res.process)
     } catch (err) {
       if (this.isNotFound(err)) return undefined
       throw err
@@ -305,8 +315,8 @@ export class ContainerdClient {
   }
 
   async listTasks(namespace?: string): Promise<TaskInfo[]> {
-    const res = await this.unary<{tasks: TaskInfo[]}>(this.tasks, 'List', {filter: ''}, namespace)
-    return res.tasks
+    const res = await this.unary<{tasks: RawTask[]}>(this.tasks, 'List', {filter: ''}, namespace)
+    return res.tasks.map(taskInfo)
   }
   // --- events ---------------------------------------------------------------
 

@@ -98,7 +98,7 @@ export interface ContainerdEvent {
 // Decoding
 
 /** A google.protobuf.Timestamp as proto-loader gives it (longs as numbers). */
-interface Timestamp {
+export interface Timestamp {
   seconds?: number
   nanos?: number
 }
@@ -112,7 +112,7 @@ export interface RawEnvelope {
   event?: ({'@type'?: string; type_url?: string} & Record<string, unknown>) | null
 }
 
-function toDate(t: Timestamp | null | undefined): Date | undefined {
+export function toDate(t: Timestamp | null | undefined): Date | undefined {
   if (!t) return undefined
   return new Date((t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6))
 }

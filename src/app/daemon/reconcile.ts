@@ -3,7 +3,7 @@ import type {CniRuntime} from '../../libcni/runtime.js'
 import type {LoadedConf} from '../../libcni/loader.js'
 import {taskNetns} from '../../kernel/netns.js'
 import {errorMessage} from '../../sys/errors.js'
-import {type ContainerdClient, type TaskInfo, withClient} from '../../containerd/client.js'
+import {type ContainerdClient, withClient} from '../../containerd/client.js'
 import {makeRuntime} from '../cni.js'
 import type {Settings} from '../settings.js'
 import {attachNetwork, loadAttachNetwork, withContainerLock} from '../attach.js'
@@ -79,13 +79,6 @@ interface Observed {
   namespaces: string[]
 }
 
-/** containerd's exited_at of a stopped task, in ms (Timestamp {seconds, nanos}); undefined when it gives none. */
-function exitedAtMs(t: TaskInfo): number | undefined {
-  const ts = (t as TaskInfo & {exitedAt?: {seconds?: number | string; nanos?: number} | null}).exitedAt
-  const secs = Number(ts?.seconds ?? 0)
-  return secs > 0 ? secs * 1000 + Math.floor((ts?.nanos ?? 0) / 1e6) : undefined
-}
-
 async function observe(client: ContainerdClient, s: Settings, now: number, state: DaemonState): Promise<Observed> {
   const containers: ObservedContainer[] = []
   const namespaces = await client.listNamespaces()
@@ -100,7 +93,7 @@ async function observe(client: ContainerdClient, s: Settings, now: number, state
       if (t) oc.task = {status: t.status, netns: t.status === 'RUNNING' || t.status === 'PAUSED' ? taskNetns(t.pid) : undefined}
       if (!t || t.status === 'STOPPED') {
         if (!state.firstSeenStopped.has(cid)) state.firstSeenStopped.set(cid, now)
-        oc.stoppedSince = (t && exitedAtMs(t)) ?? state.firstSeenStopped.get(cid)
+        oc.stoppedSince = t?.exitedAt?.getTime() ?? state.firstSeenStopped.get(cid)
       } else {
         state.firstSeenStopped.delete(cid)
       }
