@@ -14,7 +14,10 @@ export default class Daemon extends BaseCommand {
     grace: Flags.string({description: 'how long a task may stay stopped before its attachments are released', default: '5s'}),
     once: Flags.boolean({description: 'reconcile once and exit (1 when an attach or release failed or a label was refused)'}),
     'run-dir': Flags.string({description: 'directory of the daemon lock (one daemon per run dir)', default: '/run/ctrnet'}),
-    'log-format': Flags.string({description: 'log format (pino, one JSON object per line)', options: ['json'], default: 'json'}),
+    'log-format': Flags.string({
+      description: 'log format: json (one object per line, for journald) or text (one readable line per action); default: text on a terminal, else json',
+      options: ['json', 'text'],
+    }),
     ...modeFlag,
   }
 
@@ -25,12 +28,15 @@ export default class Daemon extends BaseCommand {
     const graceMs = parseDuration(flags.grace, '--grace')
     const s = runtimeSettings(flags)
     const {runDaemon, daemonLogger} = await import('../app/daemon/index.js')
+    const format = flags['log-format'] ?? (process.stdout.isTTY ? 'text' : 'json')
+    // pino-pretty only for text: nothing else of ctrnet loads it
+    const dest = format === 'text' ? (await import('pino-pretty')).default({sync: true, singleLine: true, translateTime: 'SYS:standard', ignore: 'pid,hostname', colorize: Boolean(process.stdout.isTTY)}) : undefined
     const ac = new AbortController()
     const stop = () => ac.abort()
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     try {
-      const out = await runDaemon(s, {intervalMs, graceMs, once: flags.once, runDir: flags['run-dir'], log: daemonLogger()}, ac.signal)
+      const out = await runDaemon(s, {intervalMs, graceMs, once: flags.once, runDir: flags['run-dir'], log: daemonLogger(dest)}, ac.signal)
       const r = out.report
       if (flags.once && r && (r.failed.length > 0 || r.refused.length > 0)) {
         throw new CtrnetError('daemon --once', `${r.failed.length} failed, ${r.refused.length} refused (see the log)`)
