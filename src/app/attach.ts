@@ -41,6 +41,8 @@ export interface ConnectRequest {
   ip?: string
   ip6?: string
   publish?: string[]
+  /** names the network's DNS answers for this container, besides its name and ids (--alias) */
+  aliases?: string[]
 }
 
 export interface ConnectResult {
@@ -89,6 +91,7 @@ function checkRequest(req: ConnectRequest) {
     throw new CtrnetError(`--ip6 ${req.ip6}`, 'not an IPv6 address (give the address without a prefix length)')
   }
   if (req.ifName !== undefined) validate.ifName(req.ifName, '--ifname')
+  for (const a of req.aliases ?? []) validate.dnsName(a, '--alias')
   return (req.publish ?? []).map((p) => validate.portSpec(p, '--publish'))
 }
 
@@ -208,7 +211,7 @@ export async function connectContainer(s: Settings, req: ConnectRequest): Promis
         const latest = (await client.getContainer(c.id)) ?? c
         // the intent the daemon follows, so the network survives restarts of the task
         const before = latest.labels[CTRNET_NETWORKS_LABEL]
-        const entry = {network: netName, publish: req.publish, ip: req.ip, ip6: req.ip6, ifname: req.ifName}
+        const entry = {network: netName, publish: req.publish, ip: req.ip, ip6: req.ip6, ifname: req.ifName, aliases: req.aliases}
         await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, addToNetworksLabel(before, entry))
         const current = parseNetworksLabel(latest.labels) ?? []
         const next = isCniNetworkList(current) ? current : []

@@ -60,6 +60,10 @@ describe('network connect records itself in ctrnet/networks', () => {
         {network: 'a', aliases: [], publish: [{hostIP: '127.0.0.1', hostPort: 8080, containerPort: 80, protocol: 'udp'}]},
       ],
     })
+    // --alias goes into the entry and reads back
+    const aliased = addToNetworksLabel(undefined, {network: 'a', aliases: ['api', 'api.internal']})
+    expect(aliased).toBe('[{"network":"a","aliases":["api","api.internal"]}]')
+    expect(intentOf({'ctrnet/networks': aliased})).toEqual({networks: [{network: 'a', aliases: ['api', 'api.internal'], publish: []}]})
   })
   it('disconnect removes its entry, in the form the label had; says when it was the first', () => {
     expect(removeFromNetworksLabel('[{"network":"a"}]', 'a')).toEqual({value: undefined, first: true})

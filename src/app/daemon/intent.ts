@@ -51,6 +51,7 @@ export interface IntentEntry {
   ip?: string
   ip6?: string
   ifname?: string
+  aliases?: string[]
 }
 
 /** The entries of a label that parses (validate it first), as written: names, or JSON values. */
@@ -75,6 +76,7 @@ export function addToNetworksLabel(current: string | undefined, entry: IntentEnt
   if (entry.ip !== undefined) e.ip = entry.ip
   if (entry.ip6 !== undefined) e.ip6 = entry.ip6
   if (entry.ifname !== undefined) e.ifname = entry.ifname
+  if (entry.aliases?.length) e.aliases = entry.aliases
   return JSON.stringify([...kept, e])
 }
 

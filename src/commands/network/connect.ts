@@ -9,6 +9,7 @@ export default class NetworkConnect extends BaseCommand {
   static override examples = [
     '<%= config.bin %> network connect mynet web -p 8080:80',
     '<%= config.bin %> network connect --ip 10.4.1.9 mynet web',
+    '<%= config.bin %> network connect --alias api --alias api.internal mynet web',
   ]
   static override args = {
     network: Args.string({description: 'network name (bridge = the default network, created when missing)', required: true}),
@@ -19,6 +20,7 @@ export default class NetworkConnect extends BaseCommand {
     ip6: Flags.string({description: 'IPv6 address to request (capability "ips"; the network must be created with --ipv6)'}),
     publish: Flags.string({char: 'p', description: 'publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO] (repeatable)', multiple: true, multipleNonGreedy: true}),
     ifname: Flags.string({description: 'interface name in the container (default: the next free ethN)'}),
+    alias: Flags.string({description: "a further name of the container in the network's DNS (repeatable; kept in its ctrnet/networks label)", multiple: true}),
     ...modeFlag,
   }
 
@@ -27,7 +29,7 @@ export default class NetworkConnect extends BaseCommand {
     const {connectContainer} = await import('../../app/attach.js')
     await connectContainer(
       runtimeSettings(flags),
-      {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish ?? []},
+      {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish ?? [], aliases: flags.alias},
     )
   }
 }
