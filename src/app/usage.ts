@@ -16,6 +16,8 @@ import {procNetnsPath, taskNetns} from '../kernel/netns.js'
 import {socketExists, withClient} from '../containerd/client.js'
 import {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} from './containers.js'
 import type {Settings} from './settings.js'
+import {dnsNamesOf} from './dns/names.js'
+import type {ContainerInfo} from '../containerd/client.js'
 
 export interface NetworkUser {
   namespace: string
@@ -31,12 +33,15 @@ export interface InspectContainer {
   MacAddress: string
   IPv4Address: string
   IPv6Address: string
+  /** the names the network's DNS answers for it (app/dns/names.ts) */
+  DNSNames: string[]
 }
 
 export type ContainerdOpts = Pick<Settings, 'address' | 'namespace' | 'cacheDir' | 'containerdTimeoutMs'>
 
 interface Use {
   user: NetworkUser
+  container: ContainerInfo
   attachment?: Attachment
   /** Task pid and the network's position in the label (nerdctl names it eth<index>). */
   pid: number
@@ -72,7 +77,7 @@ async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
         const nets = parseNetworksLabel(c.labels) ?? []
         const labelIndex = isCniNetworkList(nets) ? nets.indexOf(network) : -1
         if (!attachment && labelIndex < 0) continue
-        uses.push({user: {namespace: ns, id: c.id, name: displayName(c), status: task.status}, attachment, pid: task.pid, labelIndex})
+        uses.push({user: {namespace: ns, id: c.id, name: displayName(c), status: task.status}, container: c, attachment, pid: task.pid, labelIndex})
       }
     }
     return uses
@@ -89,22 +94,27 @@ interface ResultShape {
   ips?: Array<{address?: string; interface?: number}>
 }
 
-/** MAC and addresses of the container's interface from a cached CNI result. */
-function endpoint(a: Attachment | undefined): Omit<InspectContainer, 'Name'> {
-  const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
+/** The MAC and every address (CIDR form) of the attachment's interface in the container, from its cached CNI result. */
+export function attachmentAddresses(a: Attachment | undefined): {mac: string; ipv4: string[]; ipv6: string[]} {
+  const out = {mac: '', ipv4: [] as string[], ipv6: [] as string[]}
   const r = a?.result as ResultShape | undefined
   if (!r) return out
   const ifaces = r.interfaces ?? []
   let idx = ifaces.findIndex((i) => i.name === a!.ifName && i.sandbox)
   if (idx < 0) idx = ifaces.findIndex((i) => i.sandbox)
-  if (idx >= 0) out.MacAddress = ifaces[idx].mac ?? ''
+  if (idx >= 0) out.mac = ifaces[idx].mac ?? ''
   for (const ip of r.ips ?? []) {
     if (!ip.address) continue
     if (idx >= 0 && ip.interface !== undefined && ip.interface !== idx) continue
-    if (ip.address.includes(':')) out.IPv6Address ||= ip.address
-    else out.IPv4Address ||= ip.address
+    ;(ip.address.includes(':') ? out.ipv6 : out.ipv4).push(ip.address)
   }
   return out
+}
+
+/** MAC and first addresses of the container's interface from a cached CNI result. */
+function endpoint(a: Attachment | undefined): Omit<InspectContainer, 'Name' | 'DNSNames'> {
+  const {mac, ipv4, ipv6} = attachmentAddresses(a)
+  return {MacAddress: mac, IPv4Address: ipv4[0] ?? '', IPv6Address: ipv6[0] ?? ''}
 }
 
 /**
@@ -112,7 +122,7 @@ function endpoint(a: Attachment | undefined): Omit<InspectContainer, 'Name'> {
  * interface nerdctl gives the network, eth<position in the label>, from the
  * container's netns, as nerdctl's inspect reads the netns.
  */
-async function endpointFromNetns(u: Use): Promise<Omit<InspectContainer, 'Name'>> {
+async function endpointFromNetns(u: Use): Promise<Omit<InspectContainer, 'Name' | 'DNSNames'>> {
   const out = {MacAddress: '', IPv4Address: '', IPv6Address: ''}
   if (u.labelIndex < 0 || !u.pid) return out
   // never read the host's (or our own) namespace for a container's
@@ -137,7 +147,7 @@ async function endpointFromNetns(u: Use): Promise<Omit<InspectContainer, 'Name'>
 export async function inspectContainers(opts: ContainerdOpts, network: string): Promise<Record<string, InspectContainer>> {
   const out: Record<string, InspectContainer> = {}
   for (const u of await findUses(opts, network)) {
-    out[u.user.id] = {Name: u.user.name, ...(u.attachment ? endpoint(u.attachment) : await endpointFromNetns(u))}
+    out[u.user.id] = {Name: u.user.name, ...(u.attachment ? endpoint(u.attachment) : await endpointFromNetns(u)), DNSNames: dnsNamesOf(u.container, network)}
   }
   return out
 }

@@ -123,7 +123,7 @@ function labelNetworks(id: string): string | undefined {
   return ctrd.labels(NS, id)['nerdctl/networks']
 }
 
-function inspect(network: string): Record<string, {Name: string; MacAddress: string; IPv4Address: string; IPv6Address: string}> {
+function inspect(network: string): Record<string, {Name: string; MacAddress: string; IPv4Address: string; IPv6Address: string; DNSNames: string[]}> {
   const out = JSON.parse(ok(['network', 'inspect', network])) as Array<{Containers: Record<string, never>}>
   return out[0].Containers
 }
@@ -194,6 +194,7 @@ describe('network connect / disconnect with containerd', () => {
         MacAddress: containerMac('h4x-web-0123456789', 'eth0'),
         IPv4Address: `${webIp}/24`,
         IPv6Address: '',
+        DNSNames: ['web', 'h4x-web-0123456789', 'h4x-web-0123'],
       },
     })
   })
@@ -219,7 +220,7 @@ describe('network connect / disconnect with containerd', () => {
     const pid = ctrd.runContainer(NS, 'h4x-nerdctl-made', {labels: {'nerdctl/networks': '["net2"]', 'nerdctl/name': 'made'}})
     expect(fails(['network', 'rm', 'net2'])).toContain('network "net2" is in use by container')
     // not attached at all yet: listed, no details
-    expect(inspect('net2')).toEqual({'h4x-nerdctl-made': {Name: 'made', MacAddress: '', IPv4Address: '', IPv6Address: ''}})
+    expect(inspect('net2')).toEqual({'h4x-nerdctl-made': {Name: 'made', MacAddress: '', IPv4Address: '', IPv6Address: '', DNSNames: ['made', 'h4x-nerdctl-made', 'h4x-nerdctl-']}})
     // attached the way nerdctl does it, with its cache somewhere else: details come from the netns (eth0 = 1st in label)
     const otherCache = join(host.dir, 'other-cache')
     const netns = `/proc/${pid}/ns/net`
@@ -227,7 +228,7 @@ describe('network connect / disconnect with containerd', () => {
     expect(add.stderr).toBe('')
     const addr = containerAddrs('h4x-nerdctl-made', 'eth0')[0]
     expect(inspect('net2')).toEqual({
-      'h4x-nerdctl-made': {Name: 'made', MacAddress: containerMac('h4x-nerdctl-made', 'eth0'), IPv4Address: addr, IPv6Address: ''},
+      'h4x-nerdctl-made': {Name: 'made', MacAddress: containerMac('h4x-nerdctl-made', 'eth0'), IPv4Address: addr, IPv6Address: '', DNSNames: ['made', 'h4x-nerdctl-made', 'h4x-nerdctl-']},
     })
     expect(cli(['cni', 'del', 'net2', netns, '--container-id', 'h4x-h4x-nerdctl-made'], {cacheDir: otherCache}).code).toBe(0)
     expect(host.leases('net2')).toEqual([])
@@ -374,6 +375,7 @@ describe('network connect / disconnect with containerd', () => {
       MacAddress: containerMac('h4x-web-0123456789', 'eth0'),
       IPv4Address: v4,
       IPv6Address: 'fd00:44:6::77/64',
+      DNSNames: ['web', 'h4x-web-0123456789', 'h4x-web-0123'],
     })
     ok(['network', 'disconnect', 'net6', 'web'])
     expect(host.leases('net6')).toEqual([])

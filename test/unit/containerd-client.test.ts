@@ -245,8 +245,8 @@ describe('usage lookup', () => {
       {namespace: 'other', id: 'abc', name: 'web', status: 'RUNNING'},
     ])
     expect(await inspectContainers(opts, 'net1')).toEqual({
-      d1: {Name: 'one', MacAddress: '', IPv4Address: '', IPv6Address: ''},
-      abc: {Name: 'web', MacAddress: 'aa:bb:cc:dd:ee:ff', IPv4Address: '10.44.1.7/24', IPv6Address: 'fd00::7/64'},
+      d1: {Name: 'one', MacAddress: '', IPv4Address: '', IPv6Address: '', DNSNames: ['one', 'd1']},
+      abc: {Name: 'web', MacAddress: 'aa:bb:cc:dd:ee:ff', IPv4Address: '10.44.1.7/24', IPv6Address: 'fd00::7/64', DNSNames: ['web', 'abc']},
     })
     expect(await networkUsers(opts, 'net9')).toEqual([])
   })

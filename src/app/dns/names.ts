@@ -1,0 +1,29 @@
+import type {ContainerInfo} from '../../containerd/client.js'
+import {InvalidField, dnsName} from '../../libcni/validate.js'
+import {NAME_LABEL} from '../containers.js'
+import {intentOf} from '../daemon/intent.js'
+
+/**
+ * The names a container has on a network's DNS (and in `network inspect`'s
+ * DNSNames, as Docker's endpoint settings): its `nerdctl/name`, its full id,
+ * its 12-character short id, and the aliases its `ctrnet/networks` entry for
+ * that network gives (`network connect --alias`). The DNS server answers each
+ * also as `<name>.<network>`. A label value that is not a DNS name (any
+ * client writes labels) is left out, never served.
+ */
+export function dnsNamesOf(c: Pick<ContainerInfo, 'id' | 'labels'>, network: string): string[] {
+  const intent = intentOf(c.labels)
+  const aliases = intent && 'networks' in intent ? (intent.networks.find((n) => n.network === network)?.aliases ?? []) : []
+  const names = [c.labels?.[NAME_LABEL], c.id, c.id.slice(0, 12), ...aliases].filter((n): n is string => n !== undefined && isDnsName(n))
+  return [...new Set(names)]
+}
+
+function isDnsName(v: string): boolean {
+  try {
+    dnsName(v, 'name')
+    return true
+  } catch (err) {
+    if (err instanceof InvalidField) return false
+    throw err
+  }
+}
