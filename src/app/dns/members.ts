@@ -1,6 +1,6 @@
 import {listAttachments} from '../../libcni/cache.js'
 import {procNetnsPath} from '../../kernel/netns.js'
-import {parseCidr} from '../../kernel/ip/addr.js'
+import {parseCidr, parseIp} from '../../kernel/ip/addr.js'
 import {socketExists, withClient} from '../../containerd/client.js'
 import {cniContainerId} from '../containers.js'
 import type {Settings} from '../settings.js'
@@ -27,12 +27,34 @@ export interface NetworkMember {
 
 export type MemberOpts = Pick<Settings, 'address' | 'namespace' | 'cacheDir' | 'containerdTimeoutMs'>
 
-/** network name -> its members, sorted by namespace and id. No socket at the address: no members. */
-export async function networkMembers(opts: MemberOpts): Promise<Map<string, NetworkMember[]>> {
+export interface Membership {
+  /** network name -> its members, sorted by namespace and id */
+  members: Map<string, NetworkMember[]>
+  /**
+   * network name -> the gateway addresses its bridge holds on this host (from
+   * the results of its attachments, any task state, on a bridge with
+   * isGateway): where its DNS server listens
+   */
+  gateways: Map<string, string[]>
+}
+
+/** Who is on which network now. No socket at the address: no members (gateways still). */
+export async function networkMembers(opts: MemberOpts): Promise<Membership> {
   const out = new Map<string, NetworkMember[]>()
-  if (!socketExists(opts.address)) return out
   const cached = listAttachments(opts.cacheDir).filter((a) => !a.pending)
-  if (cached.length === 0) return out
+  const gateways = new Map<string, string[]>()
+  for (const a of cached) {
+    const bridge = a.net?.conf.plugins?.find((p) => p?.type === 'bridge')
+    if (!bridge || bridge.isGateway !== true) continue
+    const list = gateways.get(a.networkName) ?? gateways.set(a.networkName, []).get(a.networkName)!
+    for (const ip of (a.result as {ips?: Array<{gateway?: unknown}>} | undefined)?.ips ?? []) {
+      if (typeof ip.gateway !== 'string') continue
+      const gw = parsed(() => parseIp(ip.gateway as string).ip)
+      if (gw && !list.includes(gw)) list.push(gw)
+    }
+  }
+  const done = {members: out, gateways}
+  if (cached.length === 0 || !socketExists(opts.address)) return done
   await withClient({address: opts.address, namespace: opts.namespace, timeoutMs: opts.containerdTimeoutMs}, async (client) => {
     for (const ns of (await client.listNamespaces()).sort()) {
       const mine = cached.filter((a) => a.containerId.startsWith(`${ns}-`))
@@ -48,19 +70,19 @@ export async function networkMembers(opts: MemberOpts): Promise<Map<string, Netw
           if (a.containerId !== cid || a.netns !== procNetnsPath(pid)) continue
           const {ipv4, ipv6} = attachmentAddresses(a)
           const list = out.get(a.networkName) ?? out.set(a.networkName, []).get(a.networkName)!
-          list.push({namespace: ns, id: c.id, names: dnsNamesOf(c, a.networkName), ipv4: ipv4.flatMap(addressOf), ipv6: ipv6.flatMap(addressOf)})
+          list.push({namespace: ns, id: c.id, names: dnsNamesOf(c, a.networkName), ipv4: ipv4.flatMap((c) => parsed(() => parseCidr(c).ip) ?? []), ipv6: ipv6.flatMap((c) => parsed(() => parseCidr(c).ip) ?? [])})
         }
       }
     }
   })
-  return out
+  return done
 }
 
-/** The address of a result's CIDR, or nothing for one that does not parse (never served). */
-function addressOf(cidr: string): string[] {
+/** An address read from a cached result, or undefined when it does not parse (never served). */
+function parsed(read: () => string): string | undefined {
   try {
-    return [parseCidr(cidr).ip]
+    return read()
   } catch {
-    return []
+    return undefined
   }
 }
