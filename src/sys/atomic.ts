@@ -1,4 +1,4 @@
-import {closeSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, writeSync} from 'node:fs'
+import {closeSync, constants, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, renameSync, rmSync, writeSync} from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {randomBytes} from 'node:crypto'
 
@@ -30,5 +30,31 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o64
   } catch (err) {
     rmSync(tmp, {force: true})
     throw err
+  }
+}
+
+/**
+ * Replaces the content of an existing regular file while keeping its inode:
+ * for a file that is bind-mounted somewhere (nerdctl's per-container `hosts`
+ * file is the /etc/hosts of a running container), a rename would leave the
+ * mount on the old inode and the change unseen. This is what nerdctl itself
+ * does for that file (pkg/internal/filesystem WriteFile, "does not change inodes").
+ *
+ * Not a symlink (O_NOFOLLOW), not created when missing, must be a regular file.
+ * The new bytes are written from offset 0 before the file is cut to their
+ * length, so a reader never sees it empty; then fsync. A crash in the middle
+ * can leave new bytes followed by a tail of old ones (a rename cannot be used here).
+ */
+export function rewriteInPlace(path: string, data: string | Buffer): void {
+  const buf = typeof data === 'string' ? Buffer.from(data) : data
+  const fd = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW)
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`refusing to rewrite ${path}: not a regular file`)
+    let off = 0
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, off)
+    ftruncateSync(fd, buf.length)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
   }
 }

@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import {closeSync, mkdirSync, openSync} from 'node:fs'
+import {closeSync, constants, mkdirSync, openSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {missingProgram} from './exec.js'
 
@@ -18,8 +18,23 @@ export class FileLock {
   static async acquire(path: string, opts: {mode?: number; timeoutMs?: number} = {}): Promise<FileLock> {
     mkdirSync(dirname(path), {recursive: true})
     const fd = openSync(path, 'a', opts.mode ?? 0o600)
+    return FileLock.lockOpened(fd, path, opts.timeoutMs)
+  }
+
+  /**
+   * An exclusive flock(2) on an existing directory itself, opened read-only
+   * (O_DIRECTORY, O_NOFOLLOW: a symlink is refused). nerdctl's stores lock this
+   * way (pkg/internal/filesystem Lock: os.Open(dir) then flock LOCK_EX), e.g.
+   * its hosts store locks <dataStore>/etchosts/<namespace>.
+   */
+  static async acquireDir(path: string, opts: {timeoutMs?: number} = {}): Promise<FileLock> {
+    const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    return FileLock.lockOpened(fd, path, opts.timeoutMs)
+  }
+
+  private static async lockOpened(fd: number, path: string, timeoutMs?: number): Promise<FileLock> {
     try {
-      await lockFd(fd, opts.timeoutMs ?? 60_000)
+      await lockFd(fd, timeoutMs ?? 60_000)
     } catch (err) {
       closeSync(fd)
       throw err
