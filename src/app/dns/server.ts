@@ -192,7 +192,8 @@ interface Listener {
   address: string
   udp: dgram.Socket
   tcp: net.Server
-  conns: Set<net.Socket>
+  /** open TCP clients -> their cleanup (runs once, on close or when the listener closes) */
+  conns: Map<net.Socket, () => void>
   closed: boolean
 }
 
@@ -365,7 +366,7 @@ export class DnsServer {
         resolve()
       })
     })
-    const l: Listener = {network, address: ip, udp, tcp: net.createServer({allowHalfOpen: true}), conns: new Set(), closed: false}
+    const l: Listener = {network, address: ip, udp, tcp: net.createServer({allowHalfOpen: true}), conns: new Map(), closed: false}
     udp.on('error', (err) => this.log?.error({network, address: ip, err: errMessage(err)}, 'dns: UDP socket error'))
     udp.on('message', (msg, rinfo) => {
       this.handle(network, msg, 'udp', (resp) => {
@@ -394,7 +395,10 @@ export class DnsServer {
   private async closeListener(l: Listener): Promise<void> {
     if (l.closed) return
     l.closed = true
-    for (const s of l.conns) s.destroy()
+    for (const [s, gone] of [...l.conns]) {
+      s.destroy()
+      gone()
+    }
     await Promise.all([new Promise<void>((r) => l.udp.close(() => r())), new Promise<void>((r) => l.tcp.close(() => r()))])
     this.log?.info({network: l.network, address: l.address}, 'dns: stopped listening')
   }
@@ -410,7 +414,6 @@ export class DnsServer {
     }
     this.tcpOpen++
     this.counters.tcpAccepted++
-    l.conns.add(sock)
     sock.setNoDelay(true)
     let buf: Buffer = EMPTY
     let pending = 0
@@ -482,13 +485,15 @@ export class DnsServer {
       buf = buf.length >= 2 && buf.length >= 2 + tcpFrameLength(buf) ? buf : EMPTY
       if (!pumping) pump()
     })
-    sock.on('close', () => {
+    const gone = () => {
+      if (!l.conns.delete(sock)) return
       clearTimeout(idle)
       idle = undefined
       buf = EMPTY
-      l.conns.delete(sock)
       this.tcpOpen--
-    })
+    }
+    l.conns.set(sock, gone)
+    sock.on('close', gone)
   }
 
   // ---- queries -------------------------------------------------------------
@@ -602,17 +607,19 @@ export class DnsServer {
       finish(resp)
       return true
     }
-    const failOne = () => {
+    // an attempt that fails hands over at once if it was the latest one
+    const failOne = (i: number) => {
       failed++
       if (failed >= ups.length) finish(undefined)
-      else if (failed === launched) launch()
+      else if (i === launched - 1) launch()
     }
     const launch = () => {
       if (settled || launched >= ups.length) return
-      const up = ups[launched++]
+      const i = launched++
       clearTimeout(stepTimer)
       stepTimer = launched < ups.length ? setTimeout(launch, step) : undefined
-      attempts.push(proto === 'udp' ? udpAttempt(up, wire, accept, failOne) : tcpAttempt(up, wire, accept, failOne))
+      const failed = () => failOne(i)
+      attempts.push(proto === 'udp' ? udpAttempt(ups[i], wire, accept, failed) : tcpAttempt(ups[i], wire, accept, failed))
     }
     const deadline = setTimeout(() => finish(undefined), this.timeoutMs)
     this.forwards.add(cancel)
