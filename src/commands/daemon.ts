@@ -18,6 +18,10 @@ export default class Daemon extends BaseCommand {
       description: 'log format: json (one object per line, for journald) or text (one readable line per action); default: text on a terminal, else json',
       options: ['json', 'text'],
     }),
+    dns: Flags.boolean({description: "answer the names of each bridge network's containers on its gateways (UDP and TCP), forward other names to the host's resolvers; keep nerdctl's hosts files in step", default: true, allowNo: true}),
+    'dns-port': Flags.integer({description: 'port of the DNS listeners (53; another only for tests)', default: 53, min: 1, max: 65535}),
+    'resolv-conf': Flags.string({description: 'where the upstream resolvers for other names are read', default: '/etc/resolv.conf'}),
+    'nerdctl-data-root': Flags.string({description: "nerdctl's --data-root, whose hosts files are kept in step", default: '/var/lib/nerdctl'}),
     ...modeFlag,
   }
 
@@ -36,7 +40,9 @@ export default class Daemon extends BaseCommand {
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     try {
-      const out = await runDaemon(s, {intervalMs, graceMs, once: flags.once, runDir: flags['run-dir'], log: daemonLogger(dest)}, ac.signal)
+      const logger = daemonLogger(dest)
+      const dns = flags.dns && !flags.once ? {port: flags['dns-port'], resolvConf: flags['resolv-conf'], nerdctlDataRoot: flags['nerdctl-data-root'], log: logger} : undefined
+      const out = await runDaemon(s, {intervalMs, graceMs, once: flags.once, runDir: flags['run-dir'], log: logger, dns}, ac.signal)
       const r = out.report
       if (flags.once && r && (r.failed.length > 0 || r.refused.length > 0)) {
         throw new CtrnetError('daemon --once', `${r.failed.length} failed, ${r.refused.length} refused (see the log)`)

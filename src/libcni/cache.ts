@@ -1,4 +1,4 @@
-import {mkdirSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, rmSync, watch} from 'node:fs'
 import {join} from 'node:path'
 import type {NetConfList} from '../plugins/types.js'
 import {writeFileAtomic} from '../sys/atomic.js'
@@ -223,4 +223,18 @@ export function readAttachment(cacheDir: string, k: AttachmentKey): Attachment |
 export function listAttachments(cacheDir: string, filter: {network?: string; containerId?: string} = {}): Attachment[] {
   const all = merge(listEntries(resultsDir(cacheDir), filter.network), listEntries(pendingDir(cacheDir), filter.network))
   return filter.containerId === undefined ? all : all.filter((a) => a.containerId === filter.containerId)
+}
+
+/**
+ * Calls onChange (with no details: read the cache again) whenever a cache
+ * entry is written or removed. Makes the results folder first (as an ADD
+ * would), so a watch can start before the first attachment. Returns the
+ * function that stops watching.
+ */
+export function watchAttachments(cacheDir: string, onChange: () => void): () => void {
+  const dir = resultsDir(cacheDir)
+  mkdirSync(dir, {recursive: true, mode: 0o700})
+  const w = watch(dir, {persistent: false}, () => onChange())
+  w.on('error', () => onChange())
+  return () => w.close()
 }

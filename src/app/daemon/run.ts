@@ -4,6 +4,7 @@ import {FileLock} from '../../sys/flock.js'
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
 import {type DaemonLog, newDaemonState, reconcile, type ReconcileReport} from './reconcile.js'
+import {DaemonDns, type DaemonDnsOptions} from './dns.js'
 
 /**
  * `ctrnet daemon`: one instance per host (flock on <runDir>/daemon.lock),
@@ -25,6 +26,8 @@ export interface DaemonOptions {
   log: DaemonLog
   /** how long a stop waits for the pass in flight (default 10 s) */
   stopGraceMs?: number
+  /** the names service (not with once); undefined: none */
+  dns?: DaemonDnsOptions
 }
 
 export interface DaemonOutcome {
@@ -49,42 +52,53 @@ export async function runDaemon(s: Settings, opts: DaemonOptions, signal: AbortS
     if (opts.once) return {report: await pass(), abandoned: false}
 
     opts.log.info({action: 'start', intervalMs: opts.intervalMs, graceMs: opts.graceMs, runDir: opts.runDir}, 'daemon started')
-    const stopped = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), {once: true})))
     const wake = new Wake()
-    const watching = watchEvents(s, opts, wake, signal)
-    let report: ReconcileReport | undefined
-    let lastError: string | undefined
-    while (!signal.aborted) {
-      const inFlight = pass().then(
-        (r) => {
-          report = r
-          if (lastError !== undefined) opts.log.info({action: 'reconcile', outcome: 'recovered'}, 'reconcile works again')
-          lastError = undefined
-        },
-        (err: unknown) => {
-          // containerd down or restarting: one line per change of state, then retry at the next interval
-          const msg = errorMessage(err)
-          if (msg !== lastError) opts.log.error({action: 'reconcile', outcome: 'failed', reason: msg}, `reconcile failed: ${msg}`)
-          lastError = msg
-        },
-      )
-      await Promise.race([inFlight, stopped])
-      if (signal.aborted) {
-        const settled = new AbortController()
-        const gaveUp = await Promise.race([inFlight.then(() => false), delay(opts.stopGraceMs ?? 10_000, settled.signal).then(() => !settled.signal.aborted)])
-        settled.abort()
-        await Promise.race([watching, delay(1000)])
-        opts.log.info({action: 'stop', outcome: gaveUp ? 'abandoned the pass in flight' : 'ok'}, 'daemon stopped')
-        return {report, abandoned: gaveUp}
-      }
-      await wake.wait(opts.intervalMs, signal)
+    const dns = opts.dns ? new DaemonDns(s, opts.dns) : undefined
+    try {
+      await dns?.start()
+      return await loop(s, opts, pass, wake, dns, signal)
+    } finally {
+      await dns?.close()
     }
-    await Promise.race([watching, delay(1000)])
-    opts.log.info({action: 'stop', outcome: 'ok'}, 'daemon stopped')
-    return {report, abandoned: false}
   } finally {
     lock.release()
   }
+}
+
+async function loop(s: Settings, opts: DaemonOptions, pass: () => Promise<ReconcileReport>, wake: Wake, dns: DaemonDns | undefined, signal: AbortSignal): Promise<DaemonOutcome> {
+  const stopped = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), {once: true})))
+  const watching = watchEvents(s, opts, wake, dns, signal)
+  let report: ReconcileReport | undefined
+  let lastError: string | undefined
+  while (!signal.aborted) {
+    const inFlight = pass().then(
+      (r) => {
+        report = r
+        void dns?.refresh()
+        if (lastError !== undefined) opts.log.info({action: 'reconcile', outcome: 'recovered'}, 'reconcile works again')
+        lastError = undefined
+      },
+      (err: unknown) => {
+        // containerd down or restarting: one line per change of state, then retry at the next interval
+        const msg = errorMessage(err)
+        if (msg !== lastError) opts.log.error({action: 'reconcile', outcome: 'failed', reason: msg}, `reconcile failed: ${msg}`)
+        lastError = msg
+      },
+    )
+    await Promise.race([inFlight, stopped])
+    if (signal.aborted) {
+      const settled = new AbortController()
+      const gaveUp = await Promise.race([inFlight.then(() => false), delay(opts.stopGraceMs ?? 10_000, settled.signal).then(() => !settled.signal.aborted)])
+      settled.abort()
+      await Promise.race([watching, delay(1000)])
+      opts.log.info({action: 'stop', outcome: gaveUp ? 'abandoned the pass in flight' : 'ok'}, 'daemon stopped')
+      return {report, abandoned: gaveUp}
+    }
+    await wake.wait(opts.intervalMs, signal)
+  }
+  await Promise.race([watching, delay(1000)])
+  opts.log.info({action: 'stop', outcome: 'ok'}, 'daemon stopped')
+  return {report, abandoned: false}
 }
 
 /**
@@ -124,13 +138,13 @@ class Wake {
 /** After a broken event stream, wait this long before the next try (doubling up to the cap). */
 const EVENTS_RETRY_MS = 500
 const EVENTS_RETRY_CAP_MS = 30_000
-const EVENT_FILTERS = ['topic=="/tasks/start"', 'topic=="/tasks/exit"', 'topic=="/tasks/delete"', 'topic=="/containers/delete"']
+const EVENT_FILTERS = ['topic=="/tasks/start"', 'topic=="/tasks/exit"', 'topic=="/tasks/delete"', 'topic=="/containers/delete"', 'topic=="/containers/update"']
 
 /**
  * Follows containerd's events until `signal` aborts, turning them into
  * wake-ups; reconnects with capped backoff, one log line per change of state.
  */
-async function watchEvents(s: Settings, opts: DaemonOptions, wake: Wake, signal: AbortSignal): Promise<void> {
+async function watchEvents(s: Settings, opts: DaemonOptions, wake: Wake, dns: DaemonDns | undefined, signal: AbortSignal): Promise<void> {
   let retryMs = EVENTS_RETRY_MS
   let lastError: string | undefined
   while (!signal.aborted) {
@@ -146,6 +160,9 @@ async function watchEvents(s: Settings, opts: DaemonOptions, wake: Wake, signal:
           const e = r.value.event
           // an exec's exit says nothing of the container's network
           if (e?.type === 'TaskExit' && e.id !== e.containerId) continue
+          // an exit, or labels changed (aliases, a name): the names served change now, not at the next pass
+          void dns?.refresh()
+          if (e?.type === 'ContainerUpdate') continue
           wake.at(0)
           if (e?.type === 'TaskExit' || e?.type === 'TaskDelete') wake.at(opts.graceMs + 100)
         }
