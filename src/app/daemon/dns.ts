@@ -144,8 +144,7 @@ export class DaemonDns {
   private async syncHosts(m: Membership): Promise<void> {
     const store = nerdctlHostsStoreDir(this.opts.nerdctlDataRoot, this.s.address)
     if (!existsSync(store)) return
-    // a hosts line names the container as nerdctl's do (name, aliases; the short id), not by its 64-character id
-    const members = new Map([...m.members].map(([net, list]) => [net, list.map((x) => ({namespace: x.namespace, id: x.id, names: x.names.filter((n) => n !== x.id), ips: [...x.ipv4, ...x.ipv6]}))]))
+    const members = new Map([...m.members].map(([net, list]) => [net, list.map((x) => ({namespace: x.namespace, id: x.id, names: x.hostNames, ips: [...x.ipv4, ...x.ipv6]}))]))
     const r = await syncNerdctlHosts(store, members)
     for (const c of r.updated) this.opts.log.info({action: 'hosts', container: c, outcome: 'ok'}, `hosts file of ${c} updated`)
     for (const f of r.failed) this.opts.log.error({action: 'hosts', container: f.container, outcome: 'failed', reason: f.reason}, `hosts file of ${f.container}: ${f.reason}`)

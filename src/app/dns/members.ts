@@ -5,7 +5,7 @@ import {socketExists, withClient} from '../../containerd/client.js'
 import {cniContainerId} from '../containers.js'
 import type {Settings} from '../settings.js'
 import {attachmentAddresses} from '../usage.js'
-import {dnsNamesOf} from './names.js'
+import {dnsNamesOf, hostsNamesOf} from './names.js'
 
 /**
  * Who is on which network, for its DNS zone and for nerdctl's hosts files:
@@ -20,6 +20,8 @@ export interface NetworkMember {
   id: string
   /** dnsNamesOf: nerdctl/name, id, short id, aliases */
   names: string[]
+  /** hostsNamesOf: the names of its line in nerdctl's hosts files */
+  hostNames: string[]
   /** addresses without prefix length */
   ipv4: string[]
   ipv6: string[]
@@ -70,7 +72,7 @@ export async function networkMembers(opts: MemberOpts): Promise<Membership> {
           if (a.containerId !== cid || a.netns !== procNetnsPath(pid)) continue
           const {ipv4, ipv6} = attachmentAddresses(a)
           const list = out.get(a.networkName) ?? out.set(a.networkName, []).get(a.networkName)!
-          list.push({namespace: ns, id: c.id, names: dnsNamesOf(c, a.networkName), ipv4: ipv4.flatMap((c) => parsed(() => parseCidr(c).ip) ?? []), ipv6: ipv6.flatMap((c) => parsed(() => parseCidr(c).ip) ?? [])})
+          list.push({namespace: ns, id: c.id, names: dnsNamesOf(c, a.networkName), hostNames: hostsNamesOf(c, a.networkName), ipv4: ipv4.flatMap((c) => parsed(() => parseCidr(c).ip) ?? []), ipv6: ipv6.flatMap((c) => parsed(() => parseCidr(c).ip) ?? [])})
         }
       }
     }

@@ -12,10 +12,24 @@ import {intentOf} from '../daemon/intent.js'
  * client writes labels) is left out, never served.
  */
 export function dnsNamesOf(c: Pick<ContainerInfo, 'id' | 'labels'>, network: string): string[] {
+  return valid([c.labels?.[NAME_LABEL], c.id, c.id.slice(0, 12), ...aliasesOf(c, network)])
+}
+
+/**
+ * The names of its line in nerdctl's hosts files: its `nerdctl/name` (else
+ * its short id, as a hostname), then its aliases; never the 64-character id.
+ */
+export function hostsNamesOf(c: Pick<ContainerInfo, 'id' | 'labels'>, network: string): string[] {
+  return valid([c.labels?.[NAME_LABEL] ?? c.id.slice(0, 12), ...aliasesOf(c, network)])
+}
+
+function aliasesOf(c: Pick<ContainerInfo, 'labels'>, network: string): string[] {
   const intent = intentOf(c.labels)
-  const aliases = intent && 'networks' in intent ? (intent.networks.find((n) => n.network === network)?.aliases ?? []) : []
-  const names = [c.labels?.[NAME_LABEL], c.id, c.id.slice(0, 12), ...aliases].filter((n): n is string => n !== undefined && isDnsName(n))
-  return [...new Set(names)]
+  return intent && 'networks' in intent ? (intent.networks.find((n) => n.network === network)?.aliases ?? []) : []
+}
+
+function valid(names: Array<string | undefined>): string[] {
+  return [...new Set(names.filter((n): n is string => n !== undefined && isDnsName(n)))]
 }
 
 function isDnsName(v: string): boolean {
