@@ -9,6 +9,7 @@
 import {spawn, type ChildProcess} from 'node:child_process'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {Address6} from 'ip-address'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {HostNs, PrivateContainerd, ROOT, must, sh} from './containerd-harness.js'
 import {DaemonFixture, type RunningDaemon} from './daemon-lib.js'
@@ -165,6 +166,23 @@ describe('names on a network (daemon DNS)', () => {
     const del = d.cli(['cni', 'del', 'dnsnet', netns, '--container-id', 'dns-web', '--ifname', 'eth5'])
     expect({code: del.code, stderr: del.stderr}).toEqual({code: 0, stderr: ''})
     await until('web gone again', () => ask('client', '10.47.1.1', 'web', 'A', 'udp', 1000).rcode === 'NXDOMAIN', 5000)
+  })
+
+  it('dual stack: AAAA and A on the IPv6 gateway too, and the PTR of the IPv6 address', async () => {
+    host.createNetwork('dualnet', ['--ipv6', '--subnet', '10.47.3.0/24', '--subnet', 'fd00:47:3::/64'], NS)
+    pids.six = ctrd.runContainer(NS, 'six', {labels: {'ctrnet/networks': 'dualnet', 'nerdctl/name': 'six'}})
+    pids.seven = ctrd.runContainer(NS, 'seven', {labels: {'ctrnet/networks': 'dualnet', 'nerdctl/name': 'seven'}})
+    await until('both attached', () => d.cache().includes('dualnet-dns-six-eth0') && d.cache().includes('dualnet-dns-seven-eth0'))
+    const v6 = /inet6 (fd00:47:3:[0-9a-f:]+)\//.exec(must('nsenter', [`--net=/proc/${pids.six}/ns/net`, 'ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0']))![1]!
+    // the IPv6 gateway's listener comes once its address has left DAD
+    await until('the IPv6 gateway answering', () => ask('seven', 'fd00:47:3::1', 'six', 'AAAA', 'udp', 1000).rcode === 'NOERROR', 15_000)
+    for (const proto of ['udp', 'tcp'] as const) {
+      expect(addrs(ask('seven', 'fd00:47:3::1', 'six', 'AAAA', proto))).toEqual([v6])
+      expect(addrs(ask('seven', 'fd00:47:3::1', 'six.dualnet', 'A', proto))).toEqual([ipOf('six')])
+      expect(addrs(ask('seven', '10.47.3.1', 'six', 'AAAA', proto))).toEqual([v6])
+    }
+    const ptr = ask('seven', 'fd00:47:3::1', new Address6(v6).reverseForm().replace(/\.$/, ''), 'PTR')
+    expect(addrs(ptr)).toEqual(['six.dualnet'])
   })
 
   it('answers SERVFAIL, within its upstream timeout, when the upstream is gone', () => {
