@@ -9,7 +9,8 @@ import {intentOf} from '../daemon/intent.js'
  * its 12-character short id, and the aliases its `ctrnet/networks` entry for
  * that network gives (`network connect --alias`). The DNS server answers each
  * also as `<name>.<network>`. A label value that is not a DNS name (any
- * client writes labels) is left out, never served.
+ * client writes labels) is left out, never served; so is a 64-character id
+ * (nerdctl's, Docker's): a DNS label holds at most 63 octets (RFC 1035).
  */
 export function dnsNamesOf(c: Pick<ContainerInfo, 'id' | 'labels'>, network: string): string[] {
   return valid([c.labels?.[NAME_LABEL], c.id, c.id.slice(0, 12), ...aliasesOf(c, network)])
