@@ -96,19 +96,19 @@ describe('dns server: answers from the zone', () => {
     expect(server.stats().truncated).toBe(1)
   })
 
-  it('FORMERR for no question or two, NOTIMP for another opcode; responses sent to it are dropped', async () => {
+  it('FORMERR for no question, NOTIMP for another opcode; two questions and responses are dropped', async () => {
     const {server, at} = await serve()
     const t = at('127.0.0.1')
     const none = await udpAsk(t, {type: 'query', id: 7, flags: 0, questions: []})
     expect([none.id, none.rcode]).toEqual([7, 'FORMERR'])
-    const two = await udpAsk(t, {type: 'query', id: 8, questions: [{type: 'A', name: 'web'}, {type: 'A', name: 'api'}]})
-    expect(two.rcode).toBe('FORMERR')
+    // the header guard drops a query of more than one question before decoding it
+    await expect(udpAsk(t, {type: 'query', id: 8, questions: [{type: 'A', name: 'web'}, {type: 'A', name: 'api'}]}, 300)).rejects.toThrow('no UDP answer')
     // opcode 2 (STATUS) in the flags' OPCODE field
     const status = await udpAsk(t, {type: 'query', id: 9, flags: 2 << 11, questions: [{type: 'A', name: 'web'}]})
     expect(status.rcode).toBe('NOTIMP')
     expect(status.opcode).toBe('STATUS')
     await expect(udpAsk(t, {type: 'response', id: 10, questions: [{type: 'A', name: 'web'}]}, 300)).rejects.toThrow('no UDP answer')
-    expect(server.stats()).toMatchObject({formerr: 2, notimp: 1, malformed: 1})
+    expect(server.stats()).toMatchObject({formerr: 1, notimp: 1, malformed: 2})
   })
 
   it('half-closed TCP clients get every answer, then the connection closes', async () => {
