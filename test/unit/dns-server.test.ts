@@ -257,6 +257,26 @@ describe('dns server: forwarding', () => {
     expect(r.answers).toMatchObject([{data: '192.0.2.1'}])
   })
 
+  it('never forwards to one of its own listeners (a resolv.conf naming a gateway would loop)', async () => {
+    const port = await freePort(['127.0.0.1'])
+    const server = new DnsServer({port, upstreams: [`127.0.0.1#${port}`]})
+    cleanup.push(() => server.close())
+    expect(await server.listen('n', ['127.0.0.1'])).toEqual([])
+    const r = await udpAsk({address: '127.0.0.1', port}, query('loop.example'))
+    expect(r.rcode).toBe('SERVFAIL')
+    expect(server.stats()).toMatchObject({received: 1, forwarded: 0, servfail: 1})
+  })
+
+  it('answers SERVFAIL at once beyond maxForwards in flight', async () => {
+    const hole = await silentUdp('127.0.0.1')
+    cleanup.push(hole.close)
+    const {server, at} = await serve({upstreams: [`127.0.0.1#${hole.port}`], upstreamTimeoutMs: 800, maxForwards: 2}, ['127.0.0.1'])
+    const answers = await Promise.all(Array.from({length: 5}, (_, i) => udpAsk(at('127.0.0.1'), query(`x${i}.example`))))
+    expect(answers.map((a) => a.rcode)).toEqual(Array(5).fill('SERVFAIL'))
+    expect(server.stats()).toMatchObject({forwarded: 2, forwardOverload: 3, servfail: 5})
+    expect(hole.got()).toBe(2)
+  })
+
   it('close() abandons forwards in flight and closes TCP clients', async () => {
     const hole = await silentUdp('127.0.0.1')
     cleanup.push(hole.close)

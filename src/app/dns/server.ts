@@ -61,7 +61,7 @@ export interface DnsServerOptions {
   maxTcpConnections?: number
   /** default 4096: a TCP message announcing more is refused (connection closed); a larger UDP query is dropped as malformed */
   maxTcpMessageBytes?: number
-  /** default 1024 forwarded queries in flight; beyond that, SERVFAIL at once */
+  /** default 256 forwarded queries in flight (each holds a socket, so a file descriptor); beyond that, SERVFAIL at once */
   maxForwards?: number
   log?: DnsLog
 }
@@ -275,7 +275,7 @@ export class DnsServer {
     this.tcpIdleMs = opts.tcpIdleMs ?? 3000
     this.maxTcpConnections = opts.maxTcpConnections ?? 64
     this.maxTcpMessageBytes = Math.min(opts.maxTcpMessageBytes ?? 4096, 65535)
-    this.maxForwards = opts.maxForwards ?? 1024
+    this.maxForwards = opts.maxForwards ?? 256
     this.log = opts.log
     this.counters = Object.fromEntries(STAT_KEYS.map((k) => [k, 0])) as Record<StatKey, number>
   }
@@ -599,8 +599,15 @@ export class DnsServer {
     return r
   }
 
+  /** Whether an upstream is one of our own listeners (a resolv.conf naming a gateway): asking it would loop. */
+  private isOwn(up: Upstream): boolean {
+    if (up.port !== this.port) return false
+    for (const m of this.listeners.values()) if (m.has(up.address)) return true
+    return false
+  }
+
   private forward(q: Query, proto: Proto, wire: Buffer, reply: Reply): void {
-    const ups = this.upstreams
+    const ups = this.upstreams.filter((u) => !this.isOwn(u))
     if (ups.length === 0 || this.closed) return reply(this.servfail(q, proto))
     if (this.forwards.size >= this.maxForwards) {
       this.counters.forwardOverload++
