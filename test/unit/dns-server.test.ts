@@ -171,6 +171,18 @@ describe('dns server: zones per network', () => {
     expect(await other.listen('n2', ['127.0.0.4'])).toEqual([])
   })
 
+  it('close() during a listen leaves nothing bound', async () => {
+    const port = await freePort(['127.0.0.1', '127.0.0.5'])
+    const server = new DnsServer({port, upstreams: []})
+    const pending = server.listen('n', ['127.0.0.1', '127.0.0.5'])
+    await server.close()
+    expect((await pending).map((f) => f.reason)).toEqual(['DNS server closed', 'DNS server closed'])
+    expect(server.stats()).toMatchObject({listeners: 0})
+    const again = new DnsServer({port, upstreams: []})
+    cleanup.push(() => again.close())
+    expect(await again.listen('n', ['127.0.0.1', '127.0.0.5'])).toEqual([])
+  })
+
   it('concurrent listen calls for one network end in the last one', async () => {
     const {server} = await serve({}, ['127.0.0.1'], 'n')
     const calls = [['127.0.0.5'], ['127.0.0.6', '127.0.0.7'], ['127.0.0.1'], ['127.0.0.6']].map((a) => server.listen('n', a))

@@ -264,6 +264,7 @@ export class DnsServer {
   /** cancels of the forwards in flight */
   private readonly forwards = new Set<() => void>()
   private tcpOpen = 0
+  private readonly errorLog = new Map<string, {at: number; count: number}>()
   private closed = false
   private readonly counters: Record<StatKey, number>
 
@@ -319,7 +320,14 @@ export class DnsServer {
       for (const [ip, given] of want) {
         if (mine.has(ip)) continue
         try {
-          mine.set(ip, await this.bind(network, ip))
+          const l = await this.bind(network, ip)
+          if (this.closed) {
+            // close() ran while this one was binding
+            await this.closeListener(l)
+            failures.push({address: given, reason: 'DNS server closed'})
+            continue
+          }
+          mine.set(ip, l)
           this.log?.info({network, address: ip, port: this.port}, 'dns: listening')
         } catch (err) {
           const f: ListenFailure = {address: given, reason: errMessage(err)}
@@ -367,6 +375,19 @@ export class DnsServer {
 
   // ---- listeners -----------------------------------------------------------
 
+  /** Socket errors can come once per packet: one line per message per 10 s, with the count since the last. */
+  private logError(o: object, msg: string): void {
+    const now = Date.now()
+    const last = this.errorLog.get(msg) ?? {at: 0, count: 0}
+    last.count++
+    if (now - last.at >= 10_000) {
+      this.log?.error({...o, count: last.count}, msg)
+      last.at = now
+      last.count = 0
+    }
+    this.errorLog.set(msg, last)
+  }
+
   private serial<T>(network: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.ops.get(network) ?? Promise.resolve()
     const p = prev.then(fn, fn)
@@ -389,7 +410,7 @@ export class DnsServer {
       })
     })
     const l: Listener = {network, address: ip, udp, tcp: net.createServer({allowHalfOpen: true}), conns: new Map(), closed: false}
-    udp.on('error', (err) => this.log?.error({network, address: ip, err: errMessage(err)}, 'dns: UDP socket error'))
+    udp.on('error', (err) => this.logError({network, address: ip, err: errMessage(err)}, 'dns: UDP socket error'))
     udp.on('message', (msg, rinfo) => {
       this.handle(network, msg, 'udp', (resp) => {
         if (resp === undefined || l.closed) return
@@ -409,7 +430,7 @@ export class DnsServer {
       udp.close()
       throw err
     }
-    l.tcp.on('error', (err) => this.log?.error({network, address: ip, err: errMessage(err)}, 'dns: TCP listener error'))
+    l.tcp.on('error', (err) => this.logError({network, address: ip, err: errMessage(err)}, 'dns: TCP listener error'))
     l.tcp.on('connection', (sock) => this.onConnection(l, sock))
     return l
   }
