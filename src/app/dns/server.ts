@@ -59,9 +59,9 @@ export interface DnsServerOptions {
   tcpIdleMs?: number
   /** default 64 TCP connections over all listeners; more are closed at once */
   maxTcpConnections?: number
-  /** default 4096: a TCP message announcing more is refused (connection closed) */
+  /** default 4096: a TCP message announcing more is refused (connection closed); a larger UDP query is dropped as malformed */
   maxTcpMessageBytes?: number
-  /** default 1024 forwarded queries in flight; beyond that, SERVFAIL at once */
+  /** default 256 forwarded queries in flight (each holds a socket, so a file descriptor); beyond that, SERVFAIL at once */
   maxForwards?: number
   log?: DnsLog
 }
@@ -139,6 +139,28 @@ const EMPTY = Buffer.alloc(0)
 /** Where a DNS-over-TCP message ends: its 2-byte length prefix (RFC 1035 4.2.2). */
 function tcpFrameLength(buf: Buffer): number {
   return buf.readUInt16BE(0)
+}
+
+/** the most records (answer + authority + additional) a query may carry: OPT, TSIG, a few more */
+const MAX_QUERY_RECORDS = 8
+
+/**
+ * The header guard, before dns-packet sees a message. dns-packet's decode
+ * allocates each section as `new Array(count)` from the header's unchecked
+ * 16-bit counts before reading one record, so 12 random bytes cost it about
+ * 10 ms (measured: 2000 random datagrams took 20 s): a flood of them would
+ * stall the server. So the four counts (RFC 1035 4.1.1, read here and
+ * nowhere else) must fit the message (a question takes at least 5 bytes, a
+ * record at least 11), and a query must have at most one question and a few
+ * records (none legitimately has more; this also bounds the names whose
+ * compression pointers dns-packet follows).
+ */
+function plausible(msg: Buffer, isQuery: boolean): boolean {
+  if (msg.length < 12) return false
+  const qd = msg.readUInt16BE(4)
+  const records = msg.readUInt16BE(6) + msg.readUInt16BE(8) + msg.readUInt16BE(10)
+  if (qd * 5 + records * 11 > msg.length - 12) return false
+  return !isQuery || (qd <= 1 && records <= MAX_QUERY_RECORDS)
 }
 
 function errCode(err: unknown): string | undefined {
@@ -242,6 +264,7 @@ export class DnsServer {
   /** cancels of the forwards in flight */
   private readonly forwards = new Set<() => void>()
   private tcpOpen = 0
+  private readonly errorLog = new Map<string, {at: number; count: number}>()
   private closed = false
   private readonly counters: Record<StatKey, number>
 
@@ -253,7 +276,7 @@ export class DnsServer {
     this.tcpIdleMs = opts.tcpIdleMs ?? 3000
     this.maxTcpConnections = opts.maxTcpConnections ?? 64
     this.maxTcpMessageBytes = Math.min(opts.maxTcpMessageBytes ?? 4096, 65535)
-    this.maxForwards = opts.maxForwards ?? 1024
+    this.maxForwards = opts.maxForwards ?? 256
     this.log = opts.log
     this.counters = Object.fromEntries(STAT_KEYS.map((k) => [k, 0])) as Record<StatKey, number>
   }
@@ -297,7 +320,14 @@ export class DnsServer {
       for (const [ip, given] of want) {
         if (mine.has(ip)) continue
         try {
-          mine.set(ip, await this.bind(network, ip))
+          const l = await this.bind(network, ip)
+          if (this.closed) {
+            // close() ran while this one was binding
+            await this.closeListener(l)
+            failures.push({address: given, reason: 'DNS server closed'})
+            continue
+          }
+          mine.set(ip, l)
           this.log?.info({network, address: ip, port: this.port}, 'dns: listening')
         } catch (err) {
           const f: ListenFailure = {address: given, reason: errMessage(err)}
@@ -345,6 +375,19 @@ export class DnsServer {
 
   // ---- listeners -----------------------------------------------------------
 
+  /** Socket errors can come once per packet: one line per message per 10 s, with the count since the last. */
+  private logError(o: object, msg: string): void {
+    const now = Date.now()
+    const last = this.errorLog.get(msg) ?? {at: 0, count: 0}
+    last.count++
+    if (now - last.at >= 10_000) {
+      this.log?.error({...o, count: last.count}, msg)
+      last.at = now
+      last.count = 0
+    }
+    this.errorLog.set(msg, last)
+  }
+
   private serial<T>(network: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.ops.get(network) ?? Promise.resolve()
     const p = prev.then(fn, fn)
@@ -367,7 +410,7 @@ export class DnsServer {
       })
     })
     const l: Listener = {network, address: ip, udp, tcp: net.createServer({allowHalfOpen: true}), conns: new Map(), closed: false}
-    udp.on('error', (err) => this.log?.error({network, address: ip, err: errMessage(err)}, 'dns: UDP socket error'))
+    udp.on('error', (err) => this.logError({network, address: ip, err: errMessage(err)}, 'dns: UDP socket error'))
     udp.on('message', (msg, rinfo) => {
       this.handle(network, msg, 'udp', (resp) => {
         if (resp === undefined || l.closed) return
@@ -387,7 +430,7 @@ export class DnsServer {
       udp.close()
       throw err
     }
-    l.tcp.on('error', (err) => this.log?.error({network, address: ip, err: errMessage(err)}, 'dns: TCP listener error'))
+    l.tcp.on('error', (err) => this.logError({network, address: ip, err: errMessage(err)}, 'dns: TCP listener error'))
     l.tcp.on('connection', (sock) => this.onConnection(l, sock))
     return l
   }
@@ -505,6 +548,10 @@ export class DnsServer {
    */
   private handle(network: string, wire: Buffer, proto: Proto, reply: Reply): boolean {
     this.counters.received++
+    if (wire.length > this.maxTcpMessageBytes + 2 || !plausible(proto === 'tcp' ? wire.subarray(2) : wire, true)) {
+      this.counters.malformed++
+      return false
+    }
     let q: Query
     try {
       q = (proto === 'tcp' ? dnsPacket.streamDecode(wire) : dnsPacket.decode(wire)) as Query
@@ -561,6 +608,7 @@ export class DnsServer {
   private matches(q: Query, resp: Buffer, proto: Proto): DecodedPacket | undefined {
     let r: DecodedPacket
     try {
+      if (!plausible(proto === 'tcp' ? resp.subarray(2) : resp, false)) return undefined
       r = (proto === 'tcp' ? dnsPacket.streamDecode(resp) : dnsPacket.decode(resp)) as DecodedPacket
     } catch {
       return undefined
@@ -572,8 +620,15 @@ export class DnsServer {
     return r
   }
 
+  /** Whether an upstream is one of our own listeners (a resolv.conf naming a gateway): asking it would loop. */
+  private isOwn(up: Upstream): boolean {
+    if (up.port !== this.port) return false
+    for (const m of this.listeners.values()) if (m.has(up.address)) return true
+    return false
+  }
+
   private forward(q: Query, proto: Proto, wire: Buffer, reply: Reply): void {
-    const ups = this.upstreams
+    const ups = this.upstreams.filter((u) => !this.isOwn(u))
     if (ups.length === 0 || this.closed) return reply(this.servfail(q, proto))
     if (this.forwards.size >= this.maxForwards) {
       this.counters.forwardOverload++
