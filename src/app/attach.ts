@@ -2,6 +2,7 @@ import {join} from 'node:path'
 import {Address4, Address6} from 'ip-address'
 import {listAttachments} from '../libcni/cache.js'
 import {makeRuntime} from './cni.js'
+import {portConflict} from './ports.js'
 import type {Settings} from './settings.js'
 import {ensureDefaultBridgeNetwork} from '../netconf/create.js'
 import {findDefaultNetwork, listNetworks} from '../netconf/store.js'
@@ -12,7 +13,7 @@ import type {CniRuntime, NetList, RuntimeConf} from '../libcni/runtime.js'
 import type {CniResult, NetConfList} from '../plugins/types.js'
 import {GONE_NETNS, interfacesOf, netnsForDel} from '../kernel/netns.js'
 import {CtrnetError, errorMessage} from '../sys/errors.js'
-import {withLock} from '../sys/flock.js'
+import {FileLock, withLock} from '../sys/flock.js'
 import {type ContainerInfo, type ContainerdClient, withClient} from '../containerd/client.js'
 import {
   cniContainerId,
@@ -172,13 +173,26 @@ export async function attachNetwork(
   if (spec.ip6) capabilityArgs.ips = [spec.ip6]
   const rt: RuntimeConf = {containerId: cid, netns, ifName, args, capabilityArgs}
 
-  let result: CniResult
+  // a published host port is one attachment's: checked, and held from the journal entry on, under one
+  // host-wide lock, so that two ADDs (daemon, connect) never both take it
+  const ports = portMappings.length ? await FileLock.acquire(join(s.cacheDir, 'ctrnet', 'locks', 'ports.lock')) : undefined
   try {
-    result = await runtime.addNetworkList(net, rt)
-  } catch (err) {
-    throw new CtrnetError(`${what} ${netName} ${name}`, errorMessage(err))
+    const taken = ports && portConflict(portMappings, listAttachments(s.cacheDir), {containerId: cid, netns})
+    if (taken) {
+      const {mapping: m, holder: h} = taken
+      const port = `${m.hostIP ? `${m.hostIP.includes(':') ? `[${m.hostIP}]` : m.hostIP}:` : ''}${m.hostPort}/${m.protocol}`
+      throw new CtrnetError(`${what} ${netName} ${name}`, `host port ${port} is already published by ${h.containerId} on network ${h.networkName}`)
+    }
+    let result: CniResult
+    try {
+      result = await runtime.addNetworkList(net, rt, {journaled: () => ports?.release()})
+    } catch (err) {
+      throw new CtrnetError(`${what} ${netName} ${name}`, errorMessage(err))
+    }
+    return {netName, ifName, rt, result}
+  } finally {
+    ports?.release()
   }
-  return {netName, ifName, rt, result}
 }
 
 export async function connectContainer(s: Settings, req: ConnectRequest): Promise<ConnectResult> {

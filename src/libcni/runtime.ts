@@ -85,7 +85,8 @@ export class CniRuntime {
 
   // ---- ADD -------------------------------------------------------------
 
-  async addNetworkList(net: NetList | LoadedConf, given: RuntimeConf): Promise<CniResult> {
+  /** hooks.journaled: called once the journal entry is written (or not at all when the ADD fails before it). */
+  async addNetworkList(net: NetList | LoadedConf, given: RuntimeConf, hooks: {journaled?: () => void} = {}): Promise<CniResult> {
     const {conf} = net
     const rt = await this.validate(conf, given)
     await this.resolvePlugins(conf)
@@ -96,6 +97,7 @@ export class CniRuntime {
     const entry = this.cacheEntry(net, rt)
     // Journal first: an ADD killed after this point can still be found and undone.
     writePending(this.opts.cacheDir, entry)
+    hooks.journaled?.()
     let prev: CniResult | undefined
     let started = 0
     let chainDone = false

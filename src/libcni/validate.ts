@@ -467,10 +467,17 @@ export function portSpec(spec: string, field: string): PortMappingArg {
   return pm
 }
 
+/**
+ * Spaces and tabs around a label's items: what a person types. Not trim(),
+ * which also eats U+2028, NBSP, U+3000...: a value the CLI refuses must not
+ * pass as a label.
+ */
+const blanksTrimmed = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '')
+
 /** Label `ctrnet/publish`: comma-separated port specs. */
 export function publishLabel(v: string, field = 'label ctrnet/publish'): PortMappingArg[] {
-  if (v.trim() === '') return []
-  return v.split(',').map((s) => portSpec(s.trim(), field))
+  if (blanksTrimmed(v) === '') return []
+  return v.split(',').map((s) => portSpec(blanksTrimmed(s), field))
 }
 
 export interface NetworkIntent {
@@ -484,9 +491,9 @@ export interface NetworkIntent {
 
 /** Label `ctrnet/networks`: `net1,net2` or a JSON list of {network, publish, ip, ip6, ifname, aliases}. */
 export function networksLabel(v: string, field = 'label ctrnet/networks'): NetworkIntent[] {
-  const s = v.trim()
+  const s = blanksTrimmed(v)
   if (s === '') return []
-  if (!s.startsWith('[')) return s.split(',').map((n) => ({network: networkName(n.trim(), field), publish: [], aliases: []}))
+  if (!s.startsWith('[')) return s.split(',').map((n) => ({network: networkName(blanksTrimmed(n), field), publish: [], aliases: []}))
   let raw: unknown
   try {
     raw = JSON.parse(s)

@@ -40,6 +40,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {CLI, HostNs, PrivateContainerd, ROOT} from './containerd-harness.js'
 import {addDummy, createNetns, destroyNetns, netnsPath, useNetnsCleanup} from '../helpers/netns.js'
 import {nerdctlChain} from './reliability-lib.js'
+import {PAYLOADS} from './injection-payloads.js'
 
 useNetnsCleanup(afterAll)
 
@@ -427,30 +428,6 @@ function expectRefused(c: Case, o: Outcome, field = c.field): void {
 }
 
 // ---- the corpus -------------------------------------------------------------
-
-const fullwidth = (s: string) => [...s].map((ch) => (ch >= '!' && ch <= '~' ? String.fromCharCode(ch.charCodeAt(0) + 0xfee0) : ch)).join('')
-
-interface Payload {
-  name: string
-  make: (base: string, pathLike: boolean) => string
-  /** cannot travel in argv or the environment */
-  nul?: boolean
-}
-
-/** Hostile strings, built on a valid value of the field (so only the payload makes them wrong). */
-const PAYLOADS: Payload[] = [
-  {name: 'newline --flush', make: (b) => `${b}\n--flush\n#`},
-  {name: '" -j ACCEPT"', make: (b) => `${b} -j ACCEPT`},
-  {name: '" ! -s 10.91.0.7"', make: (b) => `${b} ! -s 10.91.0.7`},
-  {name: 'double quote', make: (b) => `${b}"`},
-  {name: 'single quote', make: (b) => `${b}'`},
-  {name: '#', make: (b) => `${b}#`},
-  {name: 'NUL', make: (b) => `${b}\0`, nul: true},
-  {name: '5000 characters', make: (b) => b + 'A'.repeat(5000 - b.length)},
-  {name: 'U+2028', make: (b) => `${b}\u2028`},
-  // a path keeps its leading part: a full-width "／" would make it relative
-  {name: 'full-width', make: (b, pathLike) => (pathLike ? `${b}ＡＤＭＩＮ` : fullwidth(b))},
-]
 
 interface Field {
   path: string

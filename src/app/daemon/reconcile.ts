@@ -2,7 +2,7 @@ import {type Attachment, listAttachments} from '../../libcni/cache.js'
 import type {CniRuntime} from '../../libcni/runtime.js'
 import type {LoadedConf} from '../../libcni/loader.js'
 import {taskNetns} from '../../kernel/netns.js'
-import {errorMessage} from '../../sys/errors.js'
+import {errorMessage, formatError} from '../../sys/errors.js'
 import {type ContainerdClient, withClient} from '../../containerd/client.js'
 import {makeRuntime} from '../cni.js'
 import type {Settings} from '../settings.js'
@@ -10,6 +10,7 @@ import {attachNetwork, loadAttachNetwork, withContainerLock} from '../attach.js'
 import {inLiveNamedNetns, releaseAttachment} from '../gc.js'
 import {cniContainerId, runningNetns} from '../containers.js'
 import {intentOf} from './intent.js'
+import {AttachBackoff, type AttachFault, attemptEpoch, holdAdds} from './backoff.js'
 import {type Add, type ObservedContainer, type Plan, planReconcile, type Refusal, type Release} from './plan.js'
 
 /**
@@ -33,10 +34,12 @@ export interface DaemonState {
   firstSeenStopped: Map<string, number>
   /** CNI container id -> the refusal last logged (one line per change, not one per pass) */
   refused: Map<string, string>
+  /** CNI container id -> its failed attaches: adds wait for the next try, one log line per change of reason */
+  backoff: AttachBackoff
 }
 
-export function newDaemonState(): DaemonState {
-  return {firstSeenStopped: new Map(), refused: new Map()}
+export function newDaemonState(backoff = new AttachBackoff()): DaemonState {
+  return {firstSeenStopped: new Map(), refused: new Map(), backoff}
 }
 
 export interface ReconcileOptions {
@@ -71,6 +74,10 @@ export interface ReconcileReport {
   released: Done[]
   failed: Failed[]
   refused: Refusal[]
+  /** containers whose adds waited for their next try (an earlier attach failed) */
+  held: number
+  /** ms since the epoch: the earliest next try of a container that failed or was held in this pass (the loop wakes for it) */
+  nextRetry?: number
 }
 
 interface Observed {
@@ -101,6 +108,7 @@ async function observe(client: ContainerdClient, s: Settings, now: number, state
     }
   }
   for (const cid of state.firstSeenStopped.keys()) if (!seen.has(cid)) state.firstSeenStopped.delete(cid)
+  state.backoff.keepOnly(seen)
   return {containers, attachments: listAttachments(s.cacheDir), namespaces}
 }
 
@@ -122,7 +130,7 @@ export async function reconcile(s: Settings, opts: ReconcileOptions): Promise<Re
   const now = opts.now ?? Date.now
   const state = opts.state ?? newDaemonState()
   const {log} = opts
-  const report: ReconcileReport = {attached: [], released: [], failed: [], refused: []}
+  const report: ReconcileReport = {attached: [], released: [], failed: [], refused: [], held: 0}
   const runtime = makeRuntime(s)
   await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
     const seen = await observe(client, s, now(), state)
@@ -140,6 +148,11 @@ export async function reconcile(s: Settings, opts: ReconcileOptions): Promise<Re
     for (const cid of state.refused.keys()) if (!refusedNow.has(cid)) state.refused.delete(cid)
 
     const byCid = new Map(seen.containers.map((c) => [c.cid, c]))
+    // a container whose last attach failed waits for its next try (its releases do not)
+    const hold = holdAdds(plan.adds, byCid, state.backoff, now())
+    plan.adds = hold.adds
+    report.held = hold.held
+    report.nextRetry = hold.nextTry
     const jobs = groupByContainer(plan)
     await pool([...jobs.entries()], opts.concurrency ?? 4, async ([cid, job]) => {
       if (opts.stopping?.()) return
@@ -149,12 +162,12 @@ export async function reconcile(s: Settings, opts: ReconcileOptions): Promise<Re
       const sn: Settings = {...s, namespace: namespace ?? s.namespace}
       await withContainerLock(s, cid, async () => {
         for (const r of job.releases) await release(sn, runtime, log, report, r, c?.id ?? cid, namespace)
-        if (job.adds.length > 0 && c) await attach(client, sn, runtime, log, report, c, job.adds)
+        if (job.adds.length > 0 && c) await attach(client, sn, runtime, {log, report, state, now}, c, job.adds)
       })
     })
   })
   log.info(
-    {action: 'reconcile', attached: report.attached.length, released: report.released.length, failed: report.failed.length, refused: report.refused.length},
+    {action: 'reconcile', attached: report.attached.length, released: report.released.length, failed: report.failed.length, refused: report.refused.length, held: report.held},
     'reconcile pass done',
   )
   return report
@@ -188,18 +201,35 @@ async function release(s: Settings, runtime: CniRuntime, log: DaemonLog, report:
 /**
  * Attaches the planned networks of one container, under its lock, with fresh
  * state: the task now, the cache now. Every network is loaded before any is
- * attached, so a label naming a missing network attaches nothing.
+ * attached, so a label naming a missing network attaches nothing. A failure
+ * puts the container in backoff (backoff.ts); its log lines are written only
+ * when the reasons change, a retry failing the same way is only counted.
  */
-async function attach(client: ContainerdClient, s: Settings, runtime: CniRuntime, log: DaemonLog, report: ReconcileReport, oc: ObservedContainer, adds: Add[]) {
+async function attach(
+  client: ContainerdClient,
+  s: Settings,
+  runtime: CniRuntime,
+  ctx: {log: DaemonLog; report: ReconcileReport; state: DaemonState; now: () => number},
+  oc: ObservedContainer,
+  adds: Add[],
+) {
+  const {log, report} = ctx
   const started = Date.now()
-  const fail = (reason: string, network?: string) => {
+  const faults: Array<AttachFault & {ms: number}> = []
+  const fail = (err: unknown, network?: string) => {
+    // one line, as the CLI prints it (a label's value may hold any character)
+    const reason = formatError(err).replace(/^ctrnet: /, '')
     report.failed.push({namespace: oc.namespace, container: oc.id, network, action: 'attach', reason})
-    log.error({container: oc.id, namespace: oc.namespace, network, action: 'attach', ms: Date.now() - started, outcome: 'failed', reason}, `attach ${oc.namespace}/${oc.id} failed: ${reason}`)
+    faults.push({network, reason, ms: Date.now() - started})
   }
   const nets = new Map<string, LoadedConf>()
+  let gone = false
   try {
     const c = await client.getContainer(oc.id, oc.namespace)
-    if (!c) return // deleted since the plan: the next pass releases what it had
+    if (!c) {
+      gone = true // deleted since the plan: the next pass releases what it had
+      return
+    }
     const at = runningNetns(c, await client.getTask(oc.id, oc.namespace))
     // the labels now: a disconnect (or any client) may have changed them since the plan
     const fresh = intentOf(c.labels)
@@ -224,10 +254,26 @@ async function attach(client: ContainerdClient, s: Settings, runtime: CniRuntime
         report.attached.push({namespace: oc.namespace, container: oc.id, network: done.netName, ifName: done.ifName})
         log.info({...base, ifname: done.ifName, ms: Date.now() - t0, outcome: 'ok'}, `attached ${done.netName} ${oc.cid} ${done.ifName}`)
       } catch (err) {
-        fail(errorMessage(err), intent.network)
+        fail(err, intent.network)
       }
     }
   } catch (err) {
-    fail(errorMessage(err))
+    fail(err)
+  } finally {
+    if (faults.length === 0) {
+      if (!gone) ctx.state.backoff.succeeded(oc.cid)
+    } else {
+      const {log: worth, failure} = ctx.state.backoff.failed(oc.cid, attemptEpoch(oc), ctx.now(), faults.map(({network, reason}) => ({network, reason})))
+      const retryInMs = failure.nextTry - ctx.now()
+      report.nextRetry = Math.min(report.nextRetry ?? failure.nextTry, failure.nextTry)
+      if (worth) {
+        for (const f of faults) {
+          log.error(
+            {container: oc.id, namespace: oc.namespace, network: f.network, action: 'attach', ms: f.ms, outcome: 'failed', reason: f.reason, attempt: failure.count, retryInMs},
+            `attach ${oc.namespace}/${oc.id} failed: ${f.reason}`,
+          )
+        }
+      }
+    }
   }
 }

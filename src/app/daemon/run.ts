@@ -71,9 +71,11 @@ async function loop(s: Settings, opts: DaemonOptions, pass: () => Promise<Reconc
   let report: ReconcileReport | undefined
   let lastError: string | undefined
   while (!signal.aborted) {
+    let retryAt: number | undefined // the earliest next try of a container in backoff
     const inFlight = pass().then(
       (r) => {
         report = r
+        retryAt = r.nextRetry
         void dns?.refresh()
         if (lastError !== undefined) opts.log.info({action: 'reconcile', outcome: 'recovered'}, 'reconcile works again')
         lastError = undefined
@@ -94,7 +96,8 @@ async function loop(s: Settings, opts: DaemonOptions, pass: () => Promise<Reconc
       opts.log.info({action: 'stop', outcome: gaveUp ? 'abandoned the pass in flight' : 'ok'}, 'daemon stopped')
       return {report, abandoned: gaveUp}
     }
-    await wake.wait(opts.intervalMs, signal)
+    // a few ms past the next try, so that the pass finds it due
+    await wake.wait(retryAt === undefined ? opts.intervalMs : Math.min(opts.intervalMs, Math.max(0, retryAt - Date.now()) + 5), signal)
   }
   await Promise.race([watching, delay(1000)])
   opts.log.info({action: 'stop', outcome: 'ok'}, 'daemon stopped')
