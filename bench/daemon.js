@@ -28,9 +28,10 @@
 //    a time; read after cycle 100 and after cycle 1000, the daemon idle
 //    (median of 5 reads over 2 s). Cycles counted from the start of this
 //    phase (the 72 containers before it were attached and released once).
-//    The daemon's throughput sets the pace: 1000 cycles take about 5 min on an
-//    idle 2-core machine, longer on a loaded one (`node bench/run.js cni` skips
-//    this file).
+//    The daemon's throughput sets the pace, about 1 cycle/s on a 2-core
+//    machine at load average 6 (100 cycles in 93-117 s), 0.77/s at load 12
+//    (1000 in 1305 s): this phase is the long one (`node bench/run.js cni`
+//    skips this file).
 //
 // The private containerd, the host netns and the daemon fixture are the e2e
 // harness's (test/e2e/containerd-harness.ts, daemon-lib.ts), compiled here
@@ -322,6 +323,7 @@ export default async function bench() {
     const c0 = Date.now()
     await cycles(CYCLES_EACH / 10)
     const rss100 = await idleRssMb(pid)
+    process.stderr.write(`bench daemon: ${CYCLERS * (CYCLES_EACH / 10)} cycles in ${((Date.now() - c0) / 1000).toFixed(0)} s, RSS ${rss100.toFixed(1)} MB\n`)
     await cycles(CYCLES_EACH - CYCLES_EACH / 10)
     const cyclesMs = Date.now() - c0
     const rss1000 = await idleRssMb(pid)
