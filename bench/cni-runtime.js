@@ -24,7 +24,7 @@ const REF = '/usr/lib/cni'
 const ROUNDS = 9
 const NET = 'h5xbench'
 
-const median = (xs) => {
+export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
@@ -82,7 +82,7 @@ function conflist(dataDir) {
 }
 
 /** Execs one reference plugin directly (we are already in the host netns); returns its ms and result. */
-function execPlugin(type, command, rt, conf) {
+export function execPlugin(type, command, rt, conf) {
   return new Promise((resolve, reject) => {
     const env = {
       ...process.env,
@@ -111,7 +111,7 @@ function execPlugin(type, command, rt, conf) {
 }
 
 /** libcni's per-plugin config: name, cniVersion, prevResult, runtimeConfig from capabilities. */
-function pluginConf(list, p, rt, prev) {
+export function pluginConf(list, p, rt, prev) {
   const conf = {...p, name: list.name, cniVersion: list.cniVersion}
   if (prev) conf.prevResult = prev
   const rc = {}
@@ -120,8 +120,12 @@ function pluginConf(list, p, rt, prev) {
   return conf
 }
 
-/** Reference ADD then DEL of the chain; returns wall ms (total, ADD, DEL) and the ms spent in plugin execs. */
-async function referenceAddDel(list, rt) {
+/**
+ * Reference ADD then DEL of the chain, libcni-style (one exec per plugin, in
+ * order, from this process, in its netns); returns wall ms (total, ADD, DEL)
+ * and the ms spent in plugin execs. bench/daemon.js uses it too.
+ */
+export async function referenceAddDel(list, rt) {
   const t0 = process.hrtime.bigint()
   let execMs = 0
   let prev

@@ -24,46 +24,15 @@ function runLabelled(id: string): void {
 }
 
 /** Ids of the containers of NS whose task is RUNNING (every container of NS asks for NET). */
-function running(): string[] {
-  return ctrd
-    .ctrMust(NS, ['task', 'ls'])
-    .split('\n')
-    .slice(1)
-    .map((l) => l.split(/\s+/))
-    .filter((f) => f[2] === 'RUNNING')
-    .map((f) => f[0]!)
-    .sort()
-}
-
-/** CNI container ids named in the comments of the host netns's iptables rules (portmap, ipmasq). */
-function ruleOwners(): string[] {
-  const ids = new Set<string>()
-  for (const l of host.iptables().split('\n')) {
-    if (!l.startsWith('-A')) continue
-    for (const m of l.matchAll(/id: \\"([^"\\]+)\\"/g)) ids.add(m[1]!)
-  }
-  return [...ids].sort()
-}
+const running = () => d.running()
 
 /**
- * The accounting is exact: cache entries, leases, rules, portmap chains and
- * host veths are those of `ids` (each in its task's current netns), and
- * nothing else; no ADD is left in the journal.
+ * The accounting is exact: cache entries (each in its task's current
+ * netns), lease owners, rule owners, portmap chains and host veths are
+ * those of `ids`, and nothing else; no ADD is left in the journal.
  */
 function expectExactly(ids: string[], where: string): void {
-  const cids = ids.map((id) => `${NS}-${id}`).sort()
-  expect({where, cache: d.cache()}).toEqual({where, cache: cids.map((c) => `${NET}-${c}-eth0`).sort()})
-  expect({where, journal: d.journal()}).toEqual({where, journal: []})
-  expect({where, leases: host.leases(NET).length}).toEqual({where, leases: ids.length})
-  expect({where, rules: ruleOwners()}).toEqual({where, rules: cids})
-  const dnChains = host.iptables().split('\n').filter((l) => l.startsWith(':CNI-DN-')).length
-  expect({where, dnChains}).toEqual({where, dnChains: ids.length})
-  const veths = host.links().split('\n').filter((l) => / veth/.test(l)).length
-  expect({where, veths}).toEqual({where, veths: ids.length})
-  for (const id of ids) {
-    const netns = d.cached(`${NET}-${NS}-${id}-eth0`).netns
-    expect({where, id, netns}).toEqual({where, id, netns: `/proc/${ctrd.taskPid(NS, id)}/ns/net`})
-  }
+  expect({where, ...d.account(NET)}).toEqual({where, ...d.expectedAccount(NET, ids)})
 }
 
 beforeAll(async () => {
