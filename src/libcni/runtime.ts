@@ -473,6 +473,7 @@ export class CniRuntime {
         if (!type) return Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))
         return this.invokeOne(cmd, ipamConf, rt, nf, type)
       },
+      invokeDelegate: (cmd, conf) => this.invokeOne(cmd, conf, rt, nf),
       netfilter: nf,
     }
   }

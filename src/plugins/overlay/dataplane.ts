@@ -1,0 +1,84 @@
+import {formatCidr} from '../../kernel/ip/addr.js'
+import {bridgeBatch, ipBatch, type IpCmd} from '../../kernel/ip/batch.js'
+import {cmdLinkDel, cmdLinkUp} from '../../kernel/ip/link.js'
+import {
+  type Underlay,
+  type VxlanState,
+  cmdAddrReplace,
+  cmdFdbDel,
+  cmdFdbReplace,
+  cmdNeighDel,
+  cmdNeighReplace,
+  cmdRouteDel,
+  cmdRouteReplaceOnlink,
+  cmdVxlanAdd,
+  readPeerEntries,
+  readVxlan,
+} from '../../kernel/ip/vxlan.js'
+import {VXLAN_PORT, vxlanDevice} from './config.js'
+import type {SliceRecord} from './lease.js'
+
+/**
+ * The data plane of an overlay network on this host, flannel's vxlan backend
+ * with directRouting off: the device ctrnet.<vni> with this host's VTEP
+ * address (the network address of its slice, as a /32), and per peer an FDB
+ * entry, a permanent neighbour entry and an on-link route.
+ */
+
+/** The VTEP address of a slice: its network address (flannel: lease.Subnet.IP). */
+export function vtepOf(r: Pick<SliceRecord, 'slice'>): string {
+  return r.slice.ip
+}
+
+/** Creates the device when missing (or re-creates it when its VNI, address or port differ); returns it. */
+export async function ensureDevice(vni: number, underlay: Underlay, mtu: number): Promise<VxlanState> {
+  const name = vxlanDevice(vni)
+  let dev = await readVxlan(name)
+  const cmds: IpCmd[] = []
+  if (dev && (dev.vni !== vni || dev.local !== underlay.ip || dev.port !== VXLAN_PORT || dev.learning !== false || dev.mtu !== mtu)) {
+    cmds.push(cmdLinkDel(name))
+    dev = undefined
+  }
+  if (!dev) cmds.push(cmdVxlanAdd({name, vni, local: underlay.ip, dev: underlay.dev, port: VXLAN_PORT, mtu}))
+  if (cmds.length) {
+    await ipBatch(cmds)
+    dev = await readVxlan(name)
+    if (!dev) throw new Error(`${name} was not created`)
+  }
+  return dev!
+}
+
+/** The VTEP address on the device, and the device up. */
+export async function configureDevice(vni: number, mine: SliceRecord): Promise<void> {
+  const name = vxlanDevice(vni)
+  await ipBatch([cmdAddrReplace(name, `${vtepOf(mine)}/32`), cmdLinkUp(name)])
+}
+
+/**
+ * Makes the device's peer entries exactly the peers': FDB first, then the
+ * neighbour and the route (flannel sets the route last: the kernel must never
+ * resolve the VTEP address itself); entries of peers that are gone are removed.
+ */
+export async function syncPeers(vni: number, peers: SliceRecord[]): Promise<void> {
+  const name = vxlanDevice(vni)
+  const have = await readPeerEntries(name)
+  const wantFdb = new Map(peers.map((p) => [`${p.vtepMac}|${p.publicIp}`, p]))
+  const wantNeigh = new Map(peers.map((p) => [vtepOf(p), p]))
+  const wantRoute = new Map(peers.map((p) => [formatCidr(p.slice), p]))
+  const fdb: IpCmd[] = []
+  for (const f of have.fdb) if (!wantFdb.has(`${f.mac.toLowerCase()}|${f.dst}`)) fdb.push(cmdFdbDel(name, f.mac, f.dst))
+  for (const p of peers) fdb.push(cmdFdbReplace(name, p.vtepMac, p.publicIp))
+  const ip: IpCmd[] = []
+  for (const r of have.routes) if (!wantRoute.has(r.dst)) ip.push(cmdRouteDel(r.dst, name))
+  for (const n of have.neighs) if (wantNeigh.get(n.ip)?.vtepMac !== n.mac.toLowerCase()) ip.push(cmdNeighDel(name, n.ip))
+  for (const p of peers) ip.push(cmdNeighReplace(name, vtepOf(p), p.vtepMac))
+  for (const p of peers) ip.push(cmdRouteReplaceOnlink(formatCidr(p.slice), vtepOf(p), name))
+  if (fdb.length) await bridgeBatch(fdb)
+  if (ip.length) await ipBatch(ip)
+}
+
+/** Removes the device (network rm): its routes, neighbours and FDB entries go with it. */
+export async function removeDevice(vni: number): Promise<void> {
+  const name = vxlanDevice(vni)
+  if (await readVxlan(name)) await ipBatch([cmdLinkDel(name)])
+}
