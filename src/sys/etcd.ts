@@ -208,3 +208,62 @@ export class EtcdClient {
     }
   }
 }
+
+export interface WatchEvent {
+  type: 'PUT' | 'DELETE'
+  key: string
+}
+
+/**
+ * Watches every key under prefix from `startRevision` (or now) on the first
+ * endpoint that answers: `onEvents` gets each batch etcd streams, `onReady`
+ * once the watch is created. Resolves when the stream ends or `signal`
+ * aborts; rejects (EtcdError) when it cannot be set up or breaks.
+ */
+export async function watchPrefix(
+  client: EtcdClient,
+  prefix: string,
+  handlers: {onReady?: () => void; onEvents: (events: WatchEvent[]) => void},
+  signal: AbortSignal,
+  startRevision?: string,
+): Promise<void> {
+  const req: Record<string, unknown> = {key: b64(prefix), range_end: b64(prefixEnd(prefix))}
+  if (startRevision) req.start_revision = startRevision
+  let last = ''
+  for (const ep of client.endpoints) {
+    let res: Response
+    try {
+      res = await fetch(`${ep}/v3/watch`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({create_request: req}), signal})
+    } catch (err) {
+      if (signal.aborted) return
+      last = `etcd ${ep}: unreachable: ${causeOf(err)}`
+      continue
+    }
+    if (!res.ok || !res.body) throw new EtcdError(`etcd ${ep}: /v3/watch: HTTP ${res.status}`)
+    const decoder = new TextDecoder()
+    let buf = ''
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, {stream: true})
+        let nl: number
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim()
+          buf = buf.slice(nl + 1)
+          if (!line) continue
+          const doc = JSON.parse(line) as {result?: {created?: boolean; canceled?: boolean; cancel_reason?: string; events?: Array<{type?: string; kv?: RawKv}>}; error?: unknown}
+          if (doc.error !== undefined) throw new EtcdError(`etcd ${ep}: /v3/watch: ${typeof doc.error === 'string' ? doc.error : JSON.stringify(doc.error)}`)
+          const r = doc.result ?? {}
+          if (r.canceled) throw new EtcdError(`etcd ${ep}: /v3/watch canceled: ${r.cancel_reason ?? 'no reason'}`)
+          if (r.created) handlers.onReady?.()
+          if (r.events?.length) handlers.onEvents(r.events.map((e) => ({type: e.type === 'DELETE' ? 'DELETE' : 'PUT', key: unb64(e.kv?.key)})))
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return
+      if (err instanceof EtcdError) throw err
+      throw new EtcdError(`etcd ${ep}: /v3/watch: ${causeOf(err)}`)
+    }
+    return
+  }
+  throw new EtcdError(last)
+}

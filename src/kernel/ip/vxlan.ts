@@ -21,6 +21,8 @@ export interface VxlanSpec {
   dev: string
   port: number
   mtu: number
+  /** the device's MAC (its VTEP MAC) */
+  mac?: string
 }
 
 function uint(v: number, what: string, max: number): string {
@@ -32,6 +34,7 @@ export function cmdVxlanAdd(s: VxlanSpec): IpCmd {
   return [
     'link', 'add', 'name', assertIfName(s.name, 'vxlan device name'),
     'mtu', uint(s.mtu, 'mtu', 65535),
+    ...(s.mac ? ['address', normalizeMac(s.mac)] : []),
     'type', 'vxlan', 'id', uint(s.vni, 'vni', 16777215),
     'local', parseIp(s.local).ip,
     'dev', assertIfName(s.dev, 'underlay interface'),

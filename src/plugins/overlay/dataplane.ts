@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto'
 import {formatCidr} from '../../kernel/ip/addr.js'
 import {bridgeBatch, ipBatch, type IpCmd} from '../../kernel/ip/batch.js'
 import {cmdLinkDel, cmdLinkUp} from '../../kernel/ip/link.js'
@@ -30,16 +31,28 @@ export function vtepOf(r: Pick<SliceRecord, 'slice'>): string {
   return r.slice.ip
 }
 
+/**
+ * The VTEP MAC of a host: derived from the VNI and its underlay address
+ * (locally administered, unicast), so a device re-created after a reboot or
+ * a crash has the MAC its peers already hold in their FDB and neighbours.
+ */
+export function vtepMac(vni: number, underlayIp: string): string {
+  const b = createHash('sha256').update(`ctrnet-overlay/${vni}/${underlayIp}`).digest().subarray(0, 6)
+  b[0] = (b[0]! & 0xfe) | 0x02
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':')
+}
+
 /** Creates the device when missing (or re-creates it when its VNI, address or port differ); returns it. */
 export async function ensureDevice(vni: number, underlay: Underlay, mtu: number): Promise<VxlanState> {
   const name = vxlanDevice(vni)
   let dev = await readVxlan(name)
   const cmds: IpCmd[] = []
-  if (dev && (dev.vni !== vni || dev.local !== underlay.ip || dev.port !== VXLAN_PORT || dev.learning !== false || dev.mtu !== mtu)) {
+  const mac = vtepMac(vni, underlay.ip)
+  if (dev && (dev.mac !== mac || dev.vni !== vni || dev.local !== underlay.ip || dev.port !== VXLAN_PORT || dev.learning !== false || dev.mtu !== mtu)) {
     cmds.push(cmdLinkDel(name))
     dev = undefined
   }
-  if (!dev) cmds.push(cmdVxlanAdd({name, vni, local: underlay.ip, dev: underlay.dev, port: VXLAN_PORT, mtu}))
+  if (!dev) cmds.push(cmdVxlanAdd({name, vni, local: underlay.ip, dev: underlay.dev, port: VXLAN_PORT, mtu, mac}))
   if (cmds.length) {
     await ipBatch(cmds)
     dev = await readVxlan(name)

@@ -1,12 +1,9 @@
-import {CniError, CNI_ERR, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
+import {type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import {formatCidr, parseCidr} from '../../kernel/ip/addr.js'
-import {findUnderlay} from '../../kernel/ip/vxlan.js'
-import {EtcdClient, EtcdError} from '../../sys/etcd.js'
 import {setupIpMasq, teardownIpMasq} from '../ipmasq/index.js'
-import {type OverlayConf, VXLAN_OVERHEAD, loadOverlayConf} from './config.js'
-import {configureDevice, ensureDevice, syncPeers} from './dataplane.js'
-import {acquireSlice} from './lease.js'
-import {readState, withStateLock, writeState} from './state.js'
+import {type OverlayConf, loadOverlayConf} from './config.js'
+import {joinOverlay} from './host.js'
+import {readState} from './state.js'
 
 /**
  * The `overlay` meta plugin (flannel's CNI plugin and its vxlan backend in
@@ -36,36 +33,9 @@ export function bridgeConfFor(o: OverlayConf, given: PluginNetConf, slice: strin
   return conf
 }
 
-function etcdFailure(err: unknown): never {
-  if (err instanceof EtcdError) throw new CniError(CNI_ERR.TRY_AGAIN_LATER, err.message)
-  throw err
-}
-
 async function add(req: PluginRequest): Promise<CniResult> {
   const o = loadOverlayConf(req.config)
-  const underlay = await findUnderlay(o.underlay ?? {}).catch((err: Error) => {
-    throw new CniError(CNI_ERR.INTERNAL, `overlay: underlay: ${err.message}`)
-  })
-  const mtu = o.mtu || underlay.mtu - VXLAN_OVERHEAD
-  const client = new EtcdClient(o.etcd)
-  const slice = await withStateLock(o.stateDir, o.name, async () => {
-    const dev = await ensureDevice(o.vni, underlay, mtu)
-    const before = readState(o.stateDir, o.name)
-    const {mine, peers} = await acquireSlice(client, {
-      vni: o.vni,
-      subnet: o.subnet,
-      hostSubnetSize: o.hostSubnetSize,
-      publicIp: underlay.ip,
-      vtepMac: dev.mac,
-      ttl: o.leaseTtl,
-      preferred: before?.vni === o.vni ? before.slice : undefined,
-    }).catch(etcdFailure)
-    await configureDevice(o.vni, mine)
-    await syncPeers(o.vni, peers)
-    const slice = formatCidr(mine.slice)
-    if (before?.slice !== slice || before.publicIp !== underlay.ip) writeState(o.stateDir, o.name, {vni: o.vni, slice, publicIp: underlay.ip})
-    return slice
-  })
+  const {slice, mtu} = await joinOverlay(o)
   const result = (await req.invokeDelegate('ADD', bridgeConfFor(o, req.config, slice, mtu)))!
   const v4 = (result.ips ?? []).filter((i) => !i.address.includes(':'))
   await setupIpMasq(
