@@ -212,7 +212,7 @@ describe('overlay network over etcd + VXLAN', () => {
 
   it('a port published on B answers from B\'s underlay address', async () => {
     const web = container('B', 'web', ['-p', '18080:8080'])
-    const srv = spawn('ip', ['netns', 'exec', web.ns, process.execPath, '-e', "require('net').createServer((s)=>s.end('hello from B')).listen(8080)"], {stdio: 'ignore'})
+    const srv = spawn('ip', ['netns', 'exec', web.ns, process.execPath, '-e', "require('net').createServer((s)=>s.end('hello from B to '+s.remoteAddress.replace('::ffff:',''))).listen(8080)"], {stdio: 'ignore'})
     servers.push(srv)
     const script = join(dir, 'get.cjs')
     writeFileSync(
@@ -225,7 +225,14 @@ describe('overlay network over etcd + VXLAN', () => {
       if (r.code === 0) break
       await new Promise((res) => setTimeout(res, 100))
     }
-    expect(r.stdout.trim(), r.stderr).toBe('hello from B')
+    expect(r.stdout.trim(), r.stderr).toMatch(/^hello from B to /)
+    // over the overlay a container sees its peer's own address: no masquerade inside the overlay subnet
+    const direct = sh('ip', ['netns', 'exec', ctr.A!.ns, process.execPath, script, web.ip, '8080'])
+    expect(direct.stdout.trim(), direct.stderr).toBe(`hello from B to ${ctr.A!.ip}`)
+    // ...while traffic leaving it is masqueraded (flannel's rule: not towards the overlay subnet)
+    const nat = hosts.A.iptables().split('\n')
+    expect(nat.some((l) => l.includes(`-d ${SUBNET}`) && l.includes('-j ACCEPT'))).toBe(true)
+    expect(nat.some((l) => l.startsWith(`-A POSTROUTING -s ${ctr.A!.ip}/32`))).toBe(true)
   })
 
   it('etcd stopped: existing pings work, a new ADD fails with one line naming etcd, and works once etcd is back', async () => {
@@ -286,5 +293,18 @@ describe('overlay network over etcd + VXLAN', () => {
     expect(hosts.A.exec('ip', ['neigh', 'show', 'dev', `ctrnet.${VNI}`]).stdout).not.toContain(cSlice.split('/')[0])
     // the others still reach each other
     expect(ping(ctr.A!.ns, ctr.B!.ip).code).toBe(0)
+  })
+
+  it('network rm on B gives its slice back at once and removes its VXLAN device', async () => {
+    const bSlice = sliceOf(ctr.B!.ip)
+    expect(vxlanRoutes('A').some((l) => l.startsWith(bSlice))).toBe(true)
+    await stopDaemon('B')
+    const r = hosts.B.cli(['network', 'rm', NET])
+    expect(r.code, r.stderr).toBe(0)
+    expect(hosts.B.exec('ip', ['link', 'show', `ctrnet.${VNI}`]).code).not.toBe(0)
+    expect(hosts.B.exec('ip', ['link', 'show', `ctrov${VNI}`]).code).not.toBe(0)
+    expect(existsSync(join(hosts.B.varlib, 'ctrnet', 'overlay', `${NET}.json`))).toBe(false)
+    // long before the TTL would end: the lease was revoked, A's daemon saw the key go
+    await eventually(`A drops ${bSlice}`, () => !vxlanRoutes('A').some((l) => l.startsWith(bSlice)), 3000)
   })
 })

@@ -19,7 +19,7 @@ import type {DaemonLog} from './reconcile.js'
  * capped backoff, one log line per change of state.
  */
 
-const RESCAN_MS = 5000
+const RESCAN_MS = 1000
 const RETRY_MS = 500
 const RETRY_CAP_MS = 30_000
 

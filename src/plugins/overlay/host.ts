@@ -3,9 +3,9 @@ import {formatCidr} from '../../kernel/ip/addr.js'
 import {findUnderlay} from '../../kernel/ip/vxlan.js'
 import {EtcdClient, EtcdError} from '../../sys/etcd.js'
 import {type OverlayConf, VXLAN_OVERHEAD} from './config.js'
-import {configureDevice, ensureDevice, syncPeers} from './dataplane.js'
-import {acquireSlice} from './lease.js'
-import {readState, withStateLock, writeState} from './state.js'
+import {configureDevice, ensureDevice, removeDevice, syncPeers} from './dataplane.js'
+import {acquireSlice, releaseSlice} from './lease.js'
+import {readState, removeState, withStateLock, writeState} from './state.js'
 
 /**
  * This host in an overlay network, once: the device, this host's slice
@@ -44,4 +44,34 @@ export async function joinOverlay(o: OverlayConf): Promise<{slice: string; mtu: 
     }
     return {slice, mtu, peers: peers.length}
   })
+}
+
+/** The MTU the ADD gives the bridge and the containers: the option, else the underlay's minus VXLAN's 50 bytes. */
+export async function overlayMtu(o: OverlayConf): Promise<number> {
+  if (o.mtu) return o.mtu
+  return (await findUnderlay(o.underlay ?? {})).mtu - VXLAN_OVERHEAD
+}
+
+/**
+ * This host leaves the network (`network rm`): its slice is given back in
+ * etcd (the lease revoked: peers drop its routes at once), the VXLAN device
+ * and the state file go. etcd unreachable: the device still goes, and the
+ * record stays until its TTL ends (returned as a warning).
+ */
+export async function leaveOverlay(o: OverlayConf): Promise<string[]> {
+  const warnings: string[] = []
+  await withStateLock(o.stateDir, o.name, async () => {
+    const state = readState(o.stateDir, o.name)
+    const publicIp = state?.publicIp ?? (await findUnderlay(o.underlay ?? {}).then((u) => u.ip, () => undefined))
+    if (publicIp) {
+      try {
+        await releaseSlice(new EtcdClient(o.etcd), o.vni, publicIp)
+      } catch (err) {
+        warnings.push(`network ${JSON.stringify(o.name)}: this host's slice stays in etcd until its lease ends (${o.leaseTtl}s): ${(err as Error).message}`)
+      }
+    }
+    await removeDevice(o.vni)
+    removeState(o.stateDir, o.name)
+  })
+  return warnings
 }

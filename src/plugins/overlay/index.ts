@@ -2,7 +2,7 @@ import {type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequ
 import {formatCidr, parseCidr} from '../../kernel/ip/addr.js'
 import {setupIpMasq, teardownIpMasq} from '../ipmasq/index.js'
 import {type OverlayConf, loadOverlayConf} from './config.js'
-import {joinOverlay} from './host.js'
+import {joinOverlay, overlayMtu} from './host.js'
 import {readState} from './state.js'
 
 /**
@@ -61,7 +61,7 @@ async function del(req: PluginRequest): Promise<void> {
 
 async function check(req: PluginRequest): Promise<void> {
   const o = loadOverlayConf(req.config)
-  await req.invokeDelegate('CHECK', bridgeConfFor(o, req.config, localSlice(o), o.mtu))
+  await req.invokeDelegate('CHECK', bridgeConfFor(o, req.config, localSlice(o), await overlayMtu(o)))
 }
 
 const plugin: EmbeddedPlugin = {

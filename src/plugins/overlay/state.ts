@@ -1,4 +1,4 @@
-import {mkdirSync, readFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 import {writeFileAtomic} from '../../sys/atomic.js'
 import {withLock} from '../../sys/flock.js'
@@ -31,6 +31,10 @@ export function readState(dir: string, network: string): HostState | undefined {
 export function writeState(dir: string, network: string, s: HostState): void {
   mkdirSync(dir, {recursive: true, mode: 0o755})
   writeFileAtomic(file(dir, network), JSON.stringify(s) + '\n', 0o644)
+}
+
+export function removeState(dir: string, network: string): void {
+  rmSync(file(dir, network), {force: true})
 }
 
 /** Runs fn under this host's lock of the network (one lease at a time per host). */
