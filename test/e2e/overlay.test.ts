@@ -190,6 +190,14 @@ describe('overlay network over etcd + VXLAN', () => {
     for (const [from, to] of [['C', 'A'], ['C', 'B'], ['A2', 'C'], ['A', 'B'], ['A', 'C'], ['B', 'C'], ['B', 'A']]) {
       await eventually(`${from} pings ${to} (${ctr[to]!.ip})`, () => ping(ctr[from]!.ns, ctr[to]!.ip).code === 0)
     }
+    // network inspect shows the hosts, their slices and underlay addresses, from etcd
+    const inspected = JSON.parse(ok(hosts.A.cli(['network', 'inspect', NET]), 'inspect')) as Array<{IPAM: {Config: unknown[]}; Overlay: {VNI: number; Hosts: Array<{Subnet: string; Underlay: string; ThisHost: boolean}>}}>
+    expect(inspected[0]!.IPAM.Config).toEqual([{Subnet: SUBNET}])
+    expect(inspected[0]!.Overlay.VNI).toBe(VNI)
+    const seen = inspected[0]!.Overlay.Hosts.map((x) => [x.Underlay, x.Subnet, x.ThisHost]).sort()
+    expect(seen).toEqual(
+      (['A', 'B', 'C'] as const).map((h) => [underlayIp[h], sliceOf(ctr[h]!.ip), h === 'A']).sort(),
+    )
     // flannel's model on the wire: route via the peer's VTEP (its slice's network address), onlink
     expect(vxlanRoutes('A').some((l) => l.startsWith(`${sliceOf(ctr.C!.ip)} via ${sliceOf(ctr.C!.ip).split('/')[0]} `) && l.includes('onlink'))).toBe(true)
   })
