@@ -243,6 +243,21 @@ describe('overlay network over etcd + VXLAN', () => {
     expect(nat.some((l) => l.startsWith(`-A POSTROUTING -s ${ctr.A!.ip}/32`))).toBe(true)
   })
 
+  it('a record in etcd for a range outside the network never becomes a route', () => {
+    const put = (key: string, value: string) =>
+      sh('ip', ['netns', 'exec', UNDER, process.execPath, '-e',
+        `fetch('${ETCD}/v3/kv/put',{method:'POST',body:JSON.stringify({key:Buffer.from(process.argv[1]).toString('base64'),value:Buffer.from(process.argv[2]).toString('base64')})}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`,
+        key, value])
+    const bad = JSON.stringify({publicIp: '192.168.250.9', vtepMac: '02:00:00:00:00:09'})
+    expect(put(`/ctrnet/overlay/${VNI}/subnets/0.0.0.0-1`, bad).code).toBe(0)
+    expect(put(`/ctrnet/overlay/${VNI}/subnets/10.213.9.0-23`, bad).code).toBe(0)
+    const extra = container('A', 'a3')
+    expect(sliceOf(extra.ip)).toBe(sliceOf(ctr.A!.ip))
+    const routes = vxlanRoutes('A')
+    expect(routes.filter((l) => l.startsWith('0.0.0.0/1') || l.startsWith('10.213.9.0/23'))).toEqual([])
+    expect(routes.length).toBeGreaterThanOrEqual(2)
+  })
+
   it('etcd stopped: existing pings work, a new ADD fails with one line naming etcd, and works once etcd is back', async () => {
     await stopEtcd()
     expect(ping(ctr.A!.ns, ctr.B!.ip).code).toBe(0)

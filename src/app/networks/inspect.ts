@@ -51,7 +51,7 @@ async function overlayInfo(n: NetworkEntry, warn: Warn): Promise<Record<string, 
   const mine = readState(o.stateDir, o.name)
   let hosts: unknown[] | null = null
   try {
-    hosts = (await listSlices(new EtcdClient(o.etcd), o.vni)).map((r) => ({
+    hosts = (await listSlices(new EtcdClient(o.etcd), o.vni, o)).map((r) => ({
       Subnet: formatCidr(r.slice),
       Underlay: r.publicIp,
       VtepMAC: r.vtepMac,

@@ -1,5 +1,5 @@
 import {randomInt} from 'node:crypto'
-import {type Cidr, formatCidr, parseCidr, parseIp, sliceCount, subnetAt} from '../../kernel/ip/addr.js'
+import {type Cidr, cidrContains, formatCidr, networkOf, parseCidr, parseIp, sliceCount, subnetAt} from '../../kernel/ip/addr.js'
 import {normalizeMac} from '../../kernel/ip/link.js'
 import {EtcdClient, EtcdError, type KeyValue} from '../../sys/etcd.js'
 
@@ -96,10 +96,17 @@ function value(publicIp: string, vtepMac: string): string {
   return JSON.stringify({publicIp, vtepMac})
 }
 
-/** Every slice record of a network. */
-export async function listSlices(client: EtcdClient, vni: number): Promise<SliceRecord[]> {
+/**
+ * Every slice record of a network. With the network's shape, only the
+ * records that are one of its slices: a record for any other range (a
+ * mistake, or a hostile writer) never becomes a route on this host.
+ */
+export async function listSlices(client: EtcdClient, vni: number, shape?: {subnet: Cidr; hostSubnetSize: number}): Promise<SliceRecord[]> {
   const r = await client.rangePrefix(subnetsPrefix(vni))
-  return r.kvs.map((kv) => parseRecord(vni, kv)).filter((x): x is SliceRecord => x !== undefined)
+  return r.kvs
+    .map((kv) => parseRecord(vni, kv))
+    .filter((x): x is SliceRecord => x !== undefined)
+    .filter((x) => !shape || (x.slice.prefix === shape.hostSubnetSize && !x.slice.v6 && cidrContains(shape.subnet, x.slice.ip) && formatCidr(networkOf(x.slice)) === formatCidr(x.slice)))
 }
 
 /**
@@ -110,7 +117,7 @@ export async function acquireSlice(client: EtcdClient, req: LeaseRequest): Promi
   const publicIp = parseIp(req.publicIp).ip
   const vtepMac = normalizeMac(req.vtepMac)
   for (let round = 0; round < 5; round++) {
-    const all = await listSlices(client, req.vni)
+    const all = await listSlices(client, req.vni, {subnet: req.subnet, hostSubnetSize: req.hostSubnetSize})
     const others = (mine: SliceRecord) => all.filter((r) => r !== mine && r.publicIp !== publicIp)
     const held = all.find((r) => r.publicIp === publicIp)
     if (held) {
