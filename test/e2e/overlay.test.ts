@@ -6,7 +6,7 @@
  * `ctrnet cni add`. Nothing of the machine's own namespace is touched.
  */
 import {type ChildProcess, spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -277,6 +277,33 @@ describe('overlay network over etcd + VXLAN', () => {
     const ip = late.ips[0]!.address.split('/')[0]!
     expect(sliceOf(ip)).toBe(sliceOf(ctr.A!.ip))
     expect(ping(ctr.C!.ns, ip).code).toBe(0)
+  })
+
+  it('ctrnet cni plugin runs the overlay entry as an exec\'d CNI plugin (as containerd or nerdctl would)', () => {
+    const conflist = JSON.parse(readFileSync(hosts.A.confPath(NET), 'utf8')) as {cniVersion: string; name: string; plugins: Array<Record<string, unknown>>}
+    const stdin = JSON.stringify({...conflist.plugins[0], name: conflist.name, cniVersion: conflist.cniVersion})
+    const ns = `ovc-${tag}-exec`
+    must('ip', ['netns', 'add', ns])
+    containers.push(ns)
+    const plugin = (command: string) =>
+      sh('ip', ['netns', 'exec', hosts.A.name, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', hosts.A.varlib,
+        'env', `CNI_COMMAND=${command}`, `CNI_CONTAINERID=${ns}`, `CNI_NETNS=/var/run/netns/${ns}`, 'CNI_IFNAME=eth0', 'CNI_PATH=/usr/lib/cni',
+        process.execPath, CLI, 'cni', 'plugin'], {input: stdin})
+    const add = plugin('ADD')
+    expect(add.code, add.stdout + add.stderr).toBe(0)
+    const res = JSON.parse(add.stdout) as {cniVersion: string; ips: Array<{address: string}>}
+    expect(res.cniVersion).toBe('1.0.0')
+    const ip = res.ips[0]!.address.split('/')[0]!
+    expect(sliceOf(ip)).toBe(sliceOf(ctr.A!.ip))
+    expect(ping(ctr.B!.ns, ip).code).toBe(0)
+    const del = plugin('DEL')
+    expect(del.code, del.stdout + del.stderr).toBe(0)
+    expect(sh('ip', ['-n', ns, 'link', 'show', 'eth0']).code).not.toBe(0)
+    expect(hosts.A.leases(NET).some((l) => l === ip)).toBe(false)
+    // an unknown type: the CNI error object on stdout, exit 1
+    const bad = sh(process.execPath, [CLI, 'cni', 'plugin'], {input: JSON.stringify({cniVersion: '1.0.0', name: 'x', type: 'nope'}), env: {...process.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c', CNI_NETNS: '/x', CNI_IFNAME: 'eth0'}})
+    expect(bad.code).toBe(1)
+    expect(JSON.parse(bad.stdout)).toMatchObject({code: 7})
   })
 
   it('20 hosts leasing at once get 20 distinct slices', async () => {
