@@ -1,6 +1,6 @@
 import {run} from '../../sys/exec.js'
-import {type IpAddrLink, formatCidr, parseCidr, parseIp} from './addr.js'
-import {type IpCmd, ipBatch, ipJson, parseJsonLines} from './batch.js'
+import {type IpAddrLink, cmdAddrShow, formatCidr, parseCidr, parseIp} from './addr.js'
+import {type IpCmd, ipBatch, parseJsonLines} from './batch.js'
 import {assertIfName, cmdLinkShow, normalizeMac} from './link.js'
 
 /**
@@ -113,6 +113,8 @@ export async function readVxlan(name: string): Promise<VxlanState | undefined> {
 
 /** The peers' entries a device holds: on-link routes, permanent neighbours, FDB entries with a destination. */
 export interface PeerEntries {
+  /** the device's own IPv4 addresses (CIDR) */
+  addrs: string[]
   routes: Array<{dst: string; gw: string}>
   neighs: Array<{ip: string; mac: string}>
   fdb: Array<{mac: string; dst: string}>
@@ -120,11 +122,12 @@ export interface PeerEntries {
 
 export async function readPeerEntries(dev: string): Promise<PeerEntries> {
   assertIfName(dev)
-  const res = await ipBatch([['route', 'show', 'dev', dev], ['neigh', 'show', 'dev', dev]], {json: true})
-  const [routes, neighs] = parseJsonLines(res.stdout) as [Array<{dst?: string; gateway?: string}>?, Array<{dst?: string; lladdr?: string; state?: string[]}>?]
+  const res = await ipBatch([['route', 'show', 'dev', dev], ['neigh', 'show', 'dev', dev], cmdAddrShow(dev)], {json: true})
+  const [routes, neighs, links] = parseJsonLines(res.stdout) as [Array<{dst?: string; gateway?: string}>?, Array<{dst?: string; lladdr?: string; state?: string[]}>?, IpAddrLink[]?]
   const fdbRes = await run('bridge', ['-j', 'fdb', 'show', 'dev', dev])
   const fdb = (fdbRes.stdout.trim() ? JSON.parse(fdbRes.stdout) : []) as Array<{mac?: string; dst?: string}>
   return {
+    addrs: (links?.[0]?.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
     routes: (routes ?? []).filter((r) => r.dst && r.gateway && r.dst.includes('/')).map((r) => ({dst: r.dst!, gw: r.gateway!})),
     neighs: (neighs ?? []).filter((n) => n.dst && n.lladdr && (n.state ?? []).includes('PERMANENT')).map((n) => ({ip: n.dst!, mac: n.lladdr!})),
     fdb: fdb.filter((f) => f.mac && f.dst && f.mac !== '00:00:00:00:00:00').map((f) => ({mac: f.mac!, dst: f.dst!})),
@@ -143,7 +146,8 @@ export interface Underlay {
  * interface of the IPv4 default route, in the current namespace.
  */
 export async function findUnderlay(spec: {dev?: string; ip?: string}): Promise<Underlay> {
-  const links = await ipJson<IpAddrLink[]>(['addr', 'show'])
+  const res = await ipBatch([['addr', 'show'], ['route', 'show', 'default']], {json: true})
+  const [links = [], defaults = []] = parseJsonLines(res.stdout) as [IpAddrLink[]?, Array<{dev?: string}>?]
   const v4 = (l: IpAddrLink) => (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global')
   if (spec.ip !== undefined) {
     const want = parseIp(spec.ip).ip
@@ -153,8 +157,7 @@ export async function findUnderlay(spec: {dev?: string; ip?: string}): Promise<U
   }
   let dev = spec.dev
   if (dev === undefined) {
-    const routes = await ipJson<Array<{dev?: string}>>(['route', 'show', 'default'])
-    dev = routes.find((r) => r.dev)?.dev
+    dev = defaults.find((r) => r.dev)?.dev
     if (!dev) throw new Error('no IPv4 default route to take the underlay interface from (give -o underlay=IF|ADDR)')
   }
   const l = links.find((x) => x.ifname === dev)

@@ -2,6 +2,7 @@ import {createHash} from 'node:crypto'
 import {formatCidr} from '../../kernel/ip/addr.js'
 import {bridgeBatch, ipBatch, type IpCmd} from '../../kernel/ip/batch.js'
 import {cmdLinkDel, cmdLinkUp} from '../../kernel/ip/link.js'
+import {cmdAddrDel} from '../../kernel/ip/addr.js'
 import {
   type Underlay,
   type VxlanState,
@@ -61,31 +62,34 @@ export async function ensureDevice(vni: number, underlay: Underlay, mtu: number)
   return dev!
 }
 
-/** The VTEP address on the device, and the device up. */
-export async function configureDevice(vni: number, mine: SliceRecord): Promise<void> {
-  const name = vxlanDevice(vni)
-  await ipBatch([cmdAddrReplace(name, `${vtepOf(mine)}/32`), cmdLinkUp(name)])
-}
-
 /**
- * Makes the device's peer entries exactly the peers': FDB first, then the
- * neighbour and the route (flannel sets the route last: the kernel must never
- * resolve the VTEP address itself); entries of peers that are gone are removed.
+ * Makes the device's entries exactly the peers' and puts this host's VTEP
+ * address on it, changing only what differs (an ADD on a network already in
+ * step runs no batch at all): FDB first, then neighbours and routes (flannel
+ * sets the route last: the kernel must never resolve a VTEP address itself);
+ * entries of peers that are gone are removed.
  */
-export async function syncPeers(vni: number, peers: SliceRecord[]): Promise<void> {
+export async function syncPeers(vni: number, mine: SliceRecord, dev: VxlanState, peers: SliceRecord[]): Promise<void> {
   const name = vxlanDevice(vni)
   const have = await readPeerEntries(name)
-  const wantFdb = new Map(peers.map((p) => [`${p.vtepMac}|${p.publicIp}`, p]))
-  const wantNeigh = new Map(peers.map((p) => [vtepOf(p), p]))
-  const wantRoute = new Map(peers.map((p) => [formatCidr(p.slice), p]))
   const fdb: IpCmd[] = []
-  for (const f of have.fdb) if (!wantFdb.has(`${f.mac.toLowerCase()}|${f.dst}`)) fdb.push(cmdFdbDel(name, f.mac, f.dst))
-  for (const p of peers) fdb.push(cmdFdbReplace(name, p.vtepMac, p.publicIp))
   const ip: IpCmd[] = []
-  for (const r of have.routes) if (!wantRoute.has(r.dst)) ip.push(cmdRouteDel(r.dst, name))
-  for (const n of have.neighs) if (wantNeigh.get(n.ip)?.vtepMac !== n.mac.toLowerCase()) ip.push(cmdNeighDel(name, n.ip))
-  for (const p of peers) ip.push(cmdNeighReplace(name, vtepOf(p), p.vtepMac))
-  for (const p of peers) ip.push(cmdRouteReplaceOnlink(formatCidr(p.slice), vtepOf(p), name))
+  const vtep = `${vtepOf(mine)}/32`
+  if (!have.addrs.includes(vtep)) ip.push(cmdAddrReplace(name, vtep))
+  for (const a of have.addrs) if (a !== vtep) ip.push(cmdAddrDel(name, a))
+  if (!dev.up) ip.push(cmdLinkUp(name))
+  const wantFdb = new Set(peers.map((p) => `${p.vtepMac}|${p.publicIp}`))
+  const haveFdb = new Set(have.fdb.map((f) => `${f.mac.toLowerCase()}|${f.dst}`))
+  for (const f of have.fdb) if (!wantFdb.has(`${f.mac.toLowerCase()}|${f.dst}`)) fdb.push(cmdFdbDel(name, f.mac, f.dst))
+  for (const p of peers) if (!haveFdb.has(`${p.vtepMac}|${p.publicIp}`)) fdb.push(cmdFdbReplace(name, p.vtepMac, p.publicIp))
+  const wantNeigh = new Map(peers.map((p) => [vtepOf(p), p.vtepMac]))
+  const haveNeigh = new Map(have.neighs.map((n) => [n.ip, n.mac.toLowerCase()]))
+  const wantRoute = new Map(peers.map((p) => [formatCidr(p.slice), vtepOf(p)]))
+  const haveRoute = new Map(have.routes.map((r) => [r.dst, r.gw]))
+  for (const r of have.routes) if (wantRoute.get(r.dst) !== r.gw) ip.push(cmdRouteDel(r.dst, name))
+  for (const [addr, mac] of haveNeigh) if (wantNeigh.get(addr) !== mac) ip.push(cmdNeighDel(name, addr))
+  for (const [addr, mac] of wantNeigh) if (haveNeigh.get(addr) !== mac) ip.push(cmdNeighReplace(name, addr, mac))
+  for (const [dst, gw] of wantRoute) if (haveRoute.get(dst) !== gw) ip.push(cmdRouteReplaceOnlink(dst, gw, name))
   if (fdb.length) await bridgeBatch(fdb)
   if (ip.length) await ipBatch(ip)
 }

@@ -3,7 +3,7 @@ import {formatCidr} from '../../kernel/ip/addr.js'
 import {findUnderlay} from '../../kernel/ip/vxlan.js'
 import {EtcdClient, EtcdError} from '../../sys/etcd.js'
 import {type OverlayConf, VXLAN_OVERHEAD} from './config.js'
-import {configureDevice, ensureDevice, removeDevice, syncPeers} from './dataplane.js'
+import {ensureDevice, removeDevice, syncPeers} from './dataplane.js'
 import {acquireSlice, releaseSlice} from './lease.js'
 import {readState, removeState, withStateLock, writeState} from './state.js'
 
@@ -36,8 +36,7 @@ export async function joinOverlay(o: OverlayConf): Promise<{slice: string; mtu: 
       if (err instanceof EtcdError) throw new CniError(CNI_ERR.TRY_AGAIN_LATER, err.message)
       throw err
     })
-    await configureDevice(o.vni, mine)
-    await syncPeers(o.vni, peers)
+    await syncPeers(o.vni, mine, dev, peers)
     const slice = formatCidr(mine.slice)
     if (before?.slice !== slice || before.publicIp !== underlay.ip || before.vni !== o.vni) {
       writeState(o.stateDir, o.name, {vni: o.vni, slice, publicIp: underlay.ip})
