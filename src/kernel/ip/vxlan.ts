@@ -94,7 +94,10 @@ export async function readVxlan(name: string): Promise<VxlanState | undefined> {
     if (/does not exist|cannot find device/i.test(res.stderr)) return undefined
     throw new Error(`ip link show ${name}: ${res.stderr.trim()}`)
   }
-  const link = (parseJsonLines(res.stdout)[0] as Array<Record<string, unknown>> | undefined)?.[0]
+  return vxlanState(name, (parseJsonLines(res.stdout)[0] as Array<Record<string, unknown>> | undefined)?.[0])
+}
+
+function vxlanState(name: string, link: Record<string, unknown> | undefined): VxlanState | undefined {
   if (!link) return undefined
   const info = link.linkinfo as {info_kind?: string; info_data?: Record<string, unknown>} | undefined
   if (info?.info_kind !== 'vxlan') throw new Error(`${name} exists and is not a vxlan device (${info?.info_kind ?? 'no kind'})`)
@@ -148,6 +151,11 @@ export interface Underlay {
 export async function findUnderlay(spec: {dev?: string; ip?: string}): Promise<Underlay> {
   const res = await ipBatch([['addr', 'show'], ['route', 'show', 'default']], {json: true})
   const [links = [], defaults = []] = parseJsonLines(res.stdout) as [IpAddrLink[]?, Array<{dev?: string}>?]
+  return pickUnderlay(spec, links, defaults)
+}
+
+function pickUnderlay(spec: {dev?: string; ip?: string}, links: IpAddrLink[], routes: Array<{dst?: string; dev?: string}>): Underlay {
+  const defaults = routes.filter((r) => r.dst === 'default')
   const v4 = (l: IpAddrLink) => (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global')
   if (spec.ip !== undefined) {
     const want = parseIp(spec.ip).ip
@@ -165,4 +173,41 @@ export async function findUnderlay(spec: {dev?: string; ip?: string}): Promise<U
   const a = v4(l)[0]
   if (!a) throw new Error(`underlay interface ${dev} has no global IPv4 address`)
   return {dev: l.ifname, ip: a.local, mtu: l.mtu ?? 1500}
+}
+
+/** What an overlay ADD needs to know of this namespace, read by one `ip -d -batch`. */
+export interface OverlayView {
+  underlay: Underlay
+  /** the VXLAN device, when it exists */
+  dev?: VxlanState
+  /** its entries (no FDB: read with readFdb) */
+  entries: Omit<PeerEntries, 'fdb'>
+}
+
+/**
+ * One `ip -j -d -batch` for the underlay (interfaces, default route), the
+ * VXLAN device `name` with its addresses, and its routes and neighbours.
+ */
+export async function observeOverlay(name: string, spec: {dev?: string; ip?: string}): Promise<OverlayView> {
+  assertIfName(name)
+  const res = await ipBatch([['addr', 'show'], ['route', 'show'], ['neigh', 'show']], {json: true, details: true})
+  const [links = [], routes = [], neighs = []] = parseJsonLines(res.stdout) as [IpAddrLink[]?, Array<{dst?: string; gateway?: string; dev?: string}>?, Array<{dst?: string; dev?: string; lladdr?: string; state?: string[]}>?]
+  const link = links.find((l) => l.ifname === name)
+  const dev = link ? vxlanState(name, link as unknown as Record<string, unknown>) : undefined
+  return {
+    underlay: pickUnderlay(spec, links, routes),
+    dev,
+    entries: {
+      addrs: (link?.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+      routes: routes.filter((r) => r.dev === name && r.dst && r.gateway && r.dst.includes('/')).map((r) => ({dst: r.dst!, gw: r.gateway!})),
+      neighs: neighs.filter((n) => n.dev === name && n.dst && n.lladdr && (n.state ?? []).includes('PERMANENT')).map((n) => ({ip: n.dst!, mac: n.lladdr!})),
+    },
+  }
+}
+
+/** The FDB entries with a destination of a VXLAN device. */
+export async function readFdb(dev: string): Promise<PeerEntries['fdb']> {
+  const res = await run('bridge', ['-j', 'fdb', 'show', 'dev', assertIfName(dev)])
+  const fdb = (res.stdout.trim() ? JSON.parse(res.stdout) : []) as Array<{mac?: string; dst?: string}>
+  return fdb.filter((f) => f.mac && f.dst && f.mac !== '00:00:00:00:00:00').map((f) => ({mac: f.mac!, dst: f.dst!}))
 }

@@ -4,6 +4,7 @@ import {bridgeBatch, ipBatch, type IpCmd} from '../../kernel/ip/batch.js'
 import {cmdLinkDel, cmdLinkUp} from '../../kernel/ip/link.js'
 import {cmdAddrDel} from '../../kernel/ip/addr.js'
 import {
+  type PeerEntries,
   type Underlay,
   type VxlanState,
   cmdAddrReplace,
@@ -14,6 +15,7 @@ import {
   cmdRouteDel,
   cmdRouteReplaceOnlink,
   cmdVxlanAdd,
+  readFdb,
   readPeerEntries,
   readVxlan,
 } from '../../kernel/ip/vxlan.js'
@@ -44,9 +46,9 @@ export function vtepMac(vni: number, underlayIp: string): string {
 }
 
 /** Creates the device when missing (or re-creates it when its VNI, address or port differ); returns it. */
-export async function ensureDevice(vni: number, underlay: Underlay, mtu: number): Promise<VxlanState> {
+export async function ensureDevice(vni: number, underlay: Underlay, mtu: number, observed: VxlanState | undefined): Promise<{dev: VxlanState; created: boolean}> {
   const name = vxlanDevice(vni)
-  let dev = await readVxlan(name)
+  let dev = observed
   const cmds: IpCmd[] = []
   const mac = vtepMac(vni, underlay.ip)
   if (dev && (dev.mac !== mac || dev.vni !== vni || dev.local !== underlay.ip || dev.port !== VXLAN_PORT || dev.learning !== false || dev.mtu !== mtu)) {
@@ -54,12 +56,9 @@ export async function ensureDevice(vni: number, underlay: Underlay, mtu: number)
     dev = undefined
   }
   if (!dev) cmds.push(cmdVxlanAdd({name, vni, local: underlay.ip, dev: underlay.dev, port: VXLAN_PORT, mtu, mac}))
-  if (cmds.length) {
-    await ipBatch(cmds)
-    dev = await readVxlan(name)
-    if (!dev) throw new Error(`${name} was not created`)
-  }
-  return dev!
+  if (!cmds.length) return {dev: dev!, created: false}
+  await ipBatch(cmds)
+  return {dev: {mac, mtu, up: false, vni, local: underlay.ip, port: VXLAN_PORT, learning: false}, created: true}
 }
 
 /**
@@ -69,9 +68,10 @@ export async function ensureDevice(vni: number, underlay: Underlay, mtu: number)
  * sets the route last: the kernel must never resolve a VTEP address itself);
  * entries of peers that are gone are removed.
  */
-export async function syncPeers(vni: number, mine: SliceRecord, dev: VxlanState, peers: SliceRecord[]): Promise<void> {
+export async function syncPeers(vni: number, mine: SliceRecord, dev: VxlanState, peers: SliceRecord[], observed?: Omit<PeerEntries, 'fdb'> & {fdb?: PeerEntries['fdb']}): Promise<void> {
   const name = vxlanDevice(vni)
-  const have = await readPeerEntries(name)
+  // a device just made holds nothing; one observed before needs only its FDB read
+  const have: PeerEntries = observed ? {...observed, fdb: observed.fdb ?? (await readFdb(name))} : await readPeerEntries(name)
   const fdb: IpCmd[] = []
   const ip: IpCmd[] = []
   const vtep = `${vtepOf(mine)}/32`

@@ -1,8 +1,8 @@
 import {CniError, CNI_ERR} from '../types.js'
 import {formatCidr} from '../../kernel/ip/addr.js'
-import {findUnderlay} from '../../kernel/ip/vxlan.js'
+import {findUnderlay, observeOverlay} from '../../kernel/ip/vxlan.js'
 import {EtcdClient, EtcdError} from '../../sys/etcd.js'
-import {type OverlayConf, VXLAN_OVERHEAD} from './config.js'
+import {type OverlayConf, VXLAN_OVERHEAD, vxlanDevice} from './config.js'
 import {ensureDevice, removeDevice, syncPeers} from './dataplane.js'
 import {acquireSlice, releaseSlice} from './lease.js'
 import {readState, removeState, withStateLock, writeState} from './state.js'
@@ -15,13 +15,14 @@ import {readState, removeState, withStateLock, writeState} from './state.js'
  * often enough to renew the slice's lease.
  */
 export async function joinOverlay(o: OverlayConf): Promise<{slice: string; mtu: number; peers: number}> {
-  const underlay = await findUnderlay(o.underlay ?? {}).catch((err: Error) => {
-    throw new CniError(CNI_ERR.INTERNAL, `overlay: underlay: ${err.message}`)
-  })
-  const mtu = o.mtu || underlay.mtu - VXLAN_OVERHEAD
   const client = new EtcdClient(o.etcd)
   return withStateLock(o.stateDir, o.name, async () => {
-    const dev = await ensureDevice(o.vni, underlay, mtu)
+    const view = await observeOverlay(vxlanDevice(o.vni), o.underlay ?? {}).catch((err: Error) => {
+      throw new CniError(CNI_ERR.INTERNAL, `overlay: underlay: ${err.message}`)
+    })
+    const underlay = view.underlay
+    const mtu = o.mtu || underlay.mtu - VXLAN_OVERHEAD
+    const {dev, created} = await ensureDevice(o.vni, underlay, mtu, view.dev)
     const before = readState(o.stateDir, o.name)
     const {mine, peers} = await acquireSlice(client, {
       vni: o.vni,
@@ -36,7 +37,7 @@ export async function joinOverlay(o: OverlayConf): Promise<{slice: string; mtu: 
       if (err instanceof EtcdError) throw new CniError(CNI_ERR.TRY_AGAIN_LATER, err.message)
       throw err
     })
-    await syncPeers(o.vni, mine, dev, peers)
+    await syncPeers(o.vni, mine, dev, peers, created ? {addrs: [], routes: [], neighs: [], fdb: []} : view.entries)
     const slice = formatCidr(mine.slice)
     if (before?.slice !== slice || before.publicIp !== underlay.ip || before.vni !== o.vni) {
       writeState(o.stateDir, o.name, {vni: o.vni, slice, publicIp: underlay.ip})
