@@ -1,7 +1,8 @@
 import {createHash} from 'node:crypto'
 import {parseCniArgs} from '../libcni/args.js'
 import {findNetworkConf, type LoadedConf} from '../libcni/loader.js'
-import {CNI_ERR} from '../plugins/types.js'
+import {CNI_ERR, CniError, type PluginNetConf} from '../plugins/types.js'
+import {SUPPORTED_VERSIONS} from '../libcni/version.js'
 import * as validate from '../libcni/validate.js'
 import {CniRuntime, type RuntimeConf} from '../libcni/runtime.js'
 import type {Settings} from './settings.js'
@@ -72,5 +73,47 @@ export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): Runti
     ifName: f.ifName,
     args,
     capabilityArgs,
+  }
+}
+
+/** What `ctrnet cni plugin` prints and how it exits, by the CNI protocol. */
+export interface PluginOutcome {
+  stdout: string
+  exitCode: number
+}
+
+/**
+ * `ctrnet cni plugin`: an exec'd CNI plugin for the types ctrnet implements
+ * (the `overlay` meta plugin, so nerdctl or containerd's CRI can run an
+ * overlay conflist: install a wrapper `exec ctrnet cni plugin` as
+ * /opt/cni/bin/overlay). The CNI_* environment and stdin in, the result or
+ * the CNI error object (JSON) on stdout, exit 1 on error.
+ */
+export async function runAsCniPlugin(
+  s: Pick<Settings, 'cacheDir' | 'mode' | 'pluginTimeoutMs' | 'iptablesLockPath'>,
+  env: {command: string; containerId: string; netns: string; ifName: string; cniArgs: string; cniPath: string[]},
+  stdin: string,
+): Promise<PluginOutcome> {
+  let version = '1.0.0'
+  try {
+    let conf: PluginNetConf
+    try {
+      conf = JSON.parse(stdin) as PluginNetConf
+    } catch (err) {
+      throw new CniError(CNI_ERR.DECODING_FAILURE, 'error decoding network config', (err as Error).message)
+    }
+    if (!conf || typeof conf !== 'object') throw new CniError(CNI_ERR.DECODING_FAILURE, 'error decoding network config', 'not a JSON object')
+    if (typeof conf.cniVersion === 'string') version = conf.cniVersion
+    if (env.command === 'VERSION') return {stdout: JSON.stringify({cniVersion: version, supportedVersions: [...SUPPORTED_VERSIONS]}), exitCode: 0}
+    if (env.command !== 'ADD' && env.command !== 'DEL' && env.command !== 'CHECK') {
+      throw new CniError(CNI_ERR.INVALID_ENV, `unknown CNI_COMMAND ${JSON.stringify(env.command)}`)
+    }
+    const runtime = makeRuntime({...s, cniPath: env.cniPath})
+    const rt: RuntimeConf = {containerId: env.containerId, netns: env.netns, ifName: env.ifName, args: parseCniArgs(env.cniArgs)}
+    const res = await runtime.runAsPlugin(env.command, conf, rt)
+    return {stdout: res ? JSON.stringify(res) : '', exitCode: 0}
+  } catch (err) {
+    const e = err instanceof CniError ? err : new CniError(CNI_ERR.INTERNAL, err instanceof Error ? err.message : String(err))
+    return {stdout: JSON.stringify(e.toJSON(version)), exitCode: 1}
   }
 }

@@ -38,3 +38,24 @@ export function runtimeSettings(flags: GlobalFlags & {'cni-mode': string}, env: 
   }
   return {...settings(flags, env), mode, pluginTimeoutMs, iptablesLockPath: env.CTRNET_IPTABLES_LOCK || undefined}
 }
+
+/** The CNI protocol's environment, as a runtime that execs `ctrnet cni plugin` sets it. */
+export interface CniPluginEnv {
+  command: string
+  containerId: string
+  netns: string
+  ifName: string
+  cniArgs: string
+  cniPath: string[]
+}
+
+export function cniPluginEnv(env: NodeJS.ProcessEnv = process.env): CniPluginEnv {
+  return {
+    command: env.CNI_COMMAND ?? '',
+    containerId: env.CNI_CONTAINERID ?? '',
+    netns: env.CNI_NETNS ?? '',
+    ifName: env.CNI_IFNAME ?? '',
+    cniArgs: env.CNI_ARGS ?? '',
+    cniPath: (env.CNI_PATH ?? '').split(':').filter(Boolean),
+  }
+}

@@ -83,6 +83,39 @@ export class CniRuntime {
     this.mode = opts.mode ?? 'embedded'
   }
 
+  // ---- one embedded plugin, exec'd by another runtime ------------------
+
+  /**
+   * Runs one embedded plugin the way an exec'd CNI plugin runs (the entry
+   * point `ctrnet cni plugin` that another runtime, containerd's or nerdctl's
+   * libcni, execs for a type ctrnet implements): `stdin` is the plugin's whole
+   * netconf as that runtime built it (prevResult in its version), `rt` its
+   * CNI_* environment. Validated like a chain; the plugin's netfilter
+   * transaction is committed when it succeeded. No cache or journal: the
+   * calling runtime keeps its own. Returns the result in stdin's version.
+   */
+  async runAsPlugin(command: 'ADD' | 'DEL' | 'CHECK', stdin: PluginNetConf, given: RuntimeConf): Promise<CniResult | undefined> {
+    const embedded = typeof stdin?.type === 'string' ? await loadEmbedded(stdin.type) : undefined
+    if (!embedded) throw new CniError(CNI_ERR.INVALID_NETCONF, `ctrnet does not implement the plugin type ${JSON.stringify(stdin?.type)}`)
+    const {name, cniVersion, prevResult, ...entry} = stdin
+    const conf: NetConfList = {cniVersion, name, plugins: [entry as PluginConf]}
+    const rt = await this.validate(conf, given)
+    if (command !== 'DEL') await this.requireProgramsOf(conf)
+    const plugin: PluginNetConf = prevResult ? {...stdin, prevResult: toInternalResult(prevResult)} : stdin
+    if (command === 'ADD') {
+      const pre = this.request('ADD', plugin, rt, closedNetfilter())
+      await embedded.precheck?.(pre)
+    }
+    const nf = command === 'CHECK' ? closedNetfilter() : this.netfilter()
+    try {
+      const res = await this.invokeOne(command, plugin, rt, nf)
+      if (command !== 'CHECK') await nf.commit()
+      return res ? resultAsVersion(res, cniVersion) : undefined
+    } finally {
+      nf.release()
+    }
+  }
+
   // ---- ADD -------------------------------------------------------------
 
   /** hooks.journaled: called once the journal entry is written (or not at all when the ADD fails before it). */
@@ -475,6 +508,7 @@ export class CniRuntime {
         if (!type) return Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))
         return this.invokeOne(cmd, ipamConf, rt, nf, type)
       },
+      invokeDelegate: (cmd, conf) => this.invokeOne(cmd, conf, rt, nf),
       netfilter: nf,
     }
   }

@@ -407,9 +407,83 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
       if (o.ipv6) p.capabilities = {ips: true}
       return [p]
     }
+    case 'overlay':
+      return buildOverlay(what, o, ctx)
     default:
-      throw new CtrnetError(what, `unsupported cni driver ${JSON.stringify(o.driver)} (use bridge, macvlan or ipvlan)`)
+      throw new CtrnetError(what, `unsupported cni driver ${JSON.stringify(o.driver)} (use bridge, macvlan, ipvlan or overlay)`)
   }
+}
+
+/** A positive decimal integer option in min..max, or one line naming it. */
+function intOption(what: string, k: string, v: string, min: number, max: number): number {
+  const n = /^[0-9]{1,10}$/.test(v) ? Number(v) : NaN
+  if (!Number.isInteger(n) || n < min || n > max) throw new CtrnetError(what, `invalid -o ${k}=${showToken(v)}: must be an integer ${min}..${max}`)
+  return n
+}
+
+/**
+ * `-d overlay`: ctrnet's own conflist (nerdctl has no overlay driver): the
+ * overlay meta plugin, which leases this host's slice in etcd and delegates
+ * to bridge + host-local, then portmap, firewall and tuning as on a bridge
+ * network. The options are checked here; etcd is reached by the caller.
+ */
+function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): PluginConf[] {
+  if (o.subnets.length !== 1) throw new CtrnetError(what, 'an overlay network needs exactly one --subnet (IPv4), e.g. --subnet 10.200.0.0/16')
+  if (o.gateways.length || o.ipRanges.length) throw new CtrnetError(what, 'an overlay network takes no --gateway or --ip-range: each host gets a slice of the subnet')
+  if (o.ipv6) throw new CtrnetError(what, 'an overlay network is IPv4 only (no --ipv6)')
+  if (o.internal) throw new CtrnetError(what, 'an overlay network cannot be --internal')
+  if (o.ipamDriver !== 'default' && o.ipamDriver !== 'host-local') throw new CtrnetError(what, `an overlay network uses host-local IPAM, not ${JSON.stringify(o.ipamDriver)}`)
+  const subnet = resolveSubnet(what, o.subnets[0]!, ctx.usedSubnets)
+  if (subnet.family !== 4) throw new CtrnetError(what, 'an overlay network is IPv4 only')
+  const opts = kvMap(o.options)
+  let etcd = ''
+  let vni = 0
+  let size = 24
+  let underlay = ''
+  let mtu = 0
+  let ttl = 0
+  for (const [k, v] of opts) {
+    switch (k) {
+      case 'etcd':
+        etcd = v
+        break
+      case 'vni':
+        vni = intOption(what, k, v, 1, 16777215)
+        break
+      case 'host-subnet-size':
+        size = intOption(what, k, v, 8, 30)
+        break
+      case 'underlay':
+        if (v === '' || (parseIp(v) === undefined && ifNameProblem(v))) throw new CtrnetError(what, `invalid -o underlay=${showToken(v)}: neither an IPv4 address nor an interface name`)
+        underlay = v
+        break
+      case 'mtu':
+      case 'com.docker.network.driver.mtu':
+        mtu = parseMtu(what, k, v)
+        break
+      case 'lease-ttl':
+        ttl = intOption(what, k, v, 5, 10 * 365 * 86400)
+        break
+      case 'etcd-cert':
+      case 'etcd-key':
+      case 'etcd-ca':
+        throw new CtrnetError(what, `-o ${k}: TLS to etcd is not supported yet (use an http:// endpoint)`)
+      default:
+        throw new CtrnetError(what, `unsupported "overlay" network option ${JSON.stringify(k)} (etcd, vni, host-subnet-size, underlay, mtu, lease-ttl)`)
+    }
+  }
+  if (!etcd) throw new CtrnetError(what, 'an overlay network needs -o etcd=http://HOST:2379[,...]')
+  if (!vni) throw new CtrnetError(what, 'an overlay network needs -o vni=N (1..16777215)')
+  const c = parseCidr(subnet.network)!
+  if (c.prefix >= size) {
+    throw new CtrnetError(what, `subnet ${subnet.network} is too small for host subnets of /${size}: give a prefix shorter than /${size} or a larger -o host-subnet-size`)
+  }
+  const overlay: PluginConf = {type: 'overlay', etcd, vni, subnet: subnet.network, hostSubnetSize: size}
+  if (underlay) overlay.underlay = underlay
+  if (mtu) overlay.mtu = mtu
+  if (ttl) overlay.leaseTTL = ttl
+  overlay.bridge = `ctrov${vni}`
+  return [overlay, {type: 'portmap', capabilities: {portMappings: true}}, {type: 'firewall', ingressPolicy: 'same-bridge'}, {type: 'tuning'}]
 }
 
 /** Checks the name and flag combinations that need no disk access (pkg/cmd/network/create.go). */
@@ -439,7 +513,8 @@ export function renderNetwork(o: CreateOptions, ctx: RenderContext): Rendered {
   validateCreateOptions(o)
   const what = `network create ${o.name}`
   const warnings: string[] = []
-  const ipam = buildIpam(what, o, ctx, warnings)
+  // an overlay network's IPAM is per host (its slice): the overlay plugin builds it
+  const ipam = o.driver === 'overlay' ? {} : buildIpam(what, o, ctx, warnings)
   const plugins = buildPlugins(what, o, ipam, ctx, warnings)
   const id = networkId(o.name)
   const labels = kvMap(o.labels)

@@ -94,6 +94,23 @@ const vlan = {
   },
 }
 
+const overlay = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'etcd', 'vni', 'subnet', 'hostSubnetSize', 'bridge'],
+  properties: {
+    type: {const: 'overlay'},
+    etcd: {type: 'string', minLength: 1},
+    vni: {type: 'integer', minimum: 1, maximum: 16777215},
+    subnet: cidr,
+    hostSubnetSize: {type: 'integer', minimum: 8, maximum: 30},
+    underlay: {type: 'string', minLength: 1},
+    mtu,
+    leaseTTL: {type: 'integer', minimum: 5},
+    bridge: ifName,
+  },
+}
+
 const portmap = {
   type: 'object',
   additionalProperties: false,
@@ -131,6 +148,8 @@ export const CONFLIST_SCHEMA = {
         {type: 'array', prefixItems: [bridge, portmap, firewall, tuning], minItems: 4, items: false},
         {type: 'array', prefixItems: [bridge, firewall, tuning], minItems: 3, items: false},
         {type: 'array', minItems: 1, maxItems: 1, items: vlan},
+        // overlay: the meta plugin (delegating to bridge), portmap, firewall, tuning
+        {type: 'array', prefixItems: [overlay, portmap, firewall, tuning], minItems: 4, items: false},
       ],
     },
   },

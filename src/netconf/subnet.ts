@@ -139,6 +139,8 @@ export function confSubnets(conf: NetConfList): Subnet[] {
     if (c) out.push(parseCidr(c.network)!)
   }
   for (const p of Array.isArray(conf.plugins) ? conf.plugins : []) {
+    // an overlay network's subnet is in use on every host of it
+    if (p && typeof p === 'object' && (p as {type?: unknown}).type === 'overlay') add((p as {subnet?: unknown}).subnet)
     const ipam = p && typeof p === 'object' ? (p as {ipam?: unknown}).ipam : undefined
     if (!ipam || typeof ipam !== 'object') continue
     const i = ipam as Record<string, unknown>

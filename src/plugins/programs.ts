@@ -20,6 +20,9 @@ export function programsFor(type: string, p: PluginConf): string[] {
         ...(p.macspoofchk === true ? ['nft'] : []),
         ...(typeof p.vlan === 'number' && p.vlan !== 0 ? ['bridge'] : []),
       ]
+    case 'overlay':
+      // its own device and peers (ip, bridge fdb), its state lock, then the bridge it delegates to
+      return ['ip', 'bridge', 'flock', 'nsenter', 'sh', ...IPTABLES]
     case 'host-local':
       return ['flock']
     case 'static':

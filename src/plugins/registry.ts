@@ -3,6 +3,7 @@ import bridge from './bridge/index.js'
 import firewall from './firewall/index.js'
 import hostLocal from './host-local/index.js'
 import loopback from './loopback/index.js'
+import overlay from './overlay/index.js'
 import portmap from './portmap/index.js'
 import staticIpam from './static/index.js'
 import tuning from './tuning/index.js'
@@ -20,6 +21,7 @@ const plugins: Record<string, EmbeddedPlugin> = {
   tuning,
   portmap,
   firewall,
+  overlay,
 }
 
 export async function loadEmbedded(type: string): Promise<EmbeddedPlugin | undefined> {

@@ -143,6 +143,13 @@ export interface PluginRequest {
    */
   invokeIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC', conf: PluginNetConf): Promise<CniResult | undefined>
   /**
+   * Delegates to the plugin named by `conf.type` with `conf` as its whole
+   * stdin (embedded or exec'd), as a meta plugin does with invoke.DelegateAdd
+   * (flannel's CNI plugin delegates to bridge this way). Same attachment,
+   * same netfilter transaction. ADD returns its result; DEL/CHECK undefined.
+   */
+  invokeDelegate(command: 'ADD' | 'DEL' | 'CHECK', conf: PluginNetConf): Promise<CniResult | undefined>
+  /**
    * The netfilter transaction of the chain this invocation belongs to: the
    * plugin records its iptables changes with `netfilter.plan()`; the runtime
    * commits them, with those of the other plugins, once the whole chain has

@@ -189,7 +189,7 @@ const cases: Case[] = [
   {name: 'gateway without subnet', args: () => ['network', 'create', '--gateway', '10.1.0.1', 'gw'], stderr: /subnet/i},
   {name: 'subnet overlapping an existing network', args: () => ['network', 'create', '--subnet', '10.81.0.0/16', 'ov'], stderr: /overlap|conflict/i},
   {name: 'existing network name', args: () => ['network', 'create', lab.net], stderr: /exists/i},
-  {name: 'unknown driver', args: () => ['network', 'create', '-d', 'overlay', 'drv'], stderr: /driver/i},
+  {name: 'unknown driver', args: () => ['network', 'create', '-d', 'ipsec', 'drv'], stderr: /driver/i},
   {name: 'unknown option', args: () => ['network', 'create', '-o', 'nosuch=1', 'opt'], stderr: /option|unsupported|nosuch/i},
   {
     name: 'unwritable config dir',

@@ -280,7 +280,7 @@ describe('bad input: one line on stderr, non-zero exit, every file as it was', (
     ['ip-range without subnet', ['network', 'create', '--ip-range', '10.4.1.0/25', 'n1'], /cannot set gateway or ip-range without subnet/],
     ['overlapping subnet', ['network', 'create', '--subnet', '10.77.128.0/17', 'n1'], /subnet 10.77.128.0\/17 overlaps with other one on this address space/],
     ['existing name', ['network', 'create', 'existing'], /network with name existing already exists/],
-    ['unknown driver', ['network', 'create', '-d', 'overlay', 'n1'], /unsupported cni driver "overlay"/],
+    ['unknown driver', ['network', 'create', '-d', 'ipsec', 'n1'], /unsupported cni driver "ipsec"/],
     ['unknown option', ['network', 'create', '-o', 'foo=bar', 'n1'], /unsupported "bridge" network option "foo"/],
     ['bad bridge name', ['network', 'create', '-o', 'com.docker.network.bridge.name=way-too-long-name', 'n1'], /invalid -o com\.docker\.network\.bridge\.name: "way-too-long-name" is not an interface name: it is longer than 15 characters/],
     ['unknown ipam driver', ['network', 'create', '--ipam-driver', 'nope', 'n1'], /unsupported ipam driver "nope"/],

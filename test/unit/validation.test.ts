@@ -65,7 +65,7 @@ describe('create validation messages (one line each)', () => {
     expect(message('n1', {subnets: ['10.70.0.0/16', '10.70.1.0/24']})).toMatch(/overlaps/)
   })
   it('unknown driver, option, ipam driver', () => {
-    expect(message('n1', {driver: 'overlay'})).toBe('ctrnet: network create n1 : unsupported cni driver "overlay" (use bridge, macvlan or ipvlan)')
+    expect(message('n1', {driver: 'ipsec'})).toBe('ctrnet: network create n1 : unsupported cni driver "ipsec" (use bridge, macvlan, ipvlan or overlay)')
     expect(message('n1', {options: ['foo=bar']})).toBe('ctrnet: network create n1 : unsupported "bridge" network option "foo"')
     expect(message('n1', {driver: 'macvlan', options: ['icc=false']})).toBe('ctrnet: network create n1 : unsupported "macvlan" network option "icc"')
     expect(message('n1', {driver: 'macvlan', options: ['ipvlan_mode=l2']})).toMatch(/unsupported "macvlan" network option "ipvlan_mode"/)

@@ -5,6 +5,7 @@ import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
 import {type DaemonLog, newDaemonState, reconcile, type ReconcileReport} from './reconcile.js'
 import {DaemonDns, type DaemonDnsOptions} from './dns.js'
+import {DaemonOverlay} from './overlay.js'
 
 /**
  * `ctrnet daemon`: one instance per host (flock on <runDir>/daemon.lock),
@@ -54,10 +55,13 @@ export async function runDaemon(s: Settings, opts: DaemonOptions, signal: AbortS
     opts.log.info({action: 'start', intervalMs: opts.intervalMs, graceMs: opts.graceMs, runDir: opts.runDir}, 'daemon started')
     const wake = new Wake()
     const dns = opts.dns ? new DaemonDns(s, opts.dns) : undefined
+    const overlay = new DaemonOverlay(s, opts.log)
     try {
       await dns?.start()
+      overlay.start()
       return await loop(s, opts, pass, wake, dns, signal)
     } finally {
+      await overlay.close()
       await dns?.close()
     }
   } finally {

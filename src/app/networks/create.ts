@@ -1,6 +1,10 @@
 import {existsSync} from 'node:fs'
 import {type CreatedNetwork, createNetworkLocked} from '../../netconf/create.js'
-import {type CreateOptions, DHCP_SOCKET, defaultCreateOptions} from '../../netconf/render.js'
+import {type CreateOptions, DHCP_SOCKET, defaultCreateOptions, renderNetwork} from '../../netconf/render.js'
+import {parseCidr} from '../../kernel/ip/addr.js'
+import {registerNetwork} from '../../plugins/overlay/lease.js'
+import {EtcdClient, parseEndpoints} from '../../sys/etcd.js'
+import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
 import {type Warn, skipper} from './common.js'
 
@@ -12,10 +16,27 @@ export async function createNetwork(
   {ignore = false, warn}: {ignore?: boolean; warn: Warn},
 ): Promise<CreatedNetwork> {
   const opts = defaultCreateOptions(name, options)
+  if (opts.driver === 'overlay') await registerOverlay(opts)
   const res = await createNetworkLocked(s.confDir, s.namespace, opts, {ignoreExisting: ignore, onSkip: skipper(warn)})
   for (const w of res.warnings) warn(w)
   if (res.created && opts.ipamDriver === 'dhcp' && !existsSync(DHCP_SOCKET)) {
     warn(`cannot access dhcp socket ${JSON.stringify(DHCP_SOCKET)} (hint: start the CNI dhcp plugin as a daemon: dhcp daemon --socketpath=${DHCP_SOCKET} &)`)
   }
   return res
+}
+
+/**
+ * An overlay network is shared through etcd: its options are checked first
+ * (the render, which writes nothing), then etcd must answer and agree on the
+ * VNI's subnet and slice size (recorded there by the first host).
+ */
+async function registerOverlay(opts: CreateOptions): Promise<void> {
+  const what = `network create ${opts.name}`
+  const overlay = renderNetwork(opts, {usedSubnets: []}).conf.plugins[0]!
+  try {
+    const client = new EtcdClient(parseEndpoints(String(overlay.etcd)))
+    await registerNetwork(client, Number(overlay.vni), parseCidr(String(overlay.subnet)), Number(overlay.hostSubnetSize))
+  } catch (err) {
+    throw new CtrnetError(what, errorMessage(err))
+  }
 }

@@ -1,4 +1,10 @@
-import {CtrnetError} from '../../sys/errors.js'
+import {CtrnetError, errorMessage} from '../../sys/errors.js'
+import {formatCidr} from '../../kernel/ip/addr.js'
+import {loadOverlayConf} from '../../plugins/overlay/config.js'
+import {listSlices} from '../../plugins/overlay/lease.js'
+import {readState} from '../../plugins/overlay/state.js'
+import type {PluginNetConf} from '../../plugins/types.js'
+import {EtcdClient} from '../../sys/etcd.js'
 import type {NetworkEntry} from '../../netconf/store.js'
 import {inspectContainers, type ContainerdOpts} from '../usage.js'
 import {type Warn, matchNetworks, single, visible} from './common.js'
@@ -28,6 +34,36 @@ function ipamConfig(conf: NetworkEntry['conf']): Array<Record<string, string>> {
 }
 
 /**
+ * What an overlay network is across hosts: its VNI, etcd, and every host's
+ * slice, underlay address and VTEP MAC as etcd has them now (Hosts is null,
+ * with a warning, when etcd does not answer). Only for overlay networks.
+ */
+async function overlayInfo(n: NetworkEntry, warn: Warn): Promise<Record<string, unknown> | undefined> {
+  const p = n.conf.plugins[0]
+  if (p?.type !== 'overlay') return undefined
+  let o
+  try {
+    o = loadOverlayConf({...p, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf)
+  } catch (err) {
+    warn(`network ${JSON.stringify(n.name)}: ${errorMessage(err)}`)
+    return undefined
+  }
+  const mine = readState(o.stateDir, o.name)
+  let hosts: unknown[] | null = null
+  try {
+    hosts = (await listSlices(new EtcdClient(o.etcd), o.vni, o)).map((r) => ({
+      Subnet: formatCidr(r.slice),
+      Underlay: r.publicIp,
+      VtepMAC: r.vtepMac,
+      ThisHost: mine?.vni === o.vni && mine.slice === formatCidr(r.slice),
+    }))
+  } catch (err) {
+    warn(`network ${JSON.stringify(n.name)}: hosts unknown: ${errorMessage(err)}`)
+  }
+  return {VNI: o.vni, Etcd: o.etcd, Subnet: formatCidr(o.subnet), HostSubnetSize: o.hostSubnetSize, Hosts: hosts}
+}
+
+/**
  * A Go struct field with `omitempty`: left out of the JSON when empty, yet
  * still there for a --format template (`{{.Id}}` prints "" rather than failing).
  */
@@ -48,22 +84,25 @@ export async function inspectNetworks(s: ContainerdOpts & {confDir: string}, req
     const n = single(m, errors)
     if (!n) continue
     const containers = await inspectContainers(s, n.name)
+    const overlay = await overlayInfo(n, warn)
     if (mode === 'native') {
       const list = Object.entries(containers).map(([id, c]) => ({Id: id, ...c}))
       const r: Record<string, unknown> = {CNI: JSON.parse(n.bytes.toString('utf8')), NerdctlID: n.nerdctlID ?? null}
       goField(r, 'NerdctlLabels', n.nerdctlLabels, n.nerdctlLabels === undefined)
       goField(r, 'File', n.file, n.file === '')
       r.Containers = list.length ? list : null
+      if (overlay) r.Overlay = overlay
       results.push(r)
     } else {
       const r: Record<string, unknown> = {Name: n.name}
       goField(r, 'Id', n.nerdctlID ?? '', !n.nerdctlID)
-      const cfg = ipamConfig(n.conf)
+      const cfg = overlay ? [{Subnet: overlay.Subnet as string}] : ipamConfig(n.conf)
       const ipam: Record<string, unknown> = {}
       goField(ipam, 'Config', cfg, cfg.length === 0)
       r.IPAM = ipam
       r.Labels = n.nerdctlLabels ?? null
       r.Containers = containers
+      if (overlay) r.Overlay = overlay
       results.push(r)
     }
   }

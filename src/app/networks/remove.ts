@@ -3,6 +3,9 @@ import {bridgeNamesOf, bridgeUsers, describeUser, forgetOwnedBridge, ownsBridge}
 import {DEFAULT_NETWORK_NAME} from '../../netconf/names.js'
 import {type NetworkEntry, removeNetworkFile, withStoreLock} from '../../netconf/store.js'
 import {deleteLinkIfExists, isBridge, linkExists} from '../../kernel/ip/link.js'
+import {loadOverlayConf} from '../../plugins/overlay/config.js'
+import {leaveOverlay} from '../../plugins/overlay/host.js'
+import type {PluginNetConf} from '../../plugins/types.js'
 import {networkUsers, type ContainerdOpts} from '../usage.js'
 import {PSEUDO_NETWORKS, type Warn, matchNetworks, single, visible} from './common.js'
 
@@ -24,6 +27,7 @@ async function removeOne(dir: string, n: NetworkEntry, what: string, warn: Warn)
   const devs = [...new Set(bridgeNamesOf(n.conf))]
   const owned = devs.map((dev) => ownsBridge(dir, n, dev))
   removeNetworkFile(what, n.file)
+  if (n.conf.plugins[0]?.type === 'overlay') await leaveOverlayNetwork(n, what, warn)
   if (devs.length === 0) return
   const net = JSON.stringify(n.name)
   for (const [i, dev] of devs.entries()) {
@@ -48,6 +52,27 @@ async function removeOne(dir: string, n: NetworkEntry, what: string, warn: Warn)
     } catch (err) {
       throw new CtrnetError(what, `failed to remove network interface ${dev}: ${errorMessage(err)}`)
     }
+  }
+}
+
+/**
+ * An overlay network on this host: its slice goes back to etcd, its VXLAN
+ * device and the bridge its plugin delegated to (ctrov<vni>, ctrnet's own)
+ * are removed.
+ */
+async function leaveOverlayNetwork(n: NetworkEntry, what: string, warn: Warn): Promise<void> {
+  let o
+  try {
+    o = loadOverlayConf({...n.conf.plugins[0]!, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf)
+  } catch (err) {
+    warn(`network ${JSON.stringify(n.name)}: ${errorMessage(err)}; its VXLAN device and etcd record are left`)
+    return
+  }
+  try {
+    for (const w of await leaveOverlay(o)) warn(w)
+    if (isBridge(o.bridge)) await deleteLinkIfExists(o.bridge)
+  } catch (err) {
+    throw new CtrnetError(what, `failed to leave the overlay: ${errorMessage(err)}`)
   }
 }
 

@@ -21,12 +21,13 @@ export default class NetworkCreate extends BaseCommand {
     '<%= config.bin %> network create -d bridge --subnet 10.244.0.0/16 --gateway 10.244.0.1 mynet',
     '<%= config.bin %> network create --ipv6 --subnet 10.5.0.0/16 --subnet fd00:5::/64 dual',
     '<%= config.bin %> network create -d macvlan -o parent=eth0 --subnet 192.168.5.0/24 mv',
+    '<%= config.bin %> network create -d overlay --subnet 10.200.0.0/16 -o etcd=http://10.0.0.10:2379 -o vni=4200 ovl',
   ]
   static override args = {
     name: Args.string({description: 'network name', required: true}),
   }
   static override flags = {
-    driver: Flags.string({char: 'd', description: 'driver: bridge, macvlan or ipvlan', default: 'bridge'}),
+    driver: Flags.string({char: 'd', description: 'driver: bridge, macvlan, ipvlan or overlay (multi-host: -o etcd=URL -o vni=N)', default: 'bridge'}),
     opt: Flags.string({char: 'o', description: 'driver option KEY=VALUE (repeatable)', multiple: true, multipleNonGreedy: true}),
     'ipam-driver': Flags.string({description: 'IPAM driver: default, host-local or dhcp', default: 'default'}),
     'ipam-opt': Flags.string({description: 'IPAM driver option KEY=VALUE (repeatable; dhcp only)', multiple: true, multipleNonGreedy: true}),

@@ -143,3 +143,21 @@ export interface IpAddrLink {
 export function globalCidrs(link: IpAddrLink): string[] {
   return (link.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${parseIp(a.local).ip}/${a.prefixlen}`)
 }
+
+/**
+ * The index-th subnet of prefix length `size` inside `net` (index from 0), as
+ * a Cidr; undefined when index is past the last one. With sliceCount, this
+ * enumerates a network's equal slices (an overlay's per-host subnets).
+ */
+export function subnetAt(net: Cidr, size: number, index: bigint): Cidr | undefined {
+  const bits = net.v6 ? 128 : 32
+  if (size < net.prefix || size > bits || index < 0n || index >= sliceCount(net, size)) return undefined
+  const base = ipToBig(networkOf(net).ip, net.v6)
+  return {v6: net.v6, ip: bigToIp(base + (index << BigInt(bits - size)), net.v6), prefix: size}
+}
+
+/** How many subnets of prefix length `size` fit in `net` (0 when size is shorter than net's prefix). */
+export function sliceCount(net: Cidr, size: number): bigint {
+  if (size < net.prefix) return 0n
+  return 1n << BigInt(size - net.prefix)
+}

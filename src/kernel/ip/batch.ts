@@ -42,7 +42,7 @@ function checkCmd(cmd: IpCmd): void {
     let f: string | undefined
     if (IFNAME_AFTER.has(k)) f = ifNameFault(v)
     else if (UINT_AFTER.has(k)) f = /^(0|[1-9][0-9]{0,9})$/.test(v) && Number(v) <= 0x7fffffff ? undefined : 'is not a non-negative integer'
-    else if (MAC_AFTER.has(k) && cmd[0] === 'link') f = MAC.test(v) ? undefined : 'is not a MAC address'
+    else if ((MAC_AFTER.has(k) && cmd[0] === 'link') || (k === 'lladdr' && cmd[0] === 'neigh')) f = MAC.test(v) ? undefined : 'is not a MAC address'
     else if (IP_AFTER.has(k)) f = Address4.isValid(v) || Address6.isValid(v) ? undefined : 'is not an IP address'
     else continue
     if (f) refuse(`ip: refused token ${showToken(v)} for ${k} in ${where} : ${f}`)
@@ -215,4 +215,42 @@ export function parseJsonLines(stdout: string): unknown[] {
     }
   }
   return docs
+}
+
+/**
+ * iproute2's `bridge -batch -` for FDB entries (what `ip` cannot do): each
+ * command is `fdb <add|append|replace|del> <mac> dev <ifname> [dst <ip>] [self]
+ * [permanent]`, every token checked as for ip batches, the MAC, device and
+ * destination by type. One bad token refuses the whole batch.
+ */
+export function renderBridgeBatch(cmds: IpCmd[]): string {
+  for (const cmd of cmds) {
+    if (!Array.isArray(cmd) || cmd.length < 3) refuse('bridge: refused a short batch command')
+    const where = `command "fdb ${TOKEN.test(cmd[1] ?? '') ? cmd[1] : '?'}"`
+    cmd.forEach((tok) => assertToken(tok, where))
+    if (cmd[0] !== 'fdb') refuse(`bridge: refused token ${showToken(cmd[0])} in ${where} : only fdb commands`)
+    if (!['add', 'append', 'replace', 'del'].includes(cmd[1]!)) refuse(`bridge: refused token ${showToken(cmd[1])} in ${where} : not an fdb verb`)
+    if (!MAC.test(cmd[2]!)) refuse(`bridge: refused token ${showToken(cmd[2])} in ${where} : is not a MAC address`)
+    for (let i = 3; i < cmd.length; i++) {
+      const k = cmd[i]!
+      if (k === 'self' || k === 'permanent') continue
+      const v = cmd[i + 1]
+      let f: string | undefined
+      if (k === 'dev') f = ifNameFault(v)
+      else if (k === 'dst') f = v !== undefined && (Address4.isValid(v) || Address6.isValid(v)) ? undefined : 'is not an IP address'
+      else refuse(`bridge: refused token ${showToken(k)} in ${where} : not an fdb keyword (dev, dst, self, permanent)`)
+      if (f) refuse(`bridge: refused token ${showToken(v)} for ${k} in ${where} : ${f}`)
+      i++
+    }
+  }
+  return cmds.map((cmd) => cmd.join(' ')).join('\n') + '\n'
+}
+
+/** Runs FDB commands through one `bridge -batch -` process (see renderBridgeBatch). */
+export async function bridgeBatch(cmds: IpCmd[], opts: {allowFailure?: boolean} = {}): Promise<BatchResult> {
+  const input = renderBridgeBatch(cmds)
+  spawnStats.count++
+  const res = await run('bridge', ['-batch', '-'], {input, allowFailure: true})
+  if (res.code !== 0 && !opts.allowFailure) throw new Error(batchError(res).replace(/^/, 'bridge: '))
+  return {...res, failedAt: res.code === 0 ? 0 : failedCommand(res)}
 }

@@ -1,0 +1,184 @@
+import {listNetworks} from '../../netconf/store.js'
+import {type OverlayConf, loadOverlayConf} from '../../plugins/overlay/config.js'
+import {joinOverlay} from '../../plugins/overlay/host.js'
+import {subnetsPrefix} from '../../plugins/overlay/lease.js'
+import {readState} from '../../plugins/overlay/state.js'
+import type {PluginNetConf} from '../../plugins/types.js'
+import {EtcdClient, watchPrefix} from '../../sys/etcd.js'
+import {errorMessage} from '../../sys/errors.js'
+import type {Settings} from '../settings.js'
+import type {DaemonLog} from './reconcile.js'
+
+/**
+ * The daemon's part of the overlay networks this host has joined (it holds
+ * a slice: its state file exists, written by the first ADD): it renews the
+ * slice's etcd lease (a third of the TTL, at most every 10 s) and follows the
+ * network's subnet keys with an etcd watch, re-syncing the peers' routes,
+ * neighbours and FDB entries on every change (so a peer whose lease expired
+ * is dropped) and fully after each (re)connection. Failures retry with a
+ * capped backoff, one log line per change of state.
+ */
+
+const RESCAN_MS = 1000
+const RETRY_MS = 500
+const RETRY_CAP_MS = 30_000
+
+function overlayConfs(s: Pick<Settings, 'confDir' | 'namespace'>): OverlayConf[] {
+  const out: OverlayConf[] = []
+  for (const n of listNetworks(s.confDir, s.namespace, () => undefined)) {
+    const p = n.conf.plugins[0]
+    if (p?.type !== 'overlay') continue
+    try {
+      out.push(loadOverlayConf({...p, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf))
+    } catch {
+      // a broken entry: the ADD reports it
+    }
+  }
+  return out
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const t = setTimeout(done, ms)
+    function done() {
+      clearTimeout(t)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, {once: true})
+  })
+}
+
+/** One joined network: a sync runner (one at a time, coalesced), a renew timer and the watch. */
+class Member {
+  private readonly ac = new AbortController()
+  private running: Promise<void> | undefined
+  private again = false
+  private lastError: string | undefined
+  private slice: string | undefined
+  readonly done: Promise<void>
+
+  constructor(
+    readonly conf: OverlayConf,
+    private readonly log: DaemonLog,
+    parent: AbortSignal,
+  ) {
+    parent.addEventListener('abort', () => this.ac.abort(), {once: true})
+    this.done = Promise.all([this.renewLoop(), this.watchLoop()]).then(() => undefined)
+  }
+
+  stop(): void {
+    this.ac.abort()
+  }
+
+  /** Runs a sync now, or once more after the one in flight. */
+  sync(): Promise<void> {
+    if (this.running) {
+      this.again = true
+      return this.running
+    }
+    this.running = (async () => {
+      do {
+        this.again = false
+        try {
+          const r = await joinOverlay(this.conf)
+          if (this.lastError !== undefined) this.log.info({action: 'overlay', network: this.conf.name, outcome: 'recovered'}, `overlay ${this.conf.name}: in sync again`)
+          this.lastError = undefined
+          if (r.slice !== this.slice) this.log.info({action: 'overlay', network: this.conf.name, slice: r.slice, peers: r.peers}, `overlay ${this.conf.name}: this host holds ${r.slice}`)
+          this.slice = r.slice
+        } catch (err) {
+          const msg = errorMessage(err)
+          if (msg !== this.lastError) this.log.error({action: 'overlay', network: this.conf.name, outcome: 'failed', reason: msg}, `overlay ${this.conf.name}: ${msg}`)
+          this.lastError = msg
+          throw err
+        }
+      } while (this.again && !this.ac.signal.aborted)
+    })().finally(() => (this.running = undefined))
+    return this.running
+  }
+
+  private async renewLoop(): Promise<void> {
+    const period = Math.min(10_000, Math.max(1000, Math.floor((this.conf.leaseTtl * 1000) / 3)))
+    let retry = RETRY_MS
+    while (!this.ac.signal.aborted) {
+      let wait = period
+      try {
+        await this.sync()
+        retry = RETRY_MS
+      } catch {
+        wait = Math.min(retry, period)
+        retry = Math.min(retry * 2, RETRY_CAP_MS)
+      }
+      await sleep(wait, this.ac.signal)
+    }
+  }
+
+  private async watchLoop(): Promise<void> {
+    const client = new EtcdClient(this.conf.etcd)
+    let retry = RETRY_MS
+    while (!this.ac.signal.aborted) {
+      try {
+        await watchPrefix(
+          client,
+          subnetsPrefix(this.conf.vni),
+          {
+            // what changed while we were not watching: a full sync
+            onReady: () => {
+              retry = RETRY_MS
+              void this.sync().catch(() => undefined)
+            },
+            onEvents: () => void this.sync().catch(() => undefined),
+          },
+          this.ac.signal,
+        )
+      } catch {
+        // etcd unreachable: the renew loop logs it; the watch retries with backoff
+      }
+      await sleep(retry, this.ac.signal)
+      retry = Math.min(retry * 2, RETRY_CAP_MS)
+    }
+  }
+}
+
+export class DaemonOverlay {
+  private readonly ac = new AbortController()
+  private readonly members = new Map<string, Member>()
+  private scanning: Promise<void> | undefined
+
+  constructor(
+    private readonly s: Pick<Settings, 'confDir' | 'namespace'>,
+    private readonly log: DaemonLog,
+  ) {}
+
+  start(): void {
+    this.scanning = this.scanLoop()
+  }
+
+  async close(): Promise<void> {
+    this.ac.abort()
+    await this.scanning
+    await Promise.all([...this.members.values()].map((m) => m.done))
+  }
+
+  /** Follows the overlay networks of the store: a member per joined network, stopped when its network goes or changes. */
+  private async scanLoop(): Promise<void> {
+    while (!this.ac.signal.aborted) {
+      let confs: OverlayConf[] = []
+      try {
+        confs = overlayConfs(this.s).filter((c) => readState(c.stateDir, c.name)?.vni === c.vni)
+      } catch (err) {
+        this.log.error({action: 'overlay', outcome: 'failed', reason: errorMessage(err)}, 'overlay: cannot list networks')
+      }
+      const want = new Map(confs.map((c) => [`${c.name}|${JSON.stringify(c)}`, c]))
+      for (const [k, m] of this.members) {
+        if (!want.has(k)) {
+          m.stop()
+          this.members.delete(k)
+        }
+      }
+      for (const [k, c] of want) if (!this.members.has(k)) this.members.set(k, new Member(c, this.log, this.ac.signal))
+      await sleep(RESCAN_MS, this.ac.signal)
+    }
+  }
+}

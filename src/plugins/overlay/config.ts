@@ -1,0 +1,116 @@
+import {CniError, CNI_ERR, type PluginNetConf} from '../types.js'
+import {type Cidr, formatCidr, networkOf, parseCidr, parseIp} from '../../kernel/ip/addr.js'
+import {assertIfName, validIfName} from '../../kernel/ip/link.js'
+import {parseEndpoints} from '../../sys/etcd.js'
+
+/**
+ * The `overlay` plugin's netconf: the entry `network create -d overlay`
+ * writes (netconf/render.ts), parsed and checked. Every host of the network
+ * has the same entry; what differs per host (its slice, its underlay) comes
+ * from etcd and the host's interfaces.
+ */
+export interface OverlayConf {
+  name: string
+  cniVersion: string
+  etcd: string[]
+  vni: number
+  subnet: Cidr
+  hostSubnetSize: number
+  /** interface name or address; undefined: the interface of the default route */
+  underlay?: {dev?: string; ip?: string}
+  /** 0: the underlay's MTU minus the 50 bytes of VXLAN */
+  mtu: number
+  /** seconds a host's slice lives in etcd without renewal */
+  leaseTtl: number
+  bridge: string
+  /** where this host keeps its slice between runs (one JSON file per network) */
+  stateDir: string
+  /** host-local's dataDir, when not its default */
+  ipamDataDir?: string
+}
+
+export const VXLAN_PORT = 4789
+export const VXLAN_OVERHEAD = 50
+export const DEFAULT_LEASE_TTL = 86400
+export const DEFAULT_STATE_DIR = '/var/lib/ctrnet/overlay'
+export const MAX_VNI = 16777215
+
+/** The VXLAN device of a network: ctrnet.<vni> (at most 15 characters for any VNI). */
+export function vxlanDevice(vni: number): string {
+  return `ctrnet.${vni}`
+}
+
+/** The default bridge of a network: ctrov<vni>. */
+export function overlayBridge(vni: number): string {
+  return `ctrov${vni}`
+}
+
+function invalid(msg: string): CniError {
+  return new CniError(CNI_ERR.INVALID_NETCONF, `overlay: ${msg}`)
+}
+
+function int(v: unknown, key: string, min: number, max: number, dflt?: number): number {
+  if (v === undefined && dflt !== undefined) return dflt
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalid(`${key} must be an integer ${min}..${max}`)
+  return v
+}
+
+function str(v: unknown, key: string): string {
+  if (typeof v !== 'string' || v === '') throw invalid(`${key} must be a non-empty string`)
+  return v
+}
+
+/** Checks that a subnet leaves room for at least two host slices of `size`. */
+export function checkSlices(subnet: Cidr, size: number): string | undefined {
+  if (subnet.v6) return 'only IPv4 subnets are supported'
+  if (size < 8 || size > 30) return `host-subnet-size ${size} must be 8..30`
+  if (subnet.prefix >= size) return `subnet ${formatCidr(subnet)} is too small for host subnets of /${size} (it needs a prefix shorter than /${size})`
+  return undefined
+}
+
+export function loadOverlayConf(c: PluginNetConf): OverlayConf {
+  // the name names this host's state file
+  if (typeof c.name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
+  let etcd: string[]
+  try {
+    etcd = parseEndpoints(str(c.etcd, 'etcd'))
+  } catch (err) {
+    throw invalid((err as Error).message)
+  }
+  const vni = int(c.vni, 'vni', 1, MAX_VNI)
+  let subnet: Cidr
+  try {
+    subnet = parseCidr(str(c.subnet, 'subnet'))
+  } catch {
+    throw invalid(`subnet ${JSON.stringify(c.subnet)} is not a CIDR`)
+  }
+  if (formatCidr(networkOf(subnet)) !== formatCidr(subnet)) throw invalid(`subnet ${formatCidr(subnet)} has host bits set`)
+  const hostSubnetSize = int(c.hostSubnetSize, 'hostSubnetSize', 8, 30, 24)
+  const why = checkSlices(subnet, hostSubnetSize)
+  if (why) throw invalid(why)
+  let underlay: OverlayConf['underlay']
+  if (c.underlay !== undefined) {
+    const u = str(c.underlay, 'underlay')
+    try {
+      underlay = {ip: parseIp(u).ip}
+    } catch {
+      if (!validIfName(u)) throw invalid(`underlay ${JSON.stringify(u)} is neither an address nor an interface name`)
+      underlay = {dev: u}
+    }
+  }
+  const conf: OverlayConf = {
+    name: c.name,
+    cniVersion: c.cniVersion,
+    etcd,
+    vni,
+    subnet,
+    hostSubnetSize,
+    underlay,
+    mtu: int(c.mtu, 'mtu', 0, 65535, 0),
+    leaseTtl: int(c.leaseTTL, 'leaseTTL', 5, 10 * 365 * 86400, DEFAULT_LEASE_TTL),
+    bridge: assertIfName(c.bridge ?? overlayBridge(vni), 'bridge name'),
+    stateDir: c.stateDir === undefined ? DEFAULT_STATE_DIR : str(c.stateDir, 'stateDir'),
+  }
+  if (c.ipamDataDir !== undefined) conf.ipamDataDir = str(c.ipamDataDir, 'ipamDataDir')
+  return conf
+}

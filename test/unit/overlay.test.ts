@@ -1,0 +1,168 @@
+/**
+ * Issue 13, the pure parts of the overlay driver: slices of a subnet, the
+ * choice of candidates, etcd records, the conflist `-d overlay` writes and
+ * its bad options, the plugin's config parser, the VXLAN/FDB batch lines.
+ */
+import {describe, expect, it} from 'vitest'
+import {formatCidr, parseCidr, sliceCount, subnetAt} from '../../src/kernel/ip/addr.js'
+import {renderBridgeBatch, renderBatch} from '../../src/kernel/ip/batch.js'
+import {cmdFdbReplace, cmdNeighReplace, cmdRouteReplaceOnlink, cmdVxlanAdd} from '../../src/kernel/ip/vxlan.js'
+import {validateConflist} from '../../src/netconf/schema.js'
+import {defaultCreateOptions, renderNetwork} from '../../src/netconf/render.js'
+import {parseCidr as netconfCidr} from '../../src/netconf/subnet.js'
+import {loadOverlayConf} from '../../src/plugins/overlay/config.js'
+import {vtepMac, vtepOf} from '../../src/plugins/overlay/dataplane.js'
+import {candidateSlices, parseRecord, sliceKey} from '../../src/plugins/overlay/lease.js'
+import {bridgeConfFor} from '../../src/plugins/overlay/index.js'
+import {parseEndpoints, prefixEnd} from '../../src/sys/etcd.js'
+import type {PluginNetConf} from '../../src/plugins/types.js'
+
+const net = parseCidr('10.200.0.0/16')
+
+describe('slices of a subnet', () => {
+  it('enumerates equal slices with ip-address arithmetic', () => {
+    expect(sliceCount(net, 24)).toBe(256n)
+    expect(formatCidr(subnetAt(net, 24, 0n)!)).toBe('10.200.0.0/24')
+    expect(formatCidr(subnetAt(net, 24, 3n)!)).toBe('10.200.3.0/24')
+    expect(formatCidr(subnetAt(net, 24, 255n)!)).toBe('10.200.255.0/24')
+    expect(subnetAt(net, 24, 256n)).toBeUndefined()
+    expect(formatCidr(subnetAt(net, 26, 5n)!)).toBe('10.200.1.64/26')
+    expect(sliceCount(net, 8)).toBe(0n)
+  })
+
+  it('candidates: every free slice but the first, the preferred one first', () => {
+    const taken = new Set(['10.200.1.0/24', '10.200.2.0/24'])
+    const c = candidateSlices(parseCidr('10.200.0.0/22'), 24, taken).map(formatCidr)
+    expect(c).toEqual(['10.200.3.0/24'])
+    const all = candidateSlices(net, 24, new Set(), '10.200.77.0/24').map(formatCidr)
+    expect(all).toHaveLength(255)
+    expect(all[0]).toBe('10.200.77.0/24')
+    expect(new Set(all).size).toBe(255)
+    expect(all).not.toContain('10.200.0.0/24')
+    // a preferred slice somebody holds is not tried first
+    expect(candidateSlices(net, 24, new Set(['10.200.77.0/24']), '10.200.77.0/24').map(formatCidr)).not.toContain('10.200.77.0/24')
+  })
+})
+
+describe('etcd records', () => {
+  it('parses our subnet keys and ignores anything else', () => {
+    const slice = parseCidr('10.200.3.0/24')
+    const key = sliceKey(4200, slice)
+    expect(key).toBe('/ctrnet/overlay/4200/subnets/10.200.3.0-24')
+    const kv = {key, value: JSON.stringify({publicIp: '192.168.1.2', vtepMac: '02:AA:bb:cc:dd:ee'}), createRevision: '5', modRevision: '5', lease: '77'}
+    expect(parseRecord(4200, kv)).toEqual({slice, publicIp: '192.168.1.2', vtepMac: '02:aa:bb:cc:dd:ee', lease: '77'})
+    expect(parseRecord(4201, kv)).toBeUndefined()
+    expect(parseRecord(4200, {...kv, value: '{"publicIp":"x"}'})).toBeUndefined()
+    expect(parseRecord(4200, {...kv, key: `${key}/x`})).toBeUndefined()
+  })
+
+  it('prefix ends and endpoints', () => {
+    expect(prefixEnd('/ctrnet/overlay/1/subnets/')).toBe('/ctrnet/overlay/1/subnets0')
+    expect(parseEndpoints('http://10.0.0.1:2379, https://etcd.example:2379')).toEqual(['http://10.0.0.1:2379', 'https://etcd.example:2379'])
+    expect(() => parseEndpoints('ftp://x')).toThrow(/invalid endpoint/)
+    expect(() => parseEndpoints('http://x:2379/path')).toThrow(/no path/)
+  })
+})
+
+describe('network create -d overlay', () => {
+  const create = (options: string[], subnets = ['10.200.0.0/16'], used: string[] = []) =>
+    renderNetwork(defaultCreateOptions('ovl', {driver: 'overlay', subnets, options}), {usedSubnets: used.map((u) => netconfCidr(u)!)})
+
+  it('writes the overlay meta plugin, then portmap, firewall and tuning; the schema takes it', async () => {
+    const r = create(['etcd=http://10.0.0.10:2379', 'vni=4200', 'mtu=1400', 'underlay=eth1'])
+    expect(r.conf.plugins).toEqual([
+      {type: 'overlay', etcd: 'http://10.0.0.10:2379', vni: 4200, subnet: '10.200.0.0/16', hostSubnetSize: 24, underlay: 'eth1', mtu: 1400, bridge: 'ctrov4200'},
+      {type: 'portmap', capabilities: {portMappings: true}},
+      {type: 'firewall', ingressPolicy: 'same-bridge'},
+      {type: 'tuning'},
+    ])
+    await validateConflist('t', r.conf)
+  })
+
+  it('refuses bad options with one line each', () => {
+    const e = 'etcd=http://10.0.0.10:2379'
+    expect(() => create([e, 'vni=0'])).toThrow(/^network create ovl : invalid -o vni="0": must be an integer 1..16777215$/)
+    expect(() => create([e, 'vni=16777216'])).toThrow(/vni.*1..16777215/)
+    expect(() => create([e, 'vni=x'])).toThrow(/vni.*1..16777215/)
+    expect(() => create([e, 'vni=5'], ['10.200.0.0/24'])).toThrow(/too small for host subnets of \/24/)
+    expect(() => create([e, 'vni=5', 'host-subnet-size=16'], ['10.200.0.0/16'])).toThrow(/too small for host subnets of \/16/)
+    expect(() => create([e, 'vni=5', 'host-subnet-size=31'])).toThrow(/host-subnet-size.*8..30/)
+    expect(() => create(['vni=5'])).toThrow(/needs -o etcd=/)
+    expect(() => create([e])).toThrow(/needs -o vni=/)
+    expect(() => create([e, 'vni=5'], [])).toThrow(/exactly one --subnet/)
+    expect(() => create([e, 'vni=5', 'underlay=bad name'])).toThrow(/underlay/)
+    expect(() => create([e, 'vni=5', 'etcd-ca=/x'])).toThrow(/TLS to etcd is not supported yet/)
+    expect(() => create([e, 'vni=5', 'frob=1'])).toThrow(/unsupported "overlay" network option "frob"/)
+    expect(() => create([e, 'vni=5'], ['10.200.0.0/16'], ['10.200.5.0/24'])).toThrow(/overlaps/)
+  })
+})
+
+describe('the overlay plugin', () => {
+  const entry = (over: Record<string, unknown> = {}): PluginNetConf => ({
+    type: 'overlay',
+    name: 'ovl',
+    cniVersion: '1.0.0',
+    etcd: 'http://10.0.0.10:2379',
+    vni: 4200,
+    subnet: '10.200.0.0/16',
+    hostSubnetSize: 24,
+    bridge: 'ctrov4200',
+    ...over,
+  })
+
+  it('parses its entry', () => {
+    const o = loadOverlayConf(entry({underlay: '192.168.1.2', leaseTTL: 30}))
+    expect(o).toMatchObject({vni: 4200, hostSubnetSize: 24, underlay: {ip: '192.168.1.2'}, leaseTtl: 30, mtu: 0, bridge: 'ctrov4200', stateDir: '/var/lib/ctrnet/overlay'})
+    expect(loadOverlayConf(entry({underlay: 'eth1'})).underlay).toEqual({dev: 'eth1'})
+    expect(() => loadOverlayConf(entry({vni: 0}))).toThrow(/vni must be an integer 1..16777215/)
+    expect(() => loadOverlayConf(entry({subnet: '10.200.1.0/16'}))).toThrow(/host bits/)
+    expect(() => loadOverlayConf(entry({subnet: '10.200.0.0/24'}))).toThrow(/too small/)
+    expect(() => loadOverlayConf(entry({name: '../x'}))).toThrow(/not a file name/)
+    expect(() => loadOverlayConf(entry({etcd: 'http://a:1/x'}))).toThrow(/invalid endpoint/)
+  })
+
+  it('delegates to bridge + host-local with this host\'s slice', () => {
+    const o = loadOverlayConf(entry())
+    const b = bridgeConfFor(o, entry({runtimeConfig: {portMappings: []}}), '10.200.3.0/24', 1450)
+    expect(b).toEqual({
+      type: 'bridge',
+      name: 'ovl',
+      cniVersion: '1.0.0',
+      bridge: 'ctrov4200',
+      isGateway: true,
+      mtu: 1450,
+      hairpinMode: true,
+      ipam: {type: 'host-local', ranges: [[{subnet: '10.200.3.0/24'}]], routes: [{dst: '0.0.0.0/0'}]},
+      runtimeConfig: {portMappings: []},
+    })
+  })
+
+  it('VTEP: the slice\'s network address; MAC stable per VNI and underlay address, locally administered', () => {
+    expect(vtepOf({slice: parseCidr('10.200.3.0/24')})).toBe('10.200.3.0')
+    const m = vtepMac(4200, '192.168.1.2')
+    expect(m).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/)
+    expect(parseInt(m.slice(0, 2), 16) & 0x03).toBe(0x02)
+    expect(vtepMac(4200, '192.168.1.2')).toBe(m)
+    expect(vtepMac(4200, '192.168.1.3')).not.toBe(m)
+  })
+})
+
+describe('VXLAN batch lines', () => {
+  it('renders flannel\'s device, neighbour, route and FDB entries', () => {
+    expect(renderBatch([cmdVxlanAdd({name: 'ctrnet.4200', vni: 4200, local: '192.168.1.2', dev: 'eth0', port: 4789, mtu: 1450, mac: '02:00:00:00:00:01'})])).toBe(
+      'link add name ctrnet.4200 mtu 1450 address 02:00:00:00:00:01 type vxlan id 4200 local 192.168.1.2 dev eth0 dstport 4789 nolearning\n',
+    )
+    expect(renderBatch([cmdNeighReplace('ctrnet.4200', '10.200.3.0', '02:00:00:00:00:02'), cmdRouteReplaceOnlink('10.200.3.0/24', '10.200.3.0', 'ctrnet.4200')])).toBe(
+      'neigh replace 10.200.3.0 lladdr 02:00:00:00:00:02 dev ctrnet.4200 nud permanent\nroute replace 10.200.3.0/24 via 10.200.3.0 dev ctrnet.4200 onlink\n',
+    )
+    expect(renderBridgeBatch([cmdFdbReplace('ctrnet.4200', '02:00:00:00:00:02', '192.168.1.3')])).toBe('fdb replace 02:00:00:00:00:02 dev ctrnet.4200 dst 192.168.1.3 self permanent\n')
+  })
+
+  it('refuses what is not typed', () => {
+    expect(() => cmdVxlanAdd({name: 'ctrnet.4200', vni: 2 ** 24, local: '192.168.1.2', dev: 'eth0', port: 4789, mtu: 1450})).toThrow(/vni/)
+    expect(() => cmdFdbReplace('ctrnet.1', '02:00:00:00:00:02', '1.2.3.4\nflush')).toThrow()
+    expect(() => renderBridgeBatch([['fdb', 'flush', 'dev', 'x']])).toThrow(/not an fdb verb/)
+    expect(() => renderBridgeBatch([['fdb', 'add', '02:00:00:00:00:02', 'dev', 'x', 'dst', 'nohost']])).toThrow(/is not an IP address/)
+    expect(() => renderBatch([['neigh', 'replace', '10.0.0.1', 'lladdr', 'zz', 'dev', 'x']])).toThrow(/is not a MAC address/)
+  })
+})
