@@ -6,6 +6,7 @@ import {networkMembers, type Membership} from '../dns/members.js'
 import {DnsServer, upstreamsFromResolvConf} from '../dns/server.js'
 import type {Settings} from '../settings.js'
 import type {DaemonLog} from './reconcile.js'
+import {SingleFlight} from './single-flight.js'
 
 /**
  * The daemon's names service (issue: containers find each other by name):
@@ -33,8 +34,15 @@ export class DaemonDns {
   private readonly served = new Set<string>()
   /** `<network> <address>` -> the reason last logged for not listening there */
   private readonly unbound = new Map<string, string>()
-  private running: Promise<void> | undefined
-  private again = false
+  private readonly flight = new SingleFlight(
+    () =>
+      this.once().catch((err: unknown) => {
+        const msg = errorMessage(err)
+        if (msg !== this.lastError) this.opts.log.error({action: 'dns', outcome: 'failed', reason: msg}, `dns refresh failed: ${msg}`)
+        this.lastError = msg
+      }),
+    () => !this.closed,
+  )
   private closed = false
   private stopWatch: (() => void) | undefined
   private retry: NodeJS.Timeout | undefined
@@ -63,22 +71,7 @@ export class DaemonDns {
   /** Reads the attachments again and makes zones, listeners and hosts files follow; never throws. */
   refresh(): Promise<void> {
     if (this.closed) return Promise.resolve()
-    if (this.running) {
-      this.again = true
-      return this.running
-    }
-    this.running = (async () => {
-      do {
-        this.again = false
-        await this.once().catch((err: unknown) => {
-          const msg = errorMessage(err)
-          if (msg !== this.lastError) this.opts.log.error({action: 'dns', outcome: 'failed', reason: msg}, `dns refresh failed: ${msg}`)
-          this.lastError = msg
-        })
-      } while (this.again && !this.closed)
-      this.running = undefined
-    })()
-    return this.running
+    return this.flight.run()
   }
 
   stats(): Record<string, number> {
@@ -89,7 +82,7 @@ export class DaemonDns {
     this.closed = true
     this.stopWatch?.()
     if (this.retry) clearTimeout(this.retry)
-    await this.running
+    await this.flight.settled()
     await this.server.close()
   }
 

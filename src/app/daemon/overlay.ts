@@ -8,6 +8,7 @@ import {EtcdClient, watchPrefix} from '../../sys/etcd.js'
 import {errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
 import type {DaemonLog} from './reconcile.js'
+import {SingleFlight} from './single-flight.js'
 
 /**
  * The daemon's part of the overlay networks this host has joined (it holds
@@ -53,8 +54,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /** One joined network: a sync runner (one at a time, coalesced), a renew timer and the watch. */
 class Member {
   private readonly ac = new AbortController()
-  private running: Promise<void> | undefined
-  private again = false
+  private readonly flight = new SingleFlight(
+    () => this.syncOnce(),
+    () => !this.ac.signal.aborted,
+  )
   private lastError: string | undefined
   private slice: string | undefined
   readonly done: Promise<void>
@@ -74,28 +77,22 @@ class Member {
 
   /** Runs a sync now, or once more after the one in flight. */
   sync(): Promise<void> {
-    if (this.running) {
-      this.again = true
-      return this.running
+    return this.flight.run()
+  }
+
+  private async syncOnce(): Promise<void> {
+    try {
+      const r = await joinOverlay(this.conf)
+      if (this.lastError !== undefined) this.log.info({action: 'overlay', network: this.conf.name, outcome: 'recovered'}, `overlay ${this.conf.name}: in sync again`)
+      this.lastError = undefined
+      if (r.slice !== this.slice) this.log.info({action: 'overlay', network: this.conf.name, slice: r.slice, peers: r.peers}, `overlay ${this.conf.name}: this host holds ${r.slice}`)
+      this.slice = r.slice
+    } catch (err) {
+      const msg = errorMessage(err)
+      if (msg !== this.lastError) this.log.error({action: 'overlay', network: this.conf.name, outcome: 'failed', reason: msg}, `overlay ${this.conf.name}: ${msg}`)
+      this.lastError = msg
+      throw err
     }
-    this.running = (async () => {
-      do {
-        this.again = false
-        try {
-          const r = await joinOverlay(this.conf)
-          if (this.lastError !== undefined) this.log.info({action: 'overlay', network: this.conf.name, outcome: 'recovered'}, `overlay ${this.conf.name}: in sync again`)
-          this.lastError = undefined
-          if (r.slice !== this.slice) this.log.info({action: 'overlay', network: this.conf.name, slice: r.slice, peers: r.peers}, `overlay ${this.conf.name}: this host holds ${r.slice}`)
-          this.slice = r.slice
-        } catch (err) {
-          const msg = errorMessage(err)
-          if (msg !== this.lastError) this.log.error({action: 'overlay', network: this.conf.name, outcome: 'failed', reason: msg}, `overlay ${this.conf.name}: ${msg}`)
-          this.lastError = msg
-          throw err
-        }
-      } while (this.again && !this.ac.signal.aborted)
-    })().finally(() => (this.running = undefined))
-    return this.running
   }
 
   private async renewLoop(): Promise<void> {
