@@ -4,7 +4,7 @@
 # (nft: bridge's macspoofchk and the tests' ruleset snapshots), iproute2 (ip,
 # bridge), util-linux (flock, nsenter, unshare, setpriv), containerd + runc
 # (started by the tests on a private socket), etcd-server (the overlay tests'
-# etcd, on a private data dir), busybox-static (the
+# etcd, on a private data dir), openssl (their TLS certificates), busybox-static (the
 # containers' rootfs), procps (sysctl), kmod; for `npm run bench` only:
 # dnsmasq-base (the DNS baseline) and dnsperf (the DNS load client).
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in containernetworking-plugins iptables nftables iproute2 util-linux containerd runc busybox-static procps kmod etcd-server dnsmasq-base dnsperf; do
+for p in containernetworking-plugins iptables nftables iproute2 util-linux containerd runc busybox-static procps kmod etcd-server openssl dnsmasq-base dnsperf; do
   have "$p" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -29,7 +29,7 @@ fi
 # that installed without it is a failure here, not a skipped test later.
 missing=()
 for prog in ip bridge nft iptables iptables-save iptables-restore ip6tables-save ip6tables-restore \
-  nsenter flock unshare setpriv sysctl containerd ctr runc busybox sh cat etcd dnsmasq dnsperf; do
+  nsenter flock unshare setpriv sysctl containerd ctr runc busybox sh cat etcd openssl dnsmasq dnsperf; do
   command -v "$prog" >/dev/null 2>&1 || missing+=("$prog")
 done
 [ -x /usr/lib/cni/bridge ] || missing+=(/usr/lib/cni/bridge)

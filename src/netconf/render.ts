@@ -442,6 +442,7 @@ function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): Plugi
   let underlay = ''
   let mtu = 0
   let ttl = 0
+  const tls: Record<string, string> = {}
   for (const [k, v] of opts) {
     switch (k) {
       case 'etcd':
@@ -467,9 +468,11 @@ function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): Plugi
       case 'etcd-cert':
       case 'etcd-key':
       case 'etcd-ca':
-        throw new CtrnetError(what, `-o ${k}: TLS to etcd is not supported yet (use an http:// endpoint)`)
+        if (!v.startsWith('/') || /[\x00-\x1f\x7f]/.test(v)) throw new CtrnetError(what, `invalid -o ${k}=${showToken(v)}: must be an absolute file path`)
+        tls[k] = v
+        break
       default:
-        throw new CtrnetError(what, `unsupported "overlay" network option ${JSON.stringify(k)} (etcd, vni, host-subnet-size, underlay, mtu, lease-ttl)`)
+        throw new CtrnetError(what, `unsupported "overlay" network option ${JSON.stringify(k)} (etcd, etcd-cert, etcd-key, etcd-ca, vni, host-subnet-size, underlay, mtu, lease-ttl)`)
     }
   }
   if (!etcd) throw new CtrnetError(what, 'an overlay network needs -o etcd=http://HOST:2379[,...]')
@@ -478,7 +481,13 @@ function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): Plugi
   if (c.prefix >= size) {
     throw new CtrnetError(what, `subnet ${subnet.network} is too small for host subnets of /${size}: give a prefix shorter than /${size} or a larger -o host-subnet-size`)
   }
+  if (Boolean(tls['etcd-cert']) !== Boolean(tls['etcd-key'])) throw new CtrnetError(what, '-o etcd-cert and -o etcd-key go together')
+  const plain = etcd.split(',').find((e) => !e.trim().startsWith('https://'))
+  if (Object.keys(tls).length && plain !== undefined) throw new CtrnetError(what, `-o etcd-cert/etcd-key/etcd-ca need https:// endpoints, not ${showToken(plain.trim())}`)
   const overlay: PluginConf = {type: 'overlay', etcd, vni, subnet: subnet.network, hostSubnetSize: size}
+  if (tls['etcd-cert']) overlay.etcdCert = tls['etcd-cert']
+  if (tls['etcd-key']) overlay.etcdKey = tls['etcd-key']
+  if (tls['etcd-ca']) overlay.etcdCa = tls['etcd-ca']
   if (underlay) overlay.underlay = underlay
   if (mtu) overlay.mtu = mtu
   if (ttl) overlay.leaseTTL = ttl

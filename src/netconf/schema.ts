@@ -62,6 +62,8 @@ const dhcp = {
 const ipam = {oneOf: [hostLocal, dhcp]}
 const ifName = {type: 'string', minLength: 1, maxLength: 15, pattern: '^[^/:\\s]+$', not: {enum: ['.', '..']}}
 const mtu = {type: 'integer', minimum: 1}
+/** an absolute file path without control characters */
+const absPath = {type: 'string', pattern: '^/[^\\x00-\\x1f\\x7f]*$'}
 const ipsCap = {type: 'object', additionalProperties: false, required: ['ips'], properties: {ips: {const: true}}}
 
 const bridge = {
@@ -101,6 +103,9 @@ const overlay = {
   properties: {
     type: {const: 'overlay'},
     etcd: {type: 'string', minLength: 1},
+    etcdCert: absPath,
+    etcdKey: absPath,
+    etcdCa: absPath,
     vni: {type: 'integer', minimum: 1, maximum: 16777215},
     subnet: cidr,
     hostSubnetSize: {type: 'integer', minimum: 8, maximum: 30},

@@ -1,13 +1,17 @@
 /**
- * A small etcd v3 client over etcd's JSON gRPC gateway (HTTP/1.1, Node's
- * built-in fetch): ranges, puts, transactions and leases. Keys and values are
- * strings here; the gateway takes and gives them base64-encoded, and int64
+ * A small etcd v3 client over etcd's JSON gRPC gateway (HTTP/1.1, or HTTPS
+ * with a CA and client certificate): ranges, puts, transactions, leases and
+ * watches. Keys and values are strings here; the gateway takes and gives them base64-encoded, and int64
  * fields (revisions, lease ids) as decimal strings, which stay strings here.
  *
  * Every failure is an EtcdError whose message names etcd and the endpoint:
  * `etcd http://10.0.0.10:2379: connect ECONNREFUSED ...`. Endpoints are tried
  * in order; the first one that answers is used for the call.
  */
+
+import {readFileSync} from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
 
 export class EtcdError extends Error {
   constructor(message: string) {
@@ -91,52 +95,162 @@ export function parseEndpoints(text: string): string[] {
 }
 
 function causeOf(err: unknown): string {
-  const e = err as {name?: string; message?: string; cause?: {code?: string; message?: string}}
+  const e = err as {name?: string; code?: string; message?: string; cause?: {code?: string; message?: string}}
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return 'no answer (timed out)'
+  // OpenSSL's own messages are long and say no more than the code
+  if (e?.code) return `${e.code}${e.message && !e.message.startsWith(e.code) && !/SSL routines/.test(e.message) ? ` (${e.message})` : ''}`
   if (e?.cause?.code) return `${e.cause.code}${e.cause.message ? ` (${e.cause.message})` : ''}`
   return e?.cause?.message ?? e?.message ?? String(err)
 }
 
+/** A failed TLS handshake or certificate check (not a network failure). */
+function tlsFailure(err: unknown): boolean {
+  const code = (err as {code?: unknown})?.code
+  return typeof code === 'string' && /^(ERR_SSL_|ERR_TLS_)|CERT|UNABLE_TO_|SELF_SIGNED/.test(code)
+}
+
+/** Files (PEM) for TLS to etcd: a client certificate and key (both or neither), and the CA that signed etcd's certificate. */
+export interface EtcdTls {
+  cert?: string
+  key?: string
+  ca?: string
+}
+
+export interface EtcdOptions {
+  /** per call, from connect to the whole answer; watches have none */
+  timeoutMs?: number
+  tls?: EtcdTls
+}
+
+/** Checks TLS file options against the endpoints; a problem in one line, or undefined. */
+export function tlsProblem(endpoints: string[], tls: EtcdTls | undefined): string | undefined {
+  if (!tls || (!tls.cert && !tls.key && !tls.ca)) return undefined
+  if (Boolean(tls.cert) !== Boolean(tls.key)) return 'etcd-cert and etcd-key go together'
+  for (const [k, v] of [['etcd-cert', tls.cert], ['etcd-key', tls.key], ['etcd-ca', tls.ca]] as const) {
+    if (v !== undefined && (!v.startsWith('/') || /[\x00-\x1f\x7f]/.test(v))) return `${k} must be an absolute file path, not ${JSON.stringify(v)}`
+  }
+  const plain = endpoints.find((e) => !e.startsWith('https:'))
+  if (plain) return `TLS files are given but endpoint ${plain} is not https://`
+  return undefined
+}
+
+/** An idle kept-alive connection is closed after this long. */
+const IDLE_MS = 30_000
+
+/** The gateway's answer to one POST: status and body text. */
+interface Answer {
+  status: number
+  text: string
+}
+
 export class EtcdClient {
+  readonly timeoutMs: number
+  private readonly tls: EtcdTls | undefined
+  private agents: {http?: http.Agent; https?: https.Agent} = {}
+
+  /**
+   * Calls go over Node's http/https modules (not fetch: loading undici costs
+   * a short-lived CLI process more than the calls themselves) through a
+   * keep-alive agent, so the calls of one ADD share one connection and one
+   * TLS handshake. Idle sockets do not keep the process alive.
+   */
   constructor(
     readonly endpoints: string[],
-    readonly timeoutMs = 3000,
+    opts: EtcdOptions = {},
   ) {
     if (endpoints.length === 0) throw new EtcdError('etcd: no endpoint')
+    const why = tlsProblem(endpoints, opts.tls)
+    if (why) throw new EtcdError(`etcd: ${why}`)
+    this.timeoutMs = opts.timeoutMs ?? 3000
+    this.tls = opts.tls
+  }
+
+  private agent(ep: string): http.Agent {
+    if (!ep.startsWith('https:')) return (this.agents.http ??= new http.Agent({keepAlive: true, timeout: IDLE_MS}))
+    if (!this.agents.https) {
+      const read = (k: string, f: string | undefined): Buffer | undefined => {
+        if (f === undefined) return undefined
+        try {
+          return readFileSync(f)
+        } catch (err) {
+          throw new EtcdError(`etcd: cannot read ${k} ${f}: ${causeOf(err)}`)
+        }
+      }
+      this.agents.https = new https.Agent({keepAlive: true, timeout: IDLE_MS, cert: read('etcd-cert', this.tls?.cert), key: read('etcd-key', this.tls?.key), ca: read('etcd-ca', this.tls?.ca)})
+    }
+    return this.agents.https
+  }
+
+  /** Closes the idle connections (a long-lived caller that is done with this client). */
+  close(): void {
+    this.agents.http?.destroy()
+    this.agents.https?.destroy()
+    this.agents = {}
+  }
+
+  /**
+   * Starts a POST of JSON to one endpoint and resolves with the response
+   * (headers read). `signal` aborts it; `timeoutMs`, when given, bounds the
+   * whole exchange (the caller reads the body before it fires).
+   */
+  request(ep: string, path: string, body: unknown, signal?: AbortSignal): Promise<http.IncomingMessage> {
+    const data = JSON.stringify(body)
+    const agent = this.agent(ep)
+    const mod = ep.startsWith('https:') ? https : http
+    return new Promise((resolve, reject) => {
+      const req = mod.request(`${ep}${path}`, {
+        method: 'POST',
+        agent,
+        headers: {'content-type': 'application/json', 'content-length': Buffer.byteLength(data)},
+        signal,
+      })
+      req.once('response', resolve)
+      // a keep-alive connection the server closed while idle: the request never reached it
+      req.once('error', (err: Error & {reused?: boolean}) => reject(Object.assign(err, {reused: req.reusedSocket})))
+      req.end(data)
+    })
+  }
+
+  /** One unary exchange within timeoutMs: the whole answer, or a thrown cause. */
+  private exchange(ep: string, path: string, body: unknown): Promise<Answer> {
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    return this.request(ep, path, body, signal).then(
+      (res) =>
+        new Promise<Answer>((resolve, reject) => {
+          const chunks: Buffer[] = []
+          res.on('data', (c: Buffer) => chunks.push(c))
+          res.once('end', () => resolve({status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8')}))
+          res.once('error', reject)
+          res.once('aborted', () => reject(new Error('connection closed mid-answer')))
+        }),
+    )
   }
 
   /** One gateway call: POST JSON, JSON back; an HTTP or gateway error is an EtcdError. */
   private async call<T>(path: string, body: unknown): Promise<T> {
     let last = ''
     for (const ep of this.endpoints) {
-      let res: Response
+      let res: Answer
       try {
-        res = await fetch(`${ep}${path}`, {
-          method: 'POST',
-          headers: {'content-type': 'application/json'},
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(this.timeoutMs),
+        res = await this.exchange(ep, path, body).catch((err: {reused?: boolean; code?: string}) => {
+          if (err.reused && err.code === 'ECONNRESET') return this.exchange(ep, path, body)
+          throw err
         })
       } catch (err) {
-        last = `etcd ${ep}: unreachable: ${causeOf(err)}`
-        continue
-      }
-      let text: string
-      try {
-        text = await res.text()
-      } catch (err) {
-        last = `etcd ${ep}: ${causeOf(err)}`
+        if (err instanceof EtcdError) throw err
+        last = `etcd ${ep}: ${tlsFailure(err) ? 'TLS failed' : 'unreachable'}: ${causeOf(err)}`
         continue
       }
       // streaming calls (keepalive) answer one JSON document per line
-      const first = text.split('\n').find((l) => l.trim()) ?? '{}'
+      const first = res.text.split('\n').find((l) => l.trim()) ?? '{}'
       let doc: Record<string, unknown>
       try {
         doc = JSON.parse(first) as Record<string, unknown>
       } catch {
         throw new EtcdError(`etcd ${ep}: ${path}: not a JSON answer (HTTP ${res.status})`)
       }
-      const err = (doc.error as {message?: string} | string | undefined) ?? (res.ok ? undefined : `HTTP ${res.status}`)
+      const ok = res.status >= 200 && res.status < 300
+      const err = (doc.error as {message?: string} | string | undefined) ?? (ok ? undefined : `HTTP ${res.status}`)
       if (err !== undefined) {
         const msg = typeof err === 'string' ? err : (err.message ?? JSON.stringify(err))
         throw new EtcdError(`etcd ${ep}: ${path}: ${msg}`)
@@ -231,20 +345,24 @@ export async function watchPrefix(
   if (startRevision) req.start_revision = startRevision
   let last = ''
   for (const ep of client.endpoints) {
-    let res: Response
+    let res: http.IncomingMessage
     try {
-      res = await fetch(`${ep}/v3/watch`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({create_request: req}), signal})
+      res = await client.request(ep, '/v3/watch', {create_request: req}, signal)
     } catch (err) {
       if (signal.aborted) return
-      last = `etcd ${ep}: unreachable: ${causeOf(err)}`
+      if (err instanceof EtcdError) throw err
+      last = `etcd ${ep}: ${tlsFailure(err) ? 'TLS failed' : 'unreachable'}: ${causeOf(err)}`
       continue
     }
-    if (!res.ok || !res.body) throw new EtcdError(`etcd ${ep}: /v3/watch: HTTP ${res.status}`)
-    const decoder = new TextDecoder()
+    if (res.statusCode !== 200) {
+      res.destroy()
+      throw new EtcdError(`etcd ${ep}: /v3/watch: HTTP ${res.statusCode}`)
+    }
+    res.setEncoding('utf8')
     let buf = ''
     try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, {stream: true})
+      for await (const chunk of res as AsyncIterable<string>) {
+        buf += chunk
         let nl: number
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl).trim()
@@ -262,7 +380,11 @@ export async function watchPrefix(
       if (signal.aborted) return
       if (err instanceof EtcdError) throw err
       throw new EtcdError(`etcd ${ep}: /v3/watch: ${causeOf(err)}`)
+    } finally {
+      res.destroy()
     }
+    if (signal.aborted) return
+    // the server ended the stream (etcd stopped): the caller resyncs and watches again
     return
   }
   throw new EtcdError(last)

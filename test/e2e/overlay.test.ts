@@ -358,3 +358,126 @@ describe('overlay network over etcd + VXLAN', () => {
     await eventually(`A drops ${bSlice}`, () => !vxlanRoutes('A').some((l) => l.startsWith(bSlice)), 3000)
   })
 })
+
+describe('overlay with TLS to etcd (client certificates)', () => {
+  const TLS_NET = 'ovltls'
+  const TLS_VNI = 4343
+  const TLS_SUBNET = '10.215.0.0/16'
+  const TLS_ETCD = `https://${ETCD_IP}:2479`
+  let pki: string
+  let tlsEtcd: ChildProcess | undefined
+  const ssl = (args: string[]) => must('openssl', args)
+
+  /** A key and a certificate signed by ca (or self-signed when ca is undefined), with the given v3 extensions. */
+  function issue(name: string, cn: string, ext: string, ca?: string): void {
+    const key = join(pki, `${name}.key`)
+    if (!ca) {
+      ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', join(pki, `${name}.crt`), '-days', '1', '-subj', `/CN=${cn}`, '-addext', ext])
+      return
+    }
+    ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', join(pki, `${name}.csr`), '-subj', `/CN=${cn}`])
+    writeFileSync(join(pki, `${name}.ext`), `${ext}\n`)
+    ssl(['x509', '-req', '-in', join(pki, `${name}.csr`), '-CA', join(pki, `${ca}.crt`), '-CAkey', join(pki, `${ca}.key`), '-CAcreateserial', '-out', join(pki, `${name}.crt`), '-days', '1', '-extfile', join(pki, `${name}.ext`)])
+  }
+  const f = (name: string) => join(pki, name)
+  const tlsOpts = (...files: Array<['cert' | 'key' | 'ca', string]>) => files.flatMap(([k, v]) => ['-o', `etcd-${k}=${f(v)}`])
+  const full = () => tlsOpts(['ca', 'ca.crt'], ['cert', 'client.crt'], ['key', 'client.key'])
+  const create = (h: 'A' | 'B', extra: string[], name = TLS_NET) =>
+    hosts[h].cli(['network', 'create', '-d', 'overlay', '--subnet', TLS_SUBNET, '-o', `etcd=${TLS_ETCD}`, '-o', `vni=${TLS_VNI}`, ...extra, name])
+
+  beforeAll(async () => {
+    pki = join(dir, 'pki')
+    must('mkdir', ['-p', pki])
+    issue('ca', 'ctrnet-test-ca', 'basicConstraints=critical,CA:TRUE')
+    issue('other-ca', 'another-ca', 'basicConstraints=critical,CA:TRUE')
+    // etcd's own gateway dials its gRPC port with the server certificate: it must be good for clientAuth too
+    issue('server', 'etcd', `subjectAltName=IP:${ETCD_IP}\nextendedKeyUsage=serverAuth,clientAuth`, 'ca')
+    issue('client', 'ctrnet-host', 'extendedKeyUsage=clientAuth', 'ca')
+    issue('stranger', 'ctrnet-host', 'extendedKeyUsage=clientAuth', 'other-ca')
+    tlsEtcd = spawn(
+      'ip',
+      ['netns', 'exec', UNDER, 'etcd', '--name', 'tls', '--data-dir', join(dir, 'etcd-tls'),
+        '--listen-client-urls', TLS_ETCD, '--advertise-client-urls', TLS_ETCD,
+        '--cert-file', f('server.crt'), '--key-file', f('server.key'), '--trusted-ca-file', f('ca.crt'), '--client-cert-auth',
+        '--listen-peer-urls', 'http://127.0.0.1:2480', '--initial-advertise-peer-urls', 'http://127.0.0.1:2480', '--initial-cluster', 'tls=http://127.0.0.1:2480'],
+      {stdio: ['ignore', 'ignore', 'pipe']},
+    )
+    tlsEtcd.stderr!.resume()
+    // ready when a TLS request with the client certificate gets an answer
+    const probe = [
+      "const o={method:'POST',ca:fs.readFileSync(process.argv[1]),cert:fs.readFileSync(process.argv[2]),key:fs.readFileSync(process.argv[3])};",
+      `const r=https.request('${TLS_ETCD}/v3/kv/range',o,(res)=>process.exit(res.statusCode===200?0:1));r.on('error',()=>process.exit(1));r.end('{"key":"AA=="}')`,
+    ].join('')
+    for (let i = 0; ; i++) {
+      if (sh('ip', ['netns', 'exec', UNDER, process.execPath, '-e', `const fs=require('fs'),https=require('https');${probe}`, f('ca.crt'), f('client.crt'), f('client.key')]).code === 0) break
+      if (i > 100) throw new Error('the TLS etcd did not answer')
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  })
+
+  afterAll(async () => {
+    const p = tlsEtcd
+    if (p && p.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        p.once('exit', () => resolve())
+        p.kill('SIGTERM')
+      })
+    }
+  })
+
+  it('refuses bad TLS options, a missing client certificate and a server its CA did not sign, with one line each', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [tlsOpts(['cert', 'client.crt']), /etcd-cert and -o etcd-key go together/],
+      [['-o', 'etcd-ca=ca.crt'], /invalid -o etcd-ca="ca.crt": must be an absolute file path/],
+      // etcd asks for a client certificate: the handshake fails, named
+      [tlsOpts(['ca', 'ca.crt']), /^ctrnet: network create ovltls : etcd https:\/\/192\.168\.250\.1:2479: TLS failed: ERR_SSL_\w+$/m],
+      // etcd's certificate is not signed by the CA given
+      [tlsOpts(['ca', 'other-ca.crt'], ['cert', 'client.crt'], ['key', 'client.key']), /etcd https:\/\/192\.168\.250\.1:2479: TLS failed: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN)/],
+      // a client certificate from another CA: etcd refuses it
+      [tlsOpts(['ca', 'ca.crt'], ['cert', 'stranger.crt'], ['key', 'stranger.key']), /etcd https:\/\/192\.168\.250\.1:2479: TLS failed: ERR_SSL_\w+$/m],
+      [tlsOpts(['ca', 'missing.crt']), /etcd: cannot read etcd-ca \/.*missing\.crt: ENOENT/],
+    ]
+    for (const [extra, want] of cases) {
+      const r = create('A', extra)
+      expect(r.code, r.stderr).not.toBe(0)
+      expect(r.stderr.trim().split('\n')).toHaveLength(1)
+      expect(r.stderr).toMatch(/^ctrnet: network create ovltls : /)
+      expect(r.stderr).toMatch(want)
+    }
+    // TLS files with an http:// endpoint
+    const plain = hosts.A.cli(['network', 'create', '-d', 'overlay', '--subnet', TLS_SUBNET, '-o', `etcd=${ETCD}`, '-o', `vni=${TLS_VNI}`, ...full(), TLS_NET])
+    expect(plain.code).not.toBe(0)
+    expect(plain.stderr).toMatch(/need https:\/\/ endpoints/)
+    expect(existsSync(hosts.A.confPath(TLS_NET))).toBe(false)
+  })
+
+  it('hosts A and B share a network through an etcd that wants client certificates', async () => {
+    for (const h of ['A', 'B'] as const) ok(create(h, full()), `create on ${h}`)
+    const conf = JSON.parse(readFileSync(hosts.A.confPath(TLS_NET), 'utf8')) as {plugins: Array<Record<string, unknown>>}
+    expect(conf.plugins[0]).toMatchObject({etcd: TLS_ETCD, etcdCa: f('ca.crt'), etcdCert: f('client.crt'), etcdKey: f('client.key')})
+    // A's daemon runs since the first describe; B's was stopped there: start it again so both follow the watch over TLS
+    startDaemon('B')
+    const add = (h: 'A' | 'B', name: string) => {
+      const ns = `ovc-${tag}-${name}`
+      must('ip', ['netns', 'add', ns])
+      containers.push(ns)
+      const res = JSON.parse(ok(hosts[h].cli(['cni', 'add', TLS_NET, `/var/run/netns/${ns}`, '--container-id', ns]), `cni add on ${h}`)) as {ips: Array<{address: string}>}
+      return {ns, ip: res.ips[0]!.address.split('/')[0]!}
+    }
+    const a = add('A', 'tlsa')
+    const b = add('B', 'tlsb')
+    expect(sliceOf(a.ip)).not.toBe(sliceOf(b.ip))
+    await eventually(`A pings B (${b.ip})`, () => ping(a.ns, b.ip).code === 0)
+    await eventually(`B pings A (${a.ip})`, () => ping(b.ns, a.ip).code === 0)
+    const inspected = JSON.parse(ok(hosts.B.cli(['network', 'inspect', TLS_NET]), 'inspect')) as Array<{Overlay: {Hosts: Array<{Underlay: string; Subnet: string}>}}>
+    expect(inspected[0]!.Overlay.Hosts.map((x) => [x.Underlay, x.Subnet]).sort()).toEqual([[underlayIp.A, sliceOf(a.ip)], [underlayIp.B, sliceOf(b.ip)]].sort())
+    // network rm on A gives its slice back over TLS: B's daemon drops A's route
+    const routes = () => hosts.B.exec('ip', ['route', 'show', 'dev', `ctrnet.${TLS_VNI}`]).stdout
+    expect(routes()).toContain(sliceOf(a.ip))
+    ok(hosts.A.cli(['cni', 'del', TLS_NET, `/var/run/netns/${a.ns}`, '--container-id', a.ns]), 'cni del on A')
+    ok(hosts.A.cli(['network', 'rm', TLS_NET]), 'rm on A')
+    await eventually(`B drops ${sliceOf(a.ip)}`, () => !routes().includes(sliceOf(a.ip)), 5000)
+    const after = JSON.parse(ok(hosts.B.cli(['network', 'inspect', TLS_NET]), 'inspect after rm')) as Array<{Overlay: {Hosts: Array<{Underlay: string}>}}>
+    expect(after[0]!.Overlay.Hosts.map((x) => x.Underlay)).toEqual([underlayIp.B])
+  })
+})

@@ -14,7 +14,7 @@ import {loadOverlayConf} from '../../src/plugins/overlay/config.js'
 import {vtepMac, vtepOf} from '../../src/plugins/overlay/dataplane.js'
 import {candidateSlices, parseRecord, sliceKey} from '../../src/plugins/overlay/lease.js'
 import {bridgeConfFor} from '../../src/plugins/overlay/index.js'
-import {parseEndpoints, prefixEnd} from '../../src/sys/etcd.js'
+import {EtcdClient, EtcdError, parseEndpoints, prefixEnd, tlsProblem} from '../../src/sys/etcd.js'
 import type {PluginNetConf} from '../../src/plugins/types.js'
 
 const net = parseCidr('10.200.0.0/16')
@@ -91,9 +91,37 @@ describe('network create -d overlay', () => {
     expect(() => create([e])).toThrow(/needs -o vni=/)
     expect(() => create([e, 'vni=5'], [])).toThrow(/exactly one --subnet/)
     expect(() => create([e, 'vni=5', 'underlay=bad name'])).toThrow(/underlay/)
-    expect(() => create([e, 'vni=5', 'etcd-ca=/x'])).toThrow(/TLS to etcd is not supported yet/)
+    expect(() => create([e, 'vni=5', 'etcd-ca=/x'])).toThrow(/need https:\/\/ endpoints, not "http:\/\/10.0.0.10:2379"/)
+    const s = 'etcd=https://10.0.0.10:2379'
+    expect(() => create([s, 'vni=5', 'etcd-cert=/c.pem'])).toThrow(/^network create ovl : -o etcd-cert and -o etcd-key go together$/)
+    expect(() => create([s, 'vni=5', 'etcd-ca=ca.pem'])).toThrow(/invalid -o etcd-ca="ca.pem": must be an absolute file path/)
+    expect(() => create([s, 'vni=5', 'etcd-key=/k\n'])).toThrow(/invalid -o etcd-key=.*absolute file path/)
     expect(() => create([e, 'vni=5', 'frob=1'])).toThrow(/unsupported "overlay" network option "frob"/)
     expect(() => create([e, 'vni=5'], ['10.200.0.0/16'], ['10.200.5.0/24'])).toThrow(/overlaps/)
+  })
+})
+
+describe('TLS to etcd', () => {
+  const entry = (over: Record<string, unknown> = {}): PluginNetConf => ({
+    type: 'overlay', name: 'ovl', cniVersion: '1.0.0', etcd: 'https://10.0.0.10:2379,https://10.0.0.11:2379', vni: 4200, subnet: '10.200.0.0/16', hostSubnetSize: 24, bridge: 'ctrov4200', ...over,
+  })
+
+  it('create writes the PEM file paths, and the schema takes them', async () => {
+    const r = renderNetwork(defaultCreateOptions('ovl', {driver: 'overlay', subnets: ['10.200.0.0/16'], options: ['etcd=https://10.0.0.10:2379', 'vni=4200', 'etcd-ca=/etc/ctrnet/ca.pem', 'etcd-cert=/etc/ctrnet/host.pem', 'etcd-key=/etc/ctrnet/host-key.pem']}), {usedSubnets: []})
+    expect(r.conf.plugins[0]).toMatchObject({etcd: 'https://10.0.0.10:2379', etcdCa: '/etc/ctrnet/ca.pem', etcdCert: '/etc/ctrnet/host.pem', etcdKey: '/etc/ctrnet/host-key.pem'})
+    await validateConflist('t', r.conf)
+    await expect(validateConflist('t', {...r.conf, plugins: [{...r.conf.plugins[0], etcdCa: 'ca.pem'}, ...r.conf.plugins.slice(1)]})).rejects.toThrow(/refusing to write an invalid conflist/)
+  })
+
+  it('the plugin reads them and checks them against the endpoints', () => {
+    expect(loadOverlayConf(entry({etcdCa: '/ca.pem', etcdCert: '/c.pem', etcdKey: '/k.pem'})).etcdTls).toEqual({ca: '/ca.pem', cert: '/c.pem', key: '/k.pem'})
+    expect(loadOverlayConf(entry({etcdCa: '/ca.pem'})).etcdTls).toEqual({ca: '/ca.pem'})
+    expect(loadOverlayConf(entry()).etcdTls).toBeUndefined()
+    expect(() => loadOverlayConf(entry({etcdKey: '/k.pem'}))).toThrow(/etcd-cert and etcd-key go together/)
+    expect(() => loadOverlayConf(entry({etcdCa: 'ca.pem'}))).toThrow(/etcd-ca must be an absolute file path/)
+    expect(() => loadOverlayConf(entry({etcd: 'https://a:1,http://b:2', etcdCa: '/ca.pem'}))).toThrow(/endpoint http:\/\/b:2 is not https/)
+    expect(() => new EtcdClient(['http://a:1'], {tls: {ca: '/ca.pem'}})).toThrow(EtcdError)
+    expect(tlsProblem(['https://a:1'], {cert: '/c', key: '/k'})).toBeUndefined()
   })
 })
 

@@ -1,10 +1,10 @@
 import {listNetworks} from '../../netconf/store.js'
-import {type OverlayConf, loadOverlayConf} from '../../plugins/overlay/config.js'
+import {type OverlayConf, etcdClientOf, loadOverlayConf} from '../../plugins/overlay/config.js'
 import {joinOverlay} from '../../plugins/overlay/host.js'
 import {subnetsPrefix} from '../../plugins/overlay/lease.js'
 import {readState} from '../../plugins/overlay/state.js'
 import type {PluginNetConf} from '../../plugins/types.js'
-import {EtcdClient, watchPrefix} from '../../sys/etcd.js'
+import {type EtcdClient, watchPrefix} from '../../sys/etcd.js'
 import {errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
 import type {DaemonLog} from './reconcile.js'
@@ -60,6 +60,8 @@ class Member {
   )
   private lastError: string | undefined
   private slice: string | undefined
+  /** one client (one kept-alive connection) for the renewals, syncs and the watch */
+  private readonly client: EtcdClient
   readonly done: Promise<void>
 
   constructor(
@@ -67,12 +69,17 @@ class Member {
     private readonly log: DaemonLog,
     parent: AbortSignal,
   ) {
+    this.client = etcdClientOf(conf)
     parent.addEventListener('abort', () => this.ac.abort(), {once: true})
-    this.done = Promise.all([this.renewLoop(), this.watchLoop()]).then(() => undefined)
+    this.done = Promise.all([this.renewLoop(), this.watchLoop()]).then(() => this.client.close())
   }
 
   stop(): void {
     this.ac.abort()
+  }
+
+  get stopped(): boolean {
+    return this.ac.signal.aborted
   }
 
   /** Runs a sync now, or once more after the one in flight. */
@@ -82,7 +89,13 @@ class Member {
 
   private async syncOnce(): Promise<void> {
     try {
-      const r = await joinOverlay(this.conf)
+      const r = await joinOverlay(this.conf, this.client, {joinedOnly: true})
+      if (!r) {
+        // this host left the network (network rm) since the last scan: the scan stops this member
+        this.log.info({action: 'overlay', network: this.conf.name, outcome: 'left'}, `overlay ${this.conf.name}: this host left the network`)
+        this.stop()
+        return
+      }
       if (this.lastError !== undefined) this.log.info({action: 'overlay', network: this.conf.name, outcome: 'recovered'}, `overlay ${this.conf.name}: in sync again`)
       this.lastError = undefined
       if (r.slice !== this.slice) this.log.info({action: 'overlay', network: this.conf.name, slice: r.slice, peers: r.peers}, `overlay ${this.conf.name}: this host holds ${r.slice}`)
@@ -112,12 +125,11 @@ class Member {
   }
 
   private async watchLoop(): Promise<void> {
-    const client = new EtcdClient(this.conf.etcd)
     let retry = RETRY_MS
     while (!this.ac.signal.aborted) {
       try {
         await watchPrefix(
-          client,
+          this.client,
           subnetsPrefix(this.conf.vni),
           {
             // what changed while we were not watching: a full sync
@@ -169,7 +181,7 @@ export class DaemonOverlay {
       }
       const want = new Map(confs.map((c) => [`${c.name}|${JSON.stringify(c)}`, c]))
       for (const [k, m] of this.members) {
-        if (!want.has(k)) {
+        if (!want.has(k) || m.stopped) {
           m.stop()
           this.members.delete(k)
         }

@@ -1,9 +1,9 @@
 import {existsSync} from 'node:fs'
 import {type CreatedNetwork, createNetworkLocked} from '../../netconf/create.js'
 import {type CreateOptions, DHCP_SOCKET, defaultCreateOptions, renderNetwork} from '../../netconf/render.js'
-import {parseCidr} from '../../kernel/ip/addr.js'
 import {registerNetwork} from '../../plugins/overlay/lease.js'
-import {EtcdClient, parseEndpoints} from '../../sys/etcd.js'
+import {etcdClientOf, loadOverlayConf} from '../../plugins/overlay/config.js'
+import type {PluginNetConf} from '../../plugins/types.js'
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
 import {type Warn, skipper} from './common.js'
@@ -34,8 +34,8 @@ async function registerOverlay(opts: CreateOptions): Promise<void> {
   const what = `network create ${opts.name}`
   const overlay = renderNetwork(opts, {usedSubnets: []}).conf.plugins[0]!
   try {
-    const client = new EtcdClient(parseEndpoints(String(overlay.etcd)))
-    await registerNetwork(client, Number(overlay.vni), parseCidr(String(overlay.subnet)), Number(overlay.hostSubnetSize))
+    const o = loadOverlayConf({...overlay, name: opts.name, cniVersion: '1.0.0'} as PluginNetConf)
+    await registerNetwork(etcdClientOf(o), o.vni, o.subnet, o.hostSubnetSize)
   } catch (err) {
     throw new CtrnetError(what, errorMessage(err))
   }

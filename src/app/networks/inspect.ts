@@ -1,10 +1,9 @@
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import {formatCidr} from '../../kernel/ip/addr.js'
-import {loadOverlayConf} from '../../plugins/overlay/config.js'
+import {etcdClientOf, loadOverlayConf} from '../../plugins/overlay/config.js'
 import {listSlices} from '../../plugins/overlay/lease.js'
 import {readState} from '../../plugins/overlay/state.js'
 import type {PluginNetConf} from '../../plugins/types.js'
-import {EtcdClient} from '../../sys/etcd.js'
 import type {NetworkEntry} from '../../netconf/store.js'
 import {inspectContainers, type ContainerdOpts} from '../usage.js'
 import {type Warn, matchNetworks, single, visible} from './common.js'
@@ -51,7 +50,7 @@ async function overlayInfo(n: NetworkEntry, warn: Warn): Promise<Record<string, 
   const mine = readState(o.stateDir, o.name)
   let hosts: unknown[] | null = null
   try {
-    hosts = (await listSlices(new EtcdClient(o.etcd), o.vni, o)).map((r) => ({
+    hosts = (await listSlices(etcdClientOf(o), o.vni, o)).map((r) => ({
       Subnet: formatCidr(r.slice),
       Underlay: r.publicIp,
       VtepMAC: r.vtepMac,

@@ -1,7 +1,7 @@
 import {CniError, CNI_ERR, type PluginNetConf} from '../types.js'
 import {type Cidr, formatCidr, networkOf, parseCidr, parseIp} from '../../kernel/ip/addr.js'
 import {assertIfName, validIfName} from '../../kernel/ip/link.js'
-import {parseEndpoints} from '../../sys/etcd.js'
+import {EtcdClient, type EtcdTls, parseEndpoints, tlsProblem} from '../../sys/etcd.js'
 
 /**
  * The `overlay` plugin's netconf: the entry `network create -d overlay`
@@ -13,6 +13,8 @@ export interface OverlayConf {
   name: string
   cniVersion: string
   etcd: string[]
+  /** PEM files for https endpoints: etcdCert/etcdKey/etcdCa in the netconf */
+  etcdTls?: EtcdTls
   vni: number
   subnet: Cidr
   hostSubnetSize: number
@@ -77,6 +79,12 @@ export function loadOverlayConf(c: PluginNetConf): OverlayConf {
   } catch (err) {
     throw invalid((err as Error).message)
   }
+  let etcdTls: EtcdTls | undefined
+  for (const [k, f] of [['etcdCert', 'cert'], ['etcdKey', 'key'], ['etcdCa', 'ca']] as const) {
+    if (c[k] !== undefined) (etcdTls ??= {})[f] = str(c[k], k)
+  }
+  const tlsWhy = tlsProblem(etcd, etcdTls)
+  if (tlsWhy) throw invalid(tlsWhy)
   const vni = int(c.vni, 'vni', 1, MAX_VNI)
   let subnet: Cidr
   try {
@@ -111,6 +119,12 @@ export function loadOverlayConf(c: PluginNetConf): OverlayConf {
     bridge: assertIfName(c.bridge ?? overlayBridge(vni), 'bridge name'),
     stateDir: c.stateDir === undefined ? DEFAULT_STATE_DIR : str(c.stateDir, 'stateDir'),
   }
+  if (etcdTls) conf.etcdTls = etcdTls
   if (c.ipamDataDir !== undefined) conf.ipamDataDir = str(c.ipamDataDir, 'ipamDataDir')
   return conf
+}
+
+/** A client for the network's etcd (its endpoints and TLS files). */
+export function etcdClientOf(o: Pick<OverlayConf, 'etcd' | 'etcdTls'>, timeoutMs?: number): EtcdClient {
+  return new EtcdClient(o.etcd, {tls: o.etcdTls, timeoutMs})
 }

@@ -1,29 +1,39 @@
 import {CniError, CNI_ERR} from '../types.js'
 import {formatCidr} from '../../kernel/ip/addr.js'
 import {findUnderlay, observeOverlay} from '../../kernel/ip/vxlan.js'
-import {EtcdClient, EtcdError} from '../../sys/etcd.js'
-import {type OverlayConf, VXLAN_OVERHEAD, vxlanDevice} from './config.js'
+import {type EtcdClient, EtcdError} from '../../sys/etcd.js'
+import {type OverlayConf, VXLAN_OVERHEAD, etcdClientOf, vxlanDevice} from './config.js'
 import {ensureDevice, removeDevice, syncPeers} from './dataplane.js'
 import {acquireSlice, releaseSlice} from './lease.js'
 import {readState, removeState, withStateLock, writeState} from './state.js'
+
+export interface JoinResult {
+  slice: string
+  mtu: number
+  peers: number
+}
 
 /**
  * This host in an overlay network, once: the device, this host's slice
  * (renewed, or leased by transaction), the VTEP address and every peer's
  * entries, under the host's lock of the network. The ADD runs it before it
  * delegates to bridge; the daemon runs it on every change etcd reports and
- * often enough to renew the slice's lease.
+ * often enough to renew the slice's lease, with `joinedOnly`: then a host
+ * that has left (`network rm` removed the state under the same lock) stays
+ * out, and the result is undefined.
  */
-export async function joinOverlay(o: OverlayConf): Promise<{slice: string; mtu: number; peers: number}> {
-  const client = new EtcdClient(o.etcd)
+export async function joinOverlay(o: OverlayConf, client: EtcdClient, opts: {joinedOnly: true}): Promise<JoinResult | undefined>
+export async function joinOverlay(o: OverlayConf, client?: EtcdClient): Promise<JoinResult>
+export async function joinOverlay(o: OverlayConf, client = etcdClientOf(o), opts: {joinedOnly?: boolean} = {}): Promise<JoinResult | undefined> {
   return withStateLock(o.stateDir, o.name, async () => {
+    const before = readState(o.stateDir, o.name)
+    if (opts.joinedOnly && before?.vni !== o.vni) return undefined
     const view = await observeOverlay(vxlanDevice(o.vni), o.underlay ?? {}).catch((err: Error) => {
       throw new CniError(CNI_ERR.INTERNAL, `overlay: underlay: ${err.message}`)
     })
     const underlay = view.underlay
     const mtu = o.mtu || underlay.mtu - VXLAN_OVERHEAD
     const {dev, created} = await ensureDevice(o.vni, underlay, mtu, view.dev)
-    const before = readState(o.stateDir, o.name)
     const {mine, peers} = await acquireSlice(client, {
       vni: o.vni,
       subnet: o.subnet,
@@ -65,7 +75,7 @@ export async function leaveOverlay(o: OverlayConf): Promise<string[]> {
     const publicIp = state?.publicIp ?? (await findUnderlay(o.underlay ?? {}).then((u) => u.ip, () => undefined))
     if (publicIp) {
       try {
-        await releaseSlice(new EtcdClient(o.etcd), o.vni, publicIp)
+        await releaseSlice(etcdClientOf(o), o.vni, publicIp)
       } catch (err) {
         warnings.push(`network ${JSON.stringify(o.name)}: this host's slice stays in etcd until its lease ends (${o.leaseTtl}s): ${(err as Error).message}`)
       }
