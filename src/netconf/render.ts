@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto'
 import {CtrnetError} from '../sys/errors.js'
+import {isTlsFilePath} from '../sys/etcd.js'
 import type {NetConfList, PluginConf} from '../plugins/types.js'
 // not validate.ts: it loads ip-address, and `network ls` loads this file
 import {ifNameProblem, showToken} from '../kernel/tokens.js'
@@ -468,7 +469,7 @@ function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): Plugi
       case 'etcd-cert':
       case 'etcd-key':
       case 'etcd-ca':
-        if (!v.startsWith('/') || /[\x00-\x1f\x7f]/.test(v)) throw new CtrnetError(what, `invalid -o ${k}=${showToken(v)}: must be an absolute file path`)
+        if (!isTlsFilePath(v)) throw new CtrnetError(what, `invalid -o ${k}=${showToken(v)}: must be an absolute file path`)
         tls[k] = v
         break
       default:

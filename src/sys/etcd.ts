@@ -122,12 +122,18 @@ export interface EtcdOptions {
   tls?: EtcdTls
 }
 
+/** A TLS file option's value: an absolute path without control characters. */
+export function isTlsFilePath(v: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return v.startsWith('/') && !/[\x00-\x1f\x7f]/.test(v)
+}
+
 /** Checks TLS file options against the endpoints; a problem in one line, or undefined. */
 export function tlsProblem(endpoints: string[], tls: EtcdTls | undefined): string | undefined {
   if (!tls || (!tls.cert && !tls.key && !tls.ca)) return undefined
   if (Boolean(tls.cert) !== Boolean(tls.key)) return 'etcd-cert and etcd-key go together'
   for (const [k, v] of [['etcd-cert', tls.cert], ['etcd-key', tls.key], ['etcd-ca', tls.ca]] as const) {
-    if (v !== undefined && (!v.startsWith('/') || /[\x00-\x1f\x7f]/.test(v))) return `${k} must be an absolute file path, not ${JSON.stringify(v)}`
+    if (v !== undefined && !isTlsFilePath(v)) return `${k} must be an absolute file path, not ${JSON.stringify(v)}`
   }
   const plain = endpoints.find((e) => !e.startsWith('https:'))
   if (plain) return `TLS files are given but endpoint ${plain} is not https://`
