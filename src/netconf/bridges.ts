@@ -48,7 +48,7 @@ export function bridgeNamesOf(conf: NetConfList): string[] {
  * containerd namespace, not only the one the loader reads for this command,
  * because a bridge is shared by the whole host.
  */
-function allConfFiles(dir: string): string[] {
+export function allConfFiles(dir: string): string[] {
   const files = listConfFiles(dir)
   let names: string[]
   try {

@@ -455,8 +455,8 @@ describe('overlay with TLS to etcd (client certificates)', () => {
     for (const h of ['A', 'B'] as const) ok(create(h, full()), `create on ${h}`)
     const conf = JSON.parse(readFileSync(hosts.A.confPath(TLS_NET), 'utf8')) as {plugins: Array<Record<string, unknown>>}
     expect(conf.plugins[0]).toMatchObject({etcd: TLS_ETCD, etcdCa: f('ca.crt'), etcdCert: f('client.crt'), etcdKey: f('client.key')})
-    // A's daemon runs since the first describe; B's was stopped there: start it again so both follow the watch over TLS
-    startDaemon('B')
+    // both hosts' daemons follow the watch over TLS (A's may run since the first describe; B's was stopped there)
+    for (const h of ['A', 'B'] as const) if (!daemons[h]) startDaemon(h)
     const add = (h: 'A' | 'B', name: string) => {
       const ns = `ovc-${tag}-${name}`
       must('ip', ['netns', 'add', ns])
@@ -479,5 +479,27 @@ describe('overlay with TLS to etcd (client certificates)', () => {
     await eventually(`B drops ${sliceOf(a.ip)}`, () => !routes().includes(sliceOf(a.ip)), 5000)
     const after = JSON.parse(ok(hosts.B.cli(['network', 'inspect', TLS_NET]), 'inspect after rm')) as Array<{Overlay: {Hosts: Array<{Underlay: string}>}}>
     expect(after[0]!.Overlay.Hosts.map((x) => x.Underlay)).toEqual([underlayIp.B])
+  })
+})
+
+describe('the daemon follows the overlay networks of every containerd namespace', () => {
+  it('a network A joined in namespace "other" learns of B, who joined later, through A\'s daemon', async () => {
+    const name = 'ovlns'
+    const args = ['network', 'create', '-d', 'overlay', '--subnet', '10.216.0.0/16', '-o', `etcd=${ETCD}`, '-o', 'vni=4444', name]
+    ok(hosts.A.cli(args, {namespace: 'other'}), 'create on A in namespace other')
+    ok(hosts.B.cli(args), 'create on B')
+    if (!daemons.A) startDaemon('A')
+    const add = (h: 'A' | 'B', ns: string, namespace?: string) => {
+      must('ip', ['netns', 'add', ns])
+      containers.push(ns)
+      const r = JSON.parse(ok(hosts[h].cli(['cni', 'add', name, `/var/run/netns/${ns}`, '--container-id', ns], {namespace}), `cni add on ${h}`)) as {ips: Array<{address: string}>}
+      return r.ips[0]!.address.split('/')[0]!
+    }
+    const a = add('A', `ovc-${tag}-nsa`, 'other')
+    const b = add('B', `ovc-${tag}-nsb`)
+    // B's ADD synced A's slice; A's only way to B's slice is its daemon's watch of this network
+    await eventually(`A's daemon routes ${sliceOf(b)}`, () => hosts.A.exec('ip', ['route', 'show', 'dev', 'ctrnet.4444']).stdout.includes(sliceOf(b)))
+    await eventually(`A pings B (${b})`, () => ping(`ovc-${tag}-nsa`, b).code === 0)
+    expect(sliceOf(a)).not.toBe(sliceOf(b))
   })
 })

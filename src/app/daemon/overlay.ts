@@ -1,4 +1,5 @@
-import {listNetworks} from '../../netconf/store.js'
+import {loadConfFile} from '../../libcni/loader.js'
+import {allConfFiles} from '../../netconf/bridges.js'
 import {type OverlayConf, etcdClientOf, loadOverlayConf} from '../../plugins/overlay/config.js'
 import {joinOverlay} from '../../plugins/overlay/host.js'
 import {subnetsPrefix} from '../../plugins/overlay/lease.js'
@@ -24,15 +25,20 @@ const RESCAN_MS = 1000
 const RETRY_MS = 500
 const RETRY_CAP_MS = 30_000
 
-function overlayConfs(s: Pick<Settings, 'confDir' | 'namespace'>): OverlayConf[] {
+/**
+ * The overlay networks of every containerd namespace's folder: a host's
+ * slice is the host's, whichever namespace's containers use the network.
+ */
+function overlayConfs(s: Pick<Settings, 'confDir'>): OverlayConf[] {
   const out: OverlayConf[] = []
-  for (const n of listNetworks(s.confDir, s.namespace, () => undefined)) {
-    const p = n.conf.plugins[0]
-    if (p?.type !== 'overlay') continue
+  for (const file of allConfFiles(s.confDir)) {
     try {
-      out.push(loadOverlayConf({...p, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf))
+      const {conf} = loadConfFile(file)
+      const p = conf.plugins[0]
+      if (p?.type !== 'overlay') continue
+      out.push(loadOverlayConf({...p, name: conf.name, cniVersion: conf.cniVersion} as PluginNetConf))
     } catch {
-      // a broken entry: the ADD reports it
+      // unreadable, or a broken entry: the ADD reports it
     }
   }
   return out
