@@ -4,7 +4,7 @@ import {findUnderlay, observeOverlay} from '../../kernel/ip/vxlan.js'
 import {type EtcdClient, EtcdError} from '../../sys/etcd.js'
 import {type OverlayConf, VXLAN_OVERHEAD, etcdClientOf, vxlanDevice} from './config.js'
 import {ensureDevice, removeDevice, syncPeers} from './dataplane.js'
-import {acquireSlice, releaseSlice} from './lease.js'
+import {acquireSlice, listSlices, releaseSlice} from './lease.js'
 import {readState, removeState, withStateLock, writeState} from './state.js'
 
 export interface JoinResult {
@@ -28,6 +28,9 @@ export async function joinOverlay(o: OverlayConf, client = etcdClientOf(o), opts
   return withStateLock(o.stateDir, o.name, async () => {
     const before = readState(o.stateDir, o.name)
     if (opts.joinedOnly && before?.vni !== o.vni) return undefined
+    // etcd's records are read (and its connection opened) while ip reads the host
+    const listed = listSlices(client, o.vni, o)
+    listed.catch(() => undefined)
     const view = await observeOverlay(vxlanDevice(o.vni), o.underlay ?? {}).catch((err: Error) => {
       throw new CniError(CNI_ERR.INTERNAL, `overlay: underlay: ${err.message}`)
     })
@@ -42,7 +45,7 @@ export async function joinOverlay(o: OverlayConf, client = etcdClientOf(o), opts
       vtepMac: dev.mac,
       ttl: o.leaseTtl,
       preferred: before?.vni === o.vni ? before.slice : undefined,
-    }).catch((err: unknown) => {
+    }, listed).catch((err: unknown) => {
       // etcd unreachable or refusing: one line naming it; the caller may retry
       if (err instanceof EtcdError) throw new CniError(CNI_ERR.TRY_AGAIN_LATER, err.message)
       throw err

@@ -112,12 +112,14 @@ export async function listSlices(client: EtcdClient, vni: number, shape?: {subne
 /**
  * This host's slice: renewed when etcd still holds it (same underlay
  * address), else a free one taken by transaction. Returns it with the peers.
+ * `listed`: the network's records, read already (listSlices with the same
+ * shape) while the caller did other work; used for the first round.
  */
-export async function acquireSlice(client: EtcdClient, req: LeaseRequest): Promise<LeaseResult> {
+export async function acquireSlice(client: EtcdClient, req: LeaseRequest, listed?: Promise<SliceRecord[]>): Promise<LeaseResult> {
   const publicIp = parseIp(req.publicIp).ip
   const vtepMac = normalizeMac(req.vtepMac)
   for (let round = 0; round < 5; round++) {
-    const all = await listSlices(client, req.vni, {subnet: req.subnet, hostSubnetSize: req.hostSubnetSize})
+    const all = await (round === 0 && listed ? listed : listSlices(client, req.vni, {subnet: req.subnet, hostSubnetSize: req.hostSubnetSize}))
     const others = (mine: SliceRecord) => all.filter((r) => r !== mine && r.publicIp !== publicIp)
     const held = all.find((r) => r.publicIp === publicIp)
     if (held) {
