@@ -1,6 +1,7 @@
 import {createHash} from 'node:crypto'
 import {CtrnetError} from '../sys/errors.js'
 import type {NetConfList, PluginConf} from '../plugins/types.js'
+import {OVERLAY_TYPE} from '../plugins/overlay/config.js'
 // not validate.ts: it loads ip-address, and `network ls` loads this file
 import {ifNameProblem, showToken} from '../kernel/tokens.js'
 import {DEFAULT_NETWORK_LABEL, DEFAULT_NETWORK_NAME} from './names.js'
@@ -478,7 +479,7 @@ function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): Plugi
   if (c.prefix >= size) {
     throw new CtrnetError(what, `subnet ${subnet.network} is too small for host subnets of /${size}: give a prefix shorter than /${size} or a larger -o host-subnet-size`)
   }
-  const overlay: PluginConf = {type: 'overlay', etcd, vni, subnet: subnet.network, hostSubnetSize: size}
+  const overlay: PluginConf = {type: OVERLAY_TYPE, etcd, vni, subnet: subnet.network, hostSubnetSize: size}
   if (underlay) overlay.underlay = underlay
   if (mtu) overlay.mtu = mtu
   if (ttl) overlay.leaseTTL = ttl

@@ -9,13 +9,15 @@ import {renderBridgeBatch, renderBatch} from '../../src/kernel/ip/batch.js'
 import {cmdFdbReplace, cmdNeighReplace, cmdRouteReplaceOnlink, cmdVxlanAdd} from '../../src/kernel/ip/vxlan.js'
 import {validateConflist} from '../../src/netconf/schema.js'
 import {defaultCreateOptions, renderNetwork} from '../../src/netconf/render.js'
-import {parseCidr as netconfCidr} from '../../src/netconf/subnet.js'
-import {loadOverlayConf} from '../../src/plugins/overlay/config.js'
+import {confSubnets, parseCidr as netconfCidr} from '../../src/netconf/subnet.js'
+import {isOverlayType, loadOverlayConf, OVERLAY_TYPE} from '../../src/plugins/overlay/config.js'
+import {programsFor} from '../../src/plugins/programs.js'
+import {loadEmbedded} from '../../src/plugins/registry.js'
 import {vtepMac, vtepOf} from '../../src/plugins/overlay/dataplane.js'
 import {candidateSlices, parseRecord, sliceKey} from '../../src/plugins/overlay/lease.js'
 import {bridgeConfFor} from '../../src/plugins/overlay/index.js'
 import {parseEndpoints, prefixEnd} from '../../src/sys/etcd.js'
-import type {PluginNetConf} from '../../src/plugins/types.js'
+import type {NetConfList, PluginNetConf} from '../../src/plugins/types.js'
 
 const net = parseCidr('10.200.0.0/16')
 
@@ -71,12 +73,19 @@ describe('network create -d overlay', () => {
   it('writes the overlay meta plugin, then portmap, firewall and tuning; the schema takes it', async () => {
     const r = create(['etcd=http://10.0.0.10:2379', 'vni=4200', 'mtu=1400', 'underlay=eth1'])
     expect(r.conf.plugins).toEqual([
-      {type: 'overlay', etcd: 'http://10.0.0.10:2379', vni: 4200, subnet: '10.200.0.0/16', hostSubnetSize: 24, underlay: 'eth1', mtu: 1400, bridge: 'ctrov4200'},
+      {type: 'ctrnet-overlay', etcd: 'http://10.0.0.10:2379', vni: 4200, subnet: '10.200.0.0/16', hostSubnetSize: 24, underlay: 'eth1', mtu: 1400, bridge: 'ctrov4200'},
       {type: 'portmap', capabilities: {portMappings: true}},
       {type: 'firewall', ingressPolicy: 'same-bridge'},
       {type: 'tuning'},
     ])
     await validateConflist('t', r.conf)
+  })
+
+  it('the schema takes the legacy type overlay too, and no other', async () => {
+    const r = create(['etcd=http://10.0.0.10:2379', 'vni=4200'])
+    const withType = (type: string): NetConfList => ({...r.conf, plugins: [{...r.conf.plugins[0]!, type}, ...r.conf.plugins.slice(1)]})
+    await validateConflist('t', withType('overlay'))
+    await expect(validateConflist('t', withType('flannel'))).rejects.toThrow()
   })
 
   it('refuses bad options with one line each', () => {
@@ -94,6 +103,27 @@ describe('network create -d overlay', () => {
     expect(() => create([e, 'vni=5', 'etcd-ca=/x'])).toThrow(/TLS to etcd is not supported yet/)
     expect(() => create([e, 'vni=5', 'frob=1'])).toThrow(/unsupported "overlay" network option "frob"/)
     expect(() => create([e, 'vni=5'], ['10.200.0.0/16'], ['10.200.5.0/24'])).toThrow(/overlaps/)
+  })
+})
+
+describe('the overlay plugin type', () => {
+  it('is ctrnet-overlay, and overlay in older conflists', () => {
+    expect(OVERLAY_TYPE).toBe('ctrnet-overlay')
+    expect(isOverlayType('ctrnet-overlay')).toBe(true)
+    expect(isOverlayType('overlay')).toBe(true)
+    for (const t of ['bridge', 'Overlay', 'ctrnet-overlay ', '', undefined, null, 1, {}]) expect(isOverlayType(t)).toBe(false)
+  })
+
+  it('either type runs in-process, needs the same programs, and claims its subnet', async () => {
+    const embedded = await loadEmbedded('overlay')
+    expect(embedded).toBeDefined()
+    expect(await loadEmbedded('ctrnet-overlay')).toBe(embedded)
+    expect(programsFor('ctrnet-overlay', {type: 'ctrnet-overlay'})).toEqual(programsFor('overlay', {type: 'overlay'}))
+    expect(programsFor('ctrnet-overlay', {type: 'ctrnet-overlay'})).toContain('bridge')
+    for (const type of ['ctrnet-overlay', 'overlay']) {
+      const conf = {cniVersion: '1.0.0', name: 'o', plugins: [{type, subnet: '10.200.0.0/16'}]} as NetConfList
+      expect(confSubnets(conf).map((c) => c.network)).toEqual(['10.200.0.0/16'])
+    }
   })
 })
 

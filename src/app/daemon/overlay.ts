@@ -1,5 +1,5 @@
 import {listNetworks} from '../../netconf/store.js'
-import {type OverlayConf, loadOverlayConf} from '../../plugins/overlay/config.js'
+import {type OverlayConf, isOverlayType, loadOverlayConf} from '../../plugins/overlay/config.js'
 import {joinOverlay} from '../../plugins/overlay/host.js'
 import {subnetsPrefix} from '../../plugins/overlay/lease.js'
 import {readState} from '../../plugins/overlay/state.js'
@@ -28,7 +28,7 @@ function overlayConfs(s: Pick<Settings, 'confDir' | 'namespace'>): OverlayConf[]
   const out: OverlayConf[] = []
   for (const n of listNetworks(s.confDir, s.namespace, () => undefined)) {
     const p = n.conf.plugins[0]
-    if (p?.type !== 'overlay') continue
+    if (!isOverlayType(p?.type)) continue
     try {
       out.push(loadOverlayConf({...p, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf))
     } catch {

@@ -4,6 +4,18 @@ import {assertIfName, validIfName} from '../../kernel/ip/link.js'
 import {parseEndpoints} from '../../sys/etcd.js'
 
 /**
+ * The CNI type of an overlay network's plugin entry: the name of the exec'd
+ * plugin (`ctrnet cni plugin --install` puts it in /opt/cni/bin), so nerdctl
+ * and containerd's CRI run the same conflist. The driver is still `overlay`.
+ */
+export const OVERLAY_TYPE = 'ctrnet-overlay'
+
+/** An overlay plugin entry's type: `ctrnet-overlay`, or `overlay` as conflists written before it have it. */
+export function isOverlayType(t: unknown): boolean {
+  return t === OVERLAY_TYPE || t === 'overlay'
+}
+
+/**
  * The `overlay` plugin's netconf: the entry `network create -d overlay`
  * writes (netconf/render.ts), parsed and checked. Every host of the network
  * has the same entry; what differs per host (its slice, its underlay) comes
