@@ -3,7 +3,11 @@
  * choice of candidates, etcd records, the conflist `-d overlay` writes and
  * its bad options, the plugin's config parser, the VXLAN/FDB batch lines.
  */
+import {lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync, symlinkSync as symlink, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
+import {installCniPlugin, runAsCniPlugin} from '../../src/app/cni.js'
 import {formatCidr, parseCidr, sliceCount, subnetAt} from '../../src/kernel/ip/addr.js'
 import {renderBridgeBatch, renderBatch} from '../../src/kernel/ip/batch.js'
 import {cmdFdbReplace, cmdNeighReplace, cmdRouteReplaceOnlink, cmdVxlanAdd} from '../../src/kernel/ip/vxlan.js'
@@ -123,6 +127,54 @@ describe('the overlay plugin type', () => {
     for (const type of ['ctrnet-overlay', 'overlay']) {
       const conf = {cniVersion: '1.0.0', name: 'o', plugins: [{type, subnet: '10.200.0.0/16'}]} as NetConfList
       expect(confSubnets(conf).map((c) => c.network)).toEqual(['10.200.0.0/16'])
+    }
+  })
+})
+
+describe('ctrnet cni plugin: VERSION and --install', () => {
+  const env = {command: 'VERSION', containerId: '', netns: '', ifName: '', cniArgs: '', cniPath: []}
+  const s = {cacheDir: '/nonexistent', mode: 'embedded' as const}
+
+  it('VERSION names every supported version, whatever stdin holds', async () => {
+    for (const [stdin, v] of [['{"cniVersion":"1.1.0"}', '1.1.0'], ['{"cniVersion":"0.4.0"}', '0.4.0'], ['', '1.1.0'], ['{"cniVersion":"0.1.0"}', '1.1.0']]) {
+      const out = await runAsCniPlugin(s, env, stdin!)
+      expect(out.exitCode).toBe(0)
+      expect(JSON.parse(out.stdout)).toEqual({cniVersion: v, supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']})
+    }
+  })
+
+  it('installs DIR/ctrnet-overlay as a link to the real entry, atomically and idempotently', () => {
+    const d = mkdtempSync(join(tmpdir(), 'ctrnet-inst-'))
+    try {
+      const real = join(d, 'pkg', 'bin', 'run.js')
+      mkdirSync(join(d, 'pkg', 'bin'), {recursive: true})
+      writeFileSync(real, '')
+      const bin = join(d, 'cni-bin')
+      mkdirSync(bin)
+      // through a link, as npm's bin link: the installed link names the real file
+      const viaLink = join(d, 'ctrnet')
+      symlink(real, viaLink)
+      expect(installCniPlugin(bin, viaLink)).toBe(join(bin, 'ctrnet-overlay'))
+      expect(readlinkSync(join(bin, 'ctrnet-overlay'))).toBe(realpathSync(real))
+      const ino = lstatSync(join(bin, 'ctrnet-overlay')).ino
+      expect(installCniPlugin(bin, real)).toBe(join(bin, 'ctrnet-overlay'))
+      expect(lstatSync(join(bin, 'ctrnet-overlay')).ino).toBe(ino)
+      // a stale file or link of that name is replaced; no temp file stays
+      rmSync(join(bin, 'ctrnet-overlay'))
+      writeFileSync(join(bin, 'ctrnet-overlay'), '#!/bin/sh\nexec ctrnet cni plugin\n')
+      installCniPlugin(bin, real)
+      expect(readlinkSync(join(bin, 'ctrnet-overlay'))).toBe(realpathSync(real))
+      expect(readdirSync(bin)).toEqual(['ctrnet-overlay'])
+      // one line naming what is wrong
+      expect(() => installCniPlugin(join(d, 'missing'), real)).toThrow(/^cni plugin --install : .*missing does not exist/)
+      expect(() => installCniPlugin(real, real)).toThrow(/is not a directory$/)
+      expect(() => installCniPlugin(bin, join(d, 'nothing.js'))).toThrow(/entry .*nothing\.js is missing$/)
+      rmSync(join(bin, 'ctrnet-overlay'))
+      mkdirSync(join(bin, 'ctrnet-overlay'))
+      expect(() => installCniPlugin(bin, real)).toThrow(/^cni plugin --install : cannot install .*ctrnet-overlay: /)
+      expect(readdirSync(bin)).toEqual(['ctrnet-overlay'])
+    } finally {
+      rmSync(d, {recursive: true, force: true})
     }
   })
 })
