@@ -6,9 +6,15 @@
 // require cache so that oclif's own import of it finds this instance.
 import {readFileSync, writeFileSync} from 'node:fs'
 import Module, {createRequire} from 'node:module'
-import {dirname, join} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import vm from 'node:vm'
+
+// Multi-call: run under the name ctrnet-overlay (the link `ctrnet cni plugin
+// --install` puts in /opt/cni/bin), this is the exec'd CNI plugin of that
+// type, exactly `ctrnet cni plugin`. argv[1] keeps the name it was run by:
+// Node resolves links only for the module's own URL (import.meta.url below).
+if (process.argv[1] && basename(process.argv[1]) === 'ctrnet-overlay') process.argv.splice(2, Infinity, 'cni', 'plugin')
 
 const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bundle', 'cli.cjs')
 const cacheFile = `${file}.cache`

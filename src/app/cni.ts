@@ -1,7 +1,12 @@
 import {createHash} from 'node:crypto'
+import {realpathSync, statSync} from 'node:fs'
+import {join} from 'node:path'
 import {parseCniArgs} from '../libcni/args.js'
 import {findNetworkConf, type LoadedConf} from '../libcni/loader.js'
 import {CNI_ERR, CniError, type PluginNetConf} from '../plugins/types.js'
+import {OVERLAY_TYPE} from '../plugins/overlay/config.js'
+import {symlinkAtomic} from '../sys/atomic.js'
+import {CtrnetError} from '../sys/errors.js'
 import {SUPPORTED_VERSIONS} from '../libcni/version.js'
 import * as validate from '../libcni/validate.js'
 import {CniRuntime, type RuntimeConf} from '../libcni/runtime.js'
@@ -82,18 +87,34 @@ export interface PluginOutcome {
   exitCode: number
 }
 
+/** The spec version a VERSION answer names: the one asked for when ctrnet speaks it, else its newest. */
+function versionAnswer(stdin: string): PluginOutcome {
+  let asked: unknown
+  try {
+    asked = (JSON.parse(stdin) as {cniVersion?: unknown} | null)?.cniVersion
+  } catch {
+    // libcni sends {"cniVersion": ...}; anything else still gets the answer
+  }
+  const known = SUPPORTED_VERSIONS as readonly string[]
+  const cniVersion = typeof asked === 'string' && known.includes(asked) ? asked : known[known.length - 1]
+  return {stdout: JSON.stringify({cniVersion, supportedVersions: [...known]}), exitCode: 0}
+}
+
 /**
  * `ctrnet cni plugin`: an exec'd CNI plugin for the types ctrnet implements
- * (the `overlay` meta plugin, so nerdctl or containerd's CRI can run an
- * overlay conflist: install a wrapper `exec ctrnet cni plugin` as
- * /opt/cni/bin/overlay). The CNI_* environment and stdin in, the result or
- * the CNI error object (JSON) on stdout, exit 1 on error.
+ * (the overlay meta plugin, type `ctrnet-overlay`, so nerdctl or
+ * containerd's CRI can run an overlay conflist; bin/run.js runs this when
+ * invoked under that name, as `cni plugin --install` links it). The CNI_*
+ * environment and stdin in, the result or the CNI error object (JSON) on
+ * stdout, exit 1 on error. VERSION answers whatever stdin holds, as the Go
+ * skeleton does.
  */
 export async function runAsCniPlugin(
   s: Pick<Settings, 'cacheDir' | 'mode' | 'pluginTimeoutMs' | 'iptablesLockPath'>,
   env: {command: string; containerId: string; netns: string; ifName: string; cniArgs: string; cniPath: string[]},
   stdin: string,
 ): Promise<PluginOutcome> {
+  if (env.command === 'VERSION') return versionAnswer(stdin)
   let version = '1.0.0'
   try {
     let conf: PluginNetConf
@@ -104,7 +125,6 @@ export async function runAsCniPlugin(
     }
     if (!conf || typeof conf !== 'object') throw new CniError(CNI_ERR.DECODING_FAILURE, 'error decoding network config', 'not a JSON object')
     if (typeof conf.cniVersion === 'string') version = conf.cniVersion
-    if (env.command === 'VERSION') return {stdout: JSON.stringify({cniVersion: version, supportedVersions: [...SUPPORTED_VERSIONS]}), exitCode: 0}
     if (env.command !== 'ADD' && env.command !== 'DEL' && env.command !== 'CHECK') {
       throw new CniError(CNI_ERR.INVALID_ENV, `unknown CNI_COMMAND ${JSON.stringify(env.command)}`)
     }
@@ -116,4 +136,37 @@ export async function runAsCniPlugin(
     const e = err instanceof CniError ? err : new CniError(CNI_ERR.INTERNAL, err instanceof Error ? err.message : String(err))
     return {stdout: JSON.stringify(e.toJSON(version)), exitCode: 1}
   }
+}
+
+/**
+ * `ctrnet cni plugin --install`: binDir/ctrnet-overlay becomes a symlink to
+ * the real path of `entry` (bin/run.js, which runs `cni plugin` when invoked under that
+ * name), made under a temp name and renamed into place; run again it changes
+ * nothing. Returns the installed path.
+ */
+export function installCniPlugin(binDir: string, entry: string): string {
+  const what = 'cni plugin --install'
+  let target: string
+  try {
+    // the real file: a link to a link would break when the first one moves (npm's bin link)
+    target = realpathSync(entry)
+  } catch {
+    throw new CtrnetError(what, `the ctrnet entry ${entry} is missing`)
+  }
+  try {
+    if (!statSync(binDir).isDirectory()) throw new CtrnetError(what, `${binDir} is not a directory`)
+  } catch (err) {
+    if (err instanceof CtrnetError) throw err
+    const e = err as NodeJS.ErrnoException
+    throw new CtrnetError(what, e.code === 'ENOENT' ? `${binDir} does not exist (create it, or give --cni-bin-dir)` : `${binDir}: ${e.message}`)
+  }
+  const dest = join(binDir, OVERLAY_TYPE)
+  try {
+    symlinkAtomic(target, dest)
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? `${binDir} is not writable (${e.code})` : e.code === 'EISDIR' ? `${dest} is a directory` : e.message
+    throw new CtrnetError(what, `cannot install ${dest}: ${why}`)
+  }
+  return dest
 }

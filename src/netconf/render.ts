@@ -2,6 +2,7 @@ import {createHash} from 'node:crypto'
 import {CtrnetError} from '../sys/errors.js'
 import {isTlsFilePath} from '../sys/etcd.js'
 import type {NetConfList, PluginConf} from '../plugins/types.js'
+import {OVERLAY_TYPE} from '../plugins/overlay/config.js'
 // not validate.ts: it loads ip-address, and `network ls` loads this file
 import {ifNameProblem, showToken} from '../kernel/tokens.js'
 import {DEFAULT_NETWORK_LABEL, DEFAULT_NETWORK_NAME} from './names.js'
@@ -485,7 +486,7 @@ function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): Plugi
   if (Boolean(tls['etcd-cert']) !== Boolean(tls['etcd-key'])) throw new CtrnetError(what, '-o etcd-cert and -o etcd-key go together')
   const plain = etcd.split(',').find((e) => !e.trim().startsWith('https://'))
   if (Object.keys(tls).length && plain !== undefined) throw new CtrnetError(what, `-o etcd-cert/etcd-key/etcd-ca need https:// endpoints, not ${showToken(plain.trim())}`)
-  const overlay: PluginConf = {type: 'overlay', etcd, vni, subnet: subnet.network, hostSubnetSize: size}
+  const overlay: PluginConf = {type: OVERLAY_TYPE, etcd, vni, subnet: subnet.network, hostSubnetSize: size}
   if (tls['etcd-cert']) overlay.etcdCert = tls['etcd-cert']
   if (tls['etcd-key']) overlay.etcdKey = tls['etcd-key']
   if (tls['etcd-ca']) overlay.etcdCa = tls['etcd-ca']

@@ -1,5 +1,6 @@
 import Ajv2020Module from 'ajv/dist/2020.js'
 import {CtrnetError} from '../sys/errors.js'
+import {OVERLAY_TYPE} from '../plugins/overlay/config.js'
 
 /**
  * JSON schema of the conflists ctrnet writes (nerdctl's shape). Every write is
@@ -101,7 +102,8 @@ const overlay = {
   additionalProperties: false,
   required: ['type', 'etcd', 'vni', 'subnet', 'hostSubnetSize', 'bridge'],
   properties: {
-    type: {const: 'overlay'},
+    // ctrnet-overlay; overlay in conflists written before the exec'd plugin had its name
+    type: {enum: [OVERLAY_TYPE, 'overlay']},
     etcd: {type: 'string', minLength: 1},
     etcdCert: absPath,
     etcdKey: absPath,

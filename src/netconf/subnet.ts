@@ -13,6 +13,7 @@ import {
 } from '../kernel/ip/addr.js'
 import {hostInterfaceSubnets, hostOnLinkRouteSubnets} from '../kernel/ip/host-subnets.js'
 import type {NetConfList} from '../plugins/types.js'
+import {isOverlayType} from '../plugins/overlay/config.js'
 
 export type {Cidr, Family}
 
@@ -140,7 +141,7 @@ export function confSubnets(conf: NetConfList): Subnet[] {
   }
   for (const p of Array.isArray(conf.plugins) ? conf.plugins : []) {
     // an overlay network's subnet is in use on every host of it
-    if (p && typeof p === 'object' && (p as {type?: unknown}).type === 'overlay') add((p as {subnet?: unknown}).subnet)
+    if (p && typeof p === 'object' && isOverlayType((p as {type?: unknown}).type)) add((p as {subnet?: unknown}).subnet)
     const ipam = p && typeof p === 'object' ? (p as {ipam?: unknown}).ipam : undefined
     if (!ipam || typeof ipam !== 'object') continue
     const i = ipam as Record<string, unknown>

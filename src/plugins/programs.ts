@@ -1,4 +1,5 @@
 import type {PluginConf} from './types.js'
+import {OVERLAY_TYPE} from './overlay/config.js'
 
 /**
  * The programs each embedded plugin runs for a given config entry, so that
@@ -20,6 +21,7 @@ export function programsFor(type: string, p: PluginConf): string[] {
         ...(p.macspoofchk === true ? ['nft'] : []),
         ...(typeof p.vlan === 'number' && p.vlan !== 0 ? ['bridge'] : []),
       ]
+    case OVERLAY_TYPE:
     case 'overlay':
       // its own device and peers (ip, bridge fdb), its state lock, then the bridge it delegates to
       return ['ip', 'bridge', 'flock', 'nsenter', 'sh', ...IPTABLES]

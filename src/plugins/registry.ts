@@ -4,6 +4,7 @@ import firewall from './firewall/index.js'
 import hostLocal from './host-local/index.js'
 import loopback from './loopback/index.js'
 import overlay from './overlay/index.js'
+import {OVERLAY_TYPE} from './overlay/config.js'
 import portmap from './portmap/index.js'
 import staticIpam from './static/index.js'
 import tuning from './tuning/index.js'
@@ -21,6 +22,8 @@ const plugins: Record<string, EmbeddedPlugin> = {
   tuning,
   portmap,
   firewall,
+  // the exec'd plugin's name, and the type of conflists written before it
+  [OVERLAY_TYPE]: overlay,
   overlay,
 }
 

@@ -1,4 +1,4 @@
-import {closeSync, constants, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, renameSync, rmSync, writeSync} from 'node:fs'
+import {closeSync, constants, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, readlinkSync, renameSync, rmSync, symlinkSync, writeSync} from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {randomBytes} from 'node:crypto'
 
@@ -57,4 +57,27 @@ export function rewriteInPlace(path: string, data: string | Buffer): void {
   } finally {
     closeSync(fd)
   }
+}
+
+/**
+ * Points `path` at `target` atomically: a symlink made under a temp name in
+ * the same folder, then renamed over whatever `path` was (a file or a link;
+ * never a folder: rename refuses). A link already pointing there is left as
+ * it is. Returns whether anything changed.
+ */
+export function symlinkAtomic(target: string, path: string): boolean {
+  try {
+    if (readlinkSync(path) === target) return false
+  } catch {
+    // missing, or not a link: replaced below
+  }
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  symlinkSync(target, tmp)
+  try {
+    renameSync(tmp, path)
+  } catch (err) {
+    rmSync(tmp, {force: true})
+    throw err
+  }
+  return true
 }

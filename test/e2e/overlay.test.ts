@@ -6,7 +6,7 @@
  * `ctrnet cni add`. Nothing of the machine's own namespace is touched.
  */
 import {type ChildProcess, spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -356,6 +356,76 @@ describe('overlay network over etcd + VXLAN', () => {
     expect(existsSync(join(hosts.B.varlib, 'ctrnet', 'overlay', `${NET}.json`))).toBe(false)
     // long before the TTL would end: the lease was revoked, A's daemon saw the key go
     await eventually(`A drops ${bSlice}`, () => !vxlanRoutes('A').some((l) => l.startsWith(bSlice)), 3000)
+  })
+
+  it('cni plugin --install puts ctrnet-overlay in a bin dir, and libcni\'s way of running it attaches, checks and detaches', async () => {
+    const bin = join(dir, 'cni-bin')
+    mkdirSync(bin)
+    const install = (binDir: string) => sh(process.execPath, [CLI, 'cni', 'plugin', '--install', '--cni-bin-dir', binDir])
+    const plugin = join(bin, 'ctrnet-overlay')
+    for (let i = 0; i < 2; i++) {
+      const r = install(bin)
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout).toBe(`${plugin}\n`)
+      expect(readlinkSync(plugin)).toBe(realpathSync(CLI))
+    }
+    expect(readdirSync(bin)).toEqual(['ctrnet-overlay'])
+    const missing = install(join(dir, 'no-such-dir'))
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toMatch(/^ctrnet: cni plugin --install : .*no-such-dir does not exist.*\n$/)
+    // a read-only bin dir (in a private mount namespace): one line, nothing left behind
+    rmSync(plugin)
+    const ro = sh('unshare', ['-m', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec "$@"', bin, process.execPath, CLI, 'cni', 'plugin', '--install', '--cni-bin-dir', bin])
+    expect(ro.code).toBe(1)
+    expect(ro.stderr).toMatch(/^ctrnet: cni plugin --install : cannot install .*ctrnet-overlay: .* is not writable \(EROFS\)\n$/)
+    expect(readdirSync(bin)).toEqual([])
+    expect(install(bin).code).toBe(0)
+
+    // B joins again (its network was removed above) with a container to reach
+    ok(hosts.B.cli(['network', 'create', '-d', 'overlay', '--subnet', SUBNET, '-o', `etcd=${ETCD}`, '-o', `vni=${VNI}`, '-o', `lease-ttl=${TTL}`, NET]), 'create on B again')
+    const b = container('B', 'b-plugin')
+
+    // what libcni does for the first plugin of A's conflist: its entry with the list's name and cniVersion on stdin
+    const conflist = JSON.parse(readFileSync(hosts.A.confPath(NET), 'utf8')) as {cniVersion: string; name: string; plugins: Array<Record<string, unknown>>}
+    expect(conflist.plugins[0]!.type).toBe('ctrnet-overlay')
+    const stdin = JSON.stringify({...conflist.plugins[0], name: conflist.name, cniVersion: conflist.cniVersion})
+    const ns = `ovc-${tag}-plug`
+    must('ip', ['netns', 'add', ns])
+    containers.push(ns)
+    const run = (command: string, input = stdin) =>
+      sh('ip', ['netns', 'exec', hosts.A.name, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', hosts.A.varlib,
+        'env', `CNI_COMMAND=${command}`, `CNI_CONTAINERID=${ns}`, `CNI_NETNS=/var/run/netns/${ns}`, 'CNI_IFNAME=eth0', `CNI_PATH=${bin}:/usr/lib/cni`,
+        plugin], {input})
+
+    const version = run('VERSION', JSON.stringify({cniVersion: '1.1.0'}))
+    expect(version.code, version.stderr).toBe(0)
+    expect(JSON.parse(version.stdout)).toEqual({cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']})
+
+    const add = run('ADD')
+    expect(add.code, add.stdout + add.stderr).toBe(0)
+    const res = JSON.parse(add.stdout) as {cniVersion: string; interfaces: Array<{name: string; sandbox?: string}>; ips: Array<{address: string}>}
+    expect(res.cniVersion).toBe(conflist.cniVersion)
+    expect(res.interfaces.some((i) => i.name === 'eth0' && i.sandbox === `/var/run/netns/${ns}`)).toBe(true)
+    const ip = res.ips[0]!.address.split('/')[0]!
+    expect(sliceOf(ip)).toBe(sliceOf(ctr.A!.ip))
+    expect(hosts.A.leases(NET)).toContain(ip)
+    await eventually(`the plugin's container pings B's (${b.ip})`, () => ping(ns, b.ip).code === 0, 10_000)
+
+    const check = run('CHECK', JSON.stringify({...JSON.parse(stdin), prevResult: res}))
+    expect(check.code, check.stdout + check.stderr).toBe(0)
+    expect(check.stdout).toBe('')
+
+    const del = run('DEL')
+    expect(del.code, del.stdout + del.stderr).toBe(0)
+    expect(sh('ip', ['-n', ns, 'link', 'show', 'eth0']).code).not.toBe(0)
+    expect(hosts.A.leases(NET)).not.toContain(ip)
+    // a DEL again is not an error (CNI: DEL of what is gone succeeds)
+    expect(run('DEL').code).toBe(0)
+
+    // a bad netconf through the link: the CNI error object on stdout, exit 1
+    const bad = run('ADD', JSON.stringify({cniVersion: '1.0.0', name: NET, type: 'ctrnet-overlay'}))
+    expect(bad.code).toBe(1)
+    expect(JSON.parse(bad.stdout)).toMatchObject({code: 7, msg: expect.stringMatching(/etcd/)})
   })
 })
 

@@ -3,19 +3,25 @@
  * choice of candidates, etcd records, the conflist `-d overlay` writes and
  * its bad options, the plugin's config parser, the VXLAN/FDB batch lines.
  */
+import {lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync, symlinkSync as symlink, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
+import {installCniPlugin, runAsCniPlugin} from '../../src/app/cni.js'
 import {formatCidr, parseCidr, sliceCount, subnetAt} from '../../src/kernel/ip/addr.js'
 import {renderBridgeBatch, renderBatch} from '../../src/kernel/ip/batch.js'
 import {cmdFdbReplace, cmdNeighReplace, cmdRouteReplaceOnlink, cmdVxlanAdd} from '../../src/kernel/ip/vxlan.js'
 import {validateConflist} from '../../src/netconf/schema.js'
 import {defaultCreateOptions, renderNetwork} from '../../src/netconf/render.js'
-import {parseCidr as netconfCidr} from '../../src/netconf/subnet.js'
-import {loadOverlayConf} from '../../src/plugins/overlay/config.js'
+import {confSubnets, parseCidr as netconfCidr} from '../../src/netconf/subnet.js'
+import {isOverlayType, loadOverlayConf, OVERLAY_TYPE} from '../../src/plugins/overlay/config.js'
+import {programsFor} from '../../src/plugins/programs.js'
+import {loadEmbedded} from '../../src/plugins/registry.js'
 import {vtepMac, vtepOf} from '../../src/plugins/overlay/dataplane.js'
 import {candidateSlices, parseRecord, sliceKey} from '../../src/plugins/overlay/lease.js'
 import {bridgeConfFor} from '../../src/plugins/overlay/index.js'
 import {EtcdClient, EtcdError, parseEndpoints, prefixEnd, tlsProblem} from '../../src/sys/etcd.js'
-import type {PluginNetConf} from '../../src/plugins/types.js'
+import type {NetConfList, PluginNetConf} from '../../src/plugins/types.js'
 
 const net = parseCidr('10.200.0.0/16')
 
@@ -71,12 +77,19 @@ describe('network create -d overlay', () => {
   it('writes the overlay meta plugin, then portmap, firewall and tuning; the schema takes it', async () => {
     const r = create(['etcd=http://10.0.0.10:2379', 'vni=4200', 'mtu=1400', 'underlay=eth1'])
     expect(r.conf.plugins).toEqual([
-      {type: 'overlay', etcd: 'http://10.0.0.10:2379', vni: 4200, subnet: '10.200.0.0/16', hostSubnetSize: 24, underlay: 'eth1', mtu: 1400, bridge: 'ctrov4200'},
+      {type: 'ctrnet-overlay', etcd: 'http://10.0.0.10:2379', vni: 4200, subnet: '10.200.0.0/16', hostSubnetSize: 24, underlay: 'eth1', mtu: 1400, bridge: 'ctrov4200'},
       {type: 'portmap', capabilities: {portMappings: true}},
       {type: 'firewall', ingressPolicy: 'same-bridge'},
       {type: 'tuning'},
     ])
     await validateConflist('t', r.conf)
+  })
+
+  it('the schema takes the legacy type overlay too, and no other', async () => {
+    const r = create(['etcd=http://10.0.0.10:2379', 'vni=4200'])
+    const withType = (type: string): NetConfList => ({...r.conf, plugins: [{...r.conf.plugins[0]!, type}, ...r.conf.plugins.slice(1)]})
+    await validateConflist('t', withType('overlay'))
+    await expect(validateConflist('t', withType('flannel'))).rejects.toThrow()
   })
 
   it('refuses bad options with one line each', () => {
@@ -125,6 +138,75 @@ describe('TLS to etcd', () => {
   })
 })
 
+describe('the overlay plugin type', () => {
+  it('is ctrnet-overlay, and overlay in older conflists', () => {
+    expect(OVERLAY_TYPE).toBe('ctrnet-overlay')
+    expect(isOverlayType('ctrnet-overlay')).toBe(true)
+    expect(isOverlayType('overlay')).toBe(true)
+    for (const t of ['bridge', 'Overlay', 'ctrnet-overlay ', '', undefined, null, 1, {}]) expect(isOverlayType(t)).toBe(false)
+  })
+
+  it('either type runs in-process, needs the same programs, and claims its subnet', async () => {
+    const embedded = await loadEmbedded('overlay')
+    expect(embedded).toBeDefined()
+    expect(await loadEmbedded('ctrnet-overlay')).toBe(embedded)
+    expect(programsFor('ctrnet-overlay', {type: 'ctrnet-overlay'})).toEqual(programsFor('overlay', {type: 'overlay'}))
+    expect(programsFor('ctrnet-overlay', {type: 'ctrnet-overlay'})).toContain('bridge')
+    for (const type of ['ctrnet-overlay', 'overlay']) {
+      const conf = {cniVersion: '1.0.0', name: 'o', plugins: [{type, subnet: '10.200.0.0/16'}]} as NetConfList
+      expect(confSubnets(conf).map((c) => c.network)).toEqual(['10.200.0.0/16'])
+    }
+  })
+})
+
+describe('ctrnet cni plugin: VERSION and --install', () => {
+  const env = {command: 'VERSION', containerId: '', netns: '', ifName: '', cniArgs: '', cniPath: []}
+  const s = {cacheDir: '/nonexistent', mode: 'embedded' as const}
+
+  it('VERSION names every supported version, whatever stdin holds', async () => {
+    for (const [stdin, v] of [['{"cniVersion":"1.1.0"}', '1.1.0'], ['{"cniVersion":"0.4.0"}', '0.4.0'], ['', '1.1.0'], ['{"cniVersion":"0.1.0"}', '1.1.0']]) {
+      const out = await runAsCniPlugin(s, env, stdin!)
+      expect(out.exitCode).toBe(0)
+      expect(JSON.parse(out.stdout)).toEqual({cniVersion: v, supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']})
+    }
+  })
+
+  it('installs DIR/ctrnet-overlay as a link to the real entry, atomically and idempotently', () => {
+    const d = mkdtempSync(join(tmpdir(), 'ctrnet-inst-'))
+    try {
+      const real = join(d, 'pkg', 'bin', 'run.js')
+      mkdirSync(join(d, 'pkg', 'bin'), {recursive: true})
+      writeFileSync(real, '')
+      const bin = join(d, 'cni-bin')
+      mkdirSync(bin)
+      // through a link, as npm's bin link: the installed link names the real file
+      const viaLink = join(d, 'ctrnet')
+      symlink(real, viaLink)
+      expect(installCniPlugin(bin, viaLink)).toBe(join(bin, 'ctrnet-overlay'))
+      expect(readlinkSync(join(bin, 'ctrnet-overlay'))).toBe(realpathSync(real))
+      const ino = lstatSync(join(bin, 'ctrnet-overlay')).ino
+      expect(installCniPlugin(bin, real)).toBe(join(bin, 'ctrnet-overlay'))
+      expect(lstatSync(join(bin, 'ctrnet-overlay')).ino).toBe(ino)
+      // a stale file or link of that name is replaced; no temp file stays
+      rmSync(join(bin, 'ctrnet-overlay'))
+      writeFileSync(join(bin, 'ctrnet-overlay'), '#!/bin/sh\nexec ctrnet cni plugin\n')
+      installCniPlugin(bin, real)
+      expect(readlinkSync(join(bin, 'ctrnet-overlay'))).toBe(realpathSync(real))
+      expect(readdirSync(bin)).toEqual(['ctrnet-overlay'])
+      // one line naming what is wrong
+      expect(() => installCniPlugin(join(d, 'missing'), real)).toThrow(/^cni plugin --install : .*missing does not exist/)
+      expect(() => installCniPlugin(real, real)).toThrow(/is not a directory$/)
+      expect(() => installCniPlugin(bin, join(d, 'nothing.js'))).toThrow(/entry .*nothing\.js is missing$/)
+      rmSync(join(bin, 'ctrnet-overlay'))
+      mkdirSync(join(bin, 'ctrnet-overlay'))
+      expect(() => installCniPlugin(bin, real)).toThrow(/^cni plugin --install : cannot install .*ctrnet-overlay: /)
+      expect(readdirSync(bin)).toEqual(['ctrnet-overlay'])
+    } finally {
+      rmSync(d, {recursive: true, force: true})
+    }
+  })
+})
+
 describe('the overlay plugin', () => {
   const entry = (over: Record<string, unknown> = {}): PluginNetConf => ({
     type: 'overlay',
@@ -147,6 +229,7 @@ describe('the overlay plugin', () => {
     expect(() => loadOverlayConf(entry({subnet: '10.200.0.0/24'}))).toThrow(/too small/)
     expect(() => loadOverlayConf(entry({name: '../x'}))).toThrow(/not a file name/)
     expect(() => loadOverlayConf(entry({etcd: 'http://a:1/x'}))).toThrow(/invalid endpoint/)
+    expect(() => loadOverlayConf(entry({etcd: ''}))).toThrow(/^overlay: etcd must be a non-empty string$/)
   })
 
   it('delegates to bridge + host-local with this host\'s slice', () => {

@@ -1,6 +1,6 @@
 import {loadConfFile} from '../../libcni/loader.js'
 import {allConfFiles} from '../../netconf/bridges.js'
-import {type OverlayConf, etcdClientOf, loadOverlayConf} from '../../plugins/overlay/config.js'
+import {type OverlayConf, etcdClientOf, isOverlayType, loadOverlayConf} from '../../plugins/overlay/config.js'
 import {joinOverlay} from '../../plugins/overlay/host.js'
 import {subnetsPrefix} from '../../plugins/overlay/lease.js'
 import {readState} from '../../plugins/overlay/state.js'
@@ -35,7 +35,7 @@ function overlayConfs(s: Pick<Settings, 'confDir'>): OverlayConf[] {
     try {
       const {conf} = loadConfFile(file)
       const p = conf.plugins[0]
-      if (p?.type !== 'overlay') continue
+      if (!isOverlayType(p?.type)) continue
       out.push(loadOverlayConf({...p, name: conf.name, cniVersion: conf.cniVersion} as PluginNetConf))
     } catch {
       // unreadable, or a broken entry: the ADD reports it

@@ -1,6 +1,6 @@
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import {formatCidr} from '../../kernel/ip/addr.js'
-import {etcdClientOf, loadOverlayConf} from '../../plugins/overlay/config.js'
+import {etcdClientOf, isOverlayType, loadOverlayConf} from '../../plugins/overlay/config.js'
 import {listSlices} from '../../plugins/overlay/lease.js'
 import {readState} from '../../plugins/overlay/state.js'
 import type {PluginNetConf} from '../../plugins/types.js'
@@ -39,7 +39,7 @@ function ipamConfig(conf: NetworkEntry['conf']): Array<Record<string, string>> {
  */
 async function overlayInfo(n: NetworkEntry, warn: Warn): Promise<Record<string, unknown> | undefined> {
   const p = n.conf.plugins[0]
-  if (p?.type !== 'overlay') return undefined
+  if (!isOverlayType(p?.type)) return undefined
   let o
   try {
     o = loadOverlayConf({...p, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf)

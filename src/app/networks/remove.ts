@@ -3,7 +3,7 @@ import {bridgeNamesOf, bridgeUsers, describeUser, forgetOwnedBridge, ownsBridge}
 import {DEFAULT_NETWORK_NAME} from '../../netconf/names.js'
 import {type NetworkEntry, removeNetworkFile, withStoreLock} from '../../netconf/store.js'
 import {deleteLinkIfExists, isBridge, linkExists} from '../../kernel/ip/link.js'
-import {loadOverlayConf} from '../../plugins/overlay/config.js'
+import {isOverlayType, loadOverlayConf} from '../../plugins/overlay/config.js'
 import {leaveOverlay} from '../../plugins/overlay/host.js'
 import type {PluginNetConf} from '../../plugins/types.js'
 import {networkUsers, type ContainerdOpts} from '../usage.js'
@@ -27,7 +27,7 @@ async function removeOne(dir: string, n: NetworkEntry, what: string, warn: Warn)
   const devs = [...new Set(bridgeNamesOf(n.conf))]
   const owned = devs.map((dev) => ownsBridge(dir, n, dev))
   removeNetworkFile(what, n.file)
-  if (n.conf.plugins[0]?.type === 'overlay') await leaveOverlayNetwork(n, what, warn)
+  if (isOverlayType(n.conf.plugins[0]?.type)) await leaveOverlayNetwork(n, what, warn)
   if (devs.length === 0) return
   const net = JSON.stringify(n.name)
   for (const [i, dev] of devs.entries()) {

@@ -4,6 +4,18 @@ import {assertIfName, validIfName} from '../../kernel/ip/link.js'
 import {EtcdClient, type EtcdTls, parseEndpoints, tlsProblem} from '../../sys/etcd.js'
 
 /**
+ * The CNI type of an overlay network's plugin entry: the name of the exec'd
+ * plugin (`ctrnet cni plugin --install` puts it in /opt/cni/bin), so nerdctl
+ * and containerd's CRI run the same conflist. The driver is still `overlay`.
+ */
+export const OVERLAY_TYPE = 'ctrnet-overlay'
+
+/** An overlay plugin entry's type: `ctrnet-overlay`, or `overlay` as conflists written before it have it. */
+export function isOverlayType(t: unknown): boolean {
+  return t === OVERLAY_TYPE || t === 'overlay'
+}
+
+/**
  * The `overlay` plugin's netconf: the entry `network create -d overlay`
  * writes (netconf/render.ts), parsed and checked. Every host of the network
  * has the same entry; what differs per host (its slice, its underlay) comes
@@ -73,9 +85,10 @@ export function checkSlices(subnet: Cidr, size: number): string | undefined {
 export function loadOverlayConf(c: PluginNetConf): OverlayConf {
   // the name names this host's state file
   if (typeof c.name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
+  const etcdText = str(c.etcd, 'etcd')
   let etcd: string[]
   try {
-    etcd = parseEndpoints(str(c.etcd, 'etcd'))
+    etcd = parseEndpoints(etcdText)
   } catch (err) {
     throw invalid((err as Error).message)
   }
