@@ -196,8 +196,8 @@ export class EtcdClient {
 
   /**
    * Starts a POST of JSON to one endpoint and resolves with the response
-   * (headers read). `signal` aborts it; `timeoutMs`, when given, bounds the
-   * whole exchange (the caller reads the body before it fires).
+   * (headers read); the caller reads the body. `signal` aborts the exchange
+   * (a unary call's deadline, or the end of a watch).
    */
   request(ep: string, path: string, body: unknown, signal?: AbortSignal): Promise<http.IncomingMessage> {
     const data = JSON.stringify(body)
