@@ -1,6 +1,6 @@
 import {existsSync} from 'node:fs'
 import {makeRuntime} from './cni.js'
-import {type Attachment, listAttachments} from '../libcni/cache.js'
+import {type Attachment, listAttachments, sweepCacheTemps} from '../libcni/cache.js'
 import {findNetworkConf} from '../libcni/loader.js'
 import type {CniRuntime, GcReport, NetList} from '../libcni/runtime.js'
 import {GONE_NETNS, isProcNetnsPath, procNetnsPath} from '../kernel/netns.js'
@@ -27,6 +27,7 @@ export async function gcNetworks(s: Settings, names: string[], opts: {dryRun?: b
   if (!socketExists(s.address)) {
     throw new Error(`cannot reach containerd at ${s.address}: is it running, and are you root? (without containerd, use "ctrnet cni gc")`)
   }
+  if (!opts.dryRun) sweepCacheTemps(s.cacheDir)
   const all = listAttachments(s.cacheDir)
   const networks = names.length > 0 ? names : [...new Set(all.map((a) => a.networkName))].sort()
 

@@ -1,7 +1,7 @@
 import {mkdirSync, readdirSync, readFileSync, rmSync, watch} from 'node:fs'
 import {join} from 'node:path'
 import type {NetConfList} from '../plugins/types.js'
-import {writeFileAtomic} from '../sys/atomic.js'
+import {sweepOrphanTemps, writeFileAtomic} from '../sys/atomic.js'
 
 /**
  * The libcni result cache: `<cacheDir>/results/<net>-<cid>-<ifname>`, a
@@ -133,6 +133,11 @@ export function removeCachedAttachment(cacheDir: string, k: AttachmentKey): void
  */
 export function writePending(cacheDir: string, e: CacheRecord): void {
   writeEntry(pendingDir(cacheDir), e, false)
+}
+
+/** Removes the cache's and the journal's temp files of writers that were killed mid-write (sys/atomic.ts). */
+export function sweepCacheTemps(cacheDir: string): string[] {
+  return [...sweepOrphanTemps(resultsDir(cacheDir)), ...sweepOrphanTemps(pendingDir(cacheDir))]
 }
 
 export function removePending(cacheDir: string, k: AttachmentKey): void {

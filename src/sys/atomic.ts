@@ -1,10 +1,10 @@
-import {closeSync, constants, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, readlinkSync, renameSync, rmSync, symlinkSync, writeSync} from 'node:fs'
+import {closeSync, constants, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeSync} from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 import {randomBytes} from 'node:crypto'
 
 /**
- * Writes a file atomically: a temp file in the same folder, fsync, chmod, then
- * rename into place (fsync can be skipped for files that only need to
+ * Writes a file atomically: a temp file in the same folder
+ * (`.<name>.<writer pid>.<12 hex>.tmp`), fsync, chmod, then rename into place (fsync can be skipped for files that only need to
  * survive the process, not the machine). Refuses to replace a symlink (a hostile config dir could
  * point a link at a file outside it).
  */
@@ -14,7 +14,7 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o64
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
   const fd = openSync(tmp, 'wx', mode)
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data)
@@ -80,4 +80,41 @@ export function symlinkAtomic(target: string, path: string): boolean {
     throw err
   }
   return true
+}
+
+/** writeFileAtomic's temp files: `.<name>.<writer pid>.<12 hex>.tmp`. */
+const TEMP_RE = /^\..+\.([1-9][0-9]{0,9})\.[0-9a-f]{12}\.tmp$/
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: it exists, as another user
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Removes the temp files of writeFileAtomic in dir whose writer is gone (a
+ * process killed between create and rename, e.g. by SIGKILL): the real file
+ * was never touched, the temp one is litter. A live writer's temp file
+ * stays. Writers in another PID namespace sharing the folder are not told
+ * apart (their PIDs look dead here). Returns the names removed.
+ */
+export function sweepOrphanTemps(dir: string): string[] {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return []
+  }
+  const removed: string[] = []
+  for (const n of names) {
+    const m = TEMP_RE.exec(n)
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue
+    rmSync(join(dir, n), {force: true})
+    removed.push(n)
+  }
+  return removed
 }

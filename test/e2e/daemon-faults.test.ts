@@ -5,7 +5,8 @@
  * Real containerd + runc on a private socket; the daemon runs in a
  * throwaway host netns.
  */
-import {mkdirSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {mkdirSync, readdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {HostNs, PrivateContainerd} from './containerd-harness.js'
@@ -133,7 +134,9 @@ describe('ctrnet daemon: faults', () => {
 
   it('10 SIGKILLs of the daemon during attaches, each followed by one pass: no leak, every running container attached', async () => {
     // what each kill interrupted: the last log line before it, and the ADDs it left half-done in the journal
-    const trials: Array<{delayMs: number; after: string; attachedBefore: number; halfDone: number}> = []
+    const trials: Array<{delayMs: number; after: string; attachedBefore: number; halfDone: number; litter: number}> = []
+    const results = join(host.cache, 'results')
+    const temps = () => readdirSync(results).filter((n) => n.endsWith('.tmp'))
     for (let i = 0; i < 10; i++) {
       for (const x of ['a', 'b', 'c']) runLabelled(`k${i}${x}`)
       // one earlier container's task dies as well: the pass has releases to do too
@@ -154,14 +157,20 @@ describe('ctrnet daemon: faults', () => {
           after: `${String(last?.action)}${last?.outcome ? ' ' + String(last.outcome) : ''}`,
           attachedBefore: seen.filter((l) => l.action === 'attach' && l.outcome === 'ok').length,
           halfDone: d.journal().length,
+          // temp files of entries the kill cut off between create and rename
+          litter: temps().length,
         })
       } finally {
         await daemon.killHard()
       }
+      // such a temp file, whatever the kill's timing: the pass must sweep it (its writer is dead)
+      const deadPid = Number(spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], {encoding: 'utf8'}).stdout.trim())
+      writeFileSync(join(results, `.${NET}-${NS}-k${i}z-eth0.${deadPid}.0123456789ab.tmp`), '{"kind":"cniCacheV1"')
 
       const r = d.once(['--grace', '0s'])
       expect({trial: i, code: r.code, stderr: r.stderr}).toEqual({trial: i, code: 0, stderr: ''})
       expectExactly(running(), `trial ${i} (killed ${trials[i]!.delayMs} ms after start, after "${trials[i]!.after}")`)
+      expect(temps()).toEqual([])
     }
     console.log(`daemon SIGKILL trials: ${JSON.stringify(trials)}`)
     const buckets = new Set(trials.map((t) => Math.floor(t.delayMs / 50)))

@@ -3,7 +3,8 @@
  * whose task was killed are released (lease, rules, cache, label); those of
  * running containers are untouched.
  */
-import {existsSync, readdirSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {existsSync, readdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {HostNs, PrivateContainerd, type RunResult} from './containerd-harness.js'
@@ -45,7 +46,14 @@ describe('network gc', () => {
     const rulesBefore = rules()
     await ctrd.killTask(NS, 'gc-doomed')
 
+    // a writer killed between create and rename left its temp file (its PID is dead); a live one's stays
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], {encoding: 'utf8'}).stdout.trim())
+    const orphan = `.gcnet-rlgc-gc-x-eth0.${deadPid}.0123456789ab.tmp`
+    const inFlight = `.gcnet-rlgc-gc-y-eth0.${process.pid}.0123456789ab.tmp`
+    for (const n of [orphan, inFlight]) writeFileSync(join(host.cache, 'results', n), '{')
+
     const dry = ok(['network', 'gc', '--dry-run'])
+    expect(cache()).toContain(orphan)
     expect(dry).toMatch(/would release gcnet rlgc-gc-doomed eth0/)
     expect(dry).not.toMatch(/alive/)
     expect(host.leases('gcnet')).toHaveLength(2)
@@ -54,7 +62,7 @@ describe('network gc', () => {
     expect(out).toMatch(/released gcnet rlgc-gc-doomed eth0/)
     expect(out).toMatch(/label updated rlgc-gc-doomed/)
     expect(host.leases('gcnet')).toHaveLength(1)
-    expect(cache()).toEqual(['gcnet-rlgc-gc-alive-eth0'])
+    expect(cache()).toEqual([inFlight, 'gcnet-rlgc-gc-alive-eth0'])
     expect(ctrd.labels(NS, 'gc-doomed')['nerdctl/networks']).toBe('[]')
     expect(ctrd.labels(NS, 'gc-alive')['nerdctl/networks']).toBe('["gcnet"]')
     const left = rules()

@@ -1,4 +1,4 @@
-import {type Attachment, listAttachments} from '../../libcni/cache.js'
+import {type Attachment, listAttachments, sweepCacheTemps} from '../../libcni/cache.js'
 import type {CniRuntime} from '../../libcni/runtime.js'
 import type {LoadedConf} from '../../libcni/loader.js'
 import {taskNetns} from '../../kernel/netns.js'
@@ -132,6 +132,8 @@ export async function reconcile(s: Settings, opts: ReconcileOptions): Promise<Re
   const {log} = opts
   const report: ReconcileReport = {attached: [], released: [], failed: [], refused: [], held: 0}
   const runtime = makeRuntime(s)
+  // a daemon or CLI killed while writing an entry leaves its temp file: litter, never an entry
+  sweepCacheTemps(s.cacheDir)
   await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
     const seen = await observe(client, s, now(), state)
     const actual = seen.attachments.map((a) => ({...a, inLiveNamedNetns: inLiveNamedNetns(a)}))
