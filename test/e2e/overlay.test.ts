@@ -97,6 +97,12 @@ async function eventually(what: string, cond: () => boolean, ms = 20_000): Promi
   throw new Error(`not within ${ms} ms: ${what}`)
 }
 
+/** `ip link show DEV` failed because DEV is not there (not because the namespace or ip is missing). */
+function expectNoLink(r: RunResult): void {
+  expect(r.code).not.toBe(0)
+  expect(r.stderr).toMatch(/does not exist/)
+}
+
 function ok(r: RunResult, what: string): string {
   if (r.code !== 0) throw new Error(`${what} -> exit ${r.code}: ${r.stderr}`)
   return r.stdout
@@ -270,7 +276,7 @@ describe('overlay network over etcd + VXLAN', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
     expect(r.stderr).toMatch(/^ctrnet: .*etcd http:\/\/192\.168\.250\.1:2379: unreachable/)
     // nothing of the failed ADD stays
-    expect(hosts.A.exec('ip', ['-n', ns, 'link', 'show', 'eth0']).code).not.toBe(0)
+    expectNoLink(hosts.A.exec('ip', ['-n', ns, 'link', 'show', 'eth0']))
     etcd = startEtcd()
     await waitEtcd()
     const late = JSON.parse(ok(hosts.A.cli(['cni', 'add', NET, `/var/run/netns/${ns}`, '--container-id', ns]), 'cni add after etcd is back')) as {ips: Array<{address: string}>}
@@ -298,7 +304,7 @@ describe('overlay network over etcd + VXLAN', () => {
     expect(ping(ctr.B!.ns, ip).code).toBe(0)
     const del = plugin('DEL')
     expect(del.code, del.stdout + del.stderr).toBe(0)
-    expect(sh('ip', ['-n', ns, 'link', 'show', 'eth0']).code).not.toBe(0)
+    expectNoLink(sh('ip', ['-n', ns, 'link', 'show', 'eth0']))
     expect(hosts.A.leases(NET).some((l) => l === ip)).toBe(false)
     // an unknown type: the CNI error object on stdout, exit 1
     const bad = sh(process.execPath, [CLI, 'cni', 'plugin'], {input: JSON.stringify({cniVersion: '1.0.0', name: 'x', type: 'nope'}), env: {...process.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c', CNI_NETNS: '/x', CNI_IFNAME: 'eth0'}})
@@ -351,8 +357,8 @@ describe('overlay network over etcd + VXLAN', () => {
     await stopDaemon('B')
     const r = hosts.B.cli(['network', 'rm', NET])
     expect(r.code, r.stderr).toBe(0)
-    expect(hosts.B.exec('ip', ['link', 'show', `ctrnet.${VNI}`]).code).not.toBe(0)
-    expect(hosts.B.exec('ip', ['link', 'show', `ctrov${VNI}`]).code).not.toBe(0)
+    expectNoLink(hosts.B.exec('ip', ['link', 'show', `ctrnet.${VNI}`]))
+    expectNoLink(hosts.B.exec('ip', ['link', 'show', `ctrov${VNI}`]))
     expect(existsSync(join(hosts.B.varlib, 'ctrnet', 'overlay', `${NET}.json`))).toBe(false)
     // long before the TTL would end: the lease was revoked, A's daemon saw the key go
     await eventually(`A drops ${bSlice}`, () => !vxlanRoutes('A').some((l) => l.startsWith(bSlice)), 3000)
@@ -417,7 +423,7 @@ describe('overlay network over etcd + VXLAN', () => {
 
     const del = run('DEL')
     expect(del.code, del.stdout + del.stderr).toBe(0)
-    expect(sh('ip', ['-n', ns, 'link', 'show', 'eth0']).code).not.toBe(0)
+    expectNoLink(sh('ip', ['-n', ns, 'link', 'show', 'eth0']))
     expect(hosts.A.leases(NET)).not.toContain(ip)
     // a DEL again is not an error (CNI: DEL of what is gone succeeds)
     expect(run('DEL').code).toBe(0)
