@@ -10,8 +10,15 @@
  */
 
 import {readFileSync} from 'node:fs'
-import http from 'node:http'
-import https from 'node:https'
+import type * as http from 'node:http'
+import type * as https from 'node:https'
+import {createRequire} from 'node:module'
+
+// http, https and tls (~7 ms) are loaded at a client's first call, not with
+// this module: every `cni add` loads the overlay plugin, and few reach etcd
+const load = createRequire(import.meta.url)
+let netMods: {http: typeof http; https: typeof https} | undefined
+const net = () => (netMods ??= {http: load('node:http') as typeof http, https: load('node:https') as typeof https})
 
 export class EtcdError extends Error {
   constructor(message: string) {
@@ -172,7 +179,7 @@ export class EtcdClient {
   }
 
   private agent(ep: string): http.Agent {
-    if (!ep.startsWith('https:')) return (this.agents.http ??= new http.Agent({keepAlive: true, timeout: IDLE_MS}))
+    if (!ep.startsWith('https:')) return (this.agents.http ??= new (net().http.Agent)({keepAlive: true, timeout: IDLE_MS}))
     if (!this.agents.https) {
       const read = (k: string, f: string | undefined): Buffer | undefined => {
         if (f === undefined) return undefined
@@ -182,7 +189,7 @@ export class EtcdClient {
           throw new EtcdError(`etcd: cannot read ${k} ${f}: ${causeOf(err)}`)
         }
       }
-      this.agents.https = new https.Agent({keepAlive: true, timeout: IDLE_MS, cert: read('etcd-cert', this.tls?.cert), key: read('etcd-key', this.tls?.key), ca: read('etcd-ca', this.tls?.ca)})
+      this.agents.https = new (net().https.Agent)({keepAlive: true, timeout: IDLE_MS, cert: read('etcd-cert', this.tls?.cert), key: read('etcd-key', this.tls?.key), ca: read('etcd-ca', this.tls?.ca)})
     }
     return this.agents.https
   }
@@ -202,7 +209,7 @@ export class EtcdClient {
   request(ep: string, path: string, body: unknown, signal?: AbortSignal): Promise<http.IncomingMessage> {
     const data = JSON.stringify(body)
     const agent = this.agent(ep)
-    const mod = ep.startsWith('https:') ? https : http
+    const mod = ep.startsWith('https:') ? net().https : net().http
     return new Promise((resolve, reject) => {
       const req = mod.request(`${ep}${path}`, {
         method: 'POST',

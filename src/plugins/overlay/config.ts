@@ -138,6 +138,6 @@ export function loadOverlayConf(c: PluginNetConf): OverlayConf {
 }
 
 /** A client for the network's etcd (its endpoints and TLS files). */
-export function etcdClientOf(o: Pick<OverlayConf, 'etcd' | 'etcdTls'>, timeoutMs?: number): EtcdClient {
-  return new EtcdClient(o.etcd, {tls: o.etcdTls, timeoutMs})
+export function etcdClientOf(o: Pick<OverlayConf, 'etcd' | 'etcdTls'>): EtcdClient {
+  return new EtcdClient(o.etcd, {tls: o.etcdTls})
 }
