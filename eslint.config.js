@@ -29,7 +29,18 @@ export default tseslint.config(
     files: ['src/**/*.ts'],
     ignores: ['src/commands/**'],
     rules: {
-      'no-restricted-syntax': ['error', {selector: 'ImportExpression', message: 'import() only in src/commands/: lower layers import statically'}],
+      'no-restricted-syntax': [
+        'error',
+        {selector: 'ImportExpression', message: 'import() only in src/commands/: lower layers import statically'},
+        {selector: "CallExpression[callee.property.name='createRequire'], CallExpression[callee.name='createRequire']", message: 'createRequire only in src/commands/: lower layers import statically'},
+      ],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: ['node:module', 'module'].map((name) => ({name, importNames: ['createRequire'], message: 'createRequire only in src/commands/: lower layers import statically'})),
+        },
+      ],
+      'no-restricted-properties': ['error', {object: 'process', property: 'getBuiltinModule', message: 'loading a module at run time only in src/commands/: lower layers import statically'}],
     },
   },
 )

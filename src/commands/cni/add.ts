@@ -1,6 +1,7 @@
 import {BaseCommand} from '../../cli/base-command.js'
 import {attachmentArgs, attachmentFlags, flagsToAttachment, modeFlag} from '../../cli/cni-flags.js'
 import {runtimeSettings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 export default class CniAdd extends BaseCommand {
   static override description = 'Run the ADD command of a network\'s plugin chain for a network namespace and print the result'
@@ -10,6 +11,8 @@ export default class CniAdd extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniAdd)
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {loadNetwork, makeRuntime, runtimeConfFromFlags} = await import('../../app/cni.js')
     const s = runtimeSettings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {modeFlag} from '../../cli/cni-flags.js'
 import {runtimeSettings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 export default class CniGc extends BaseCommand {
   static override description =
@@ -15,6 +16,8 @@ export default class CniGc extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CniGc)
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {loadNetwork, makeRuntime} = await import('../../app/cni.js')
     const s = runtimeSettings(flags)
     const net = loadNetwork(s, args.network, (m) => this.warnLine(m))

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {modeFlag} from '../../cli/cni-flags.js'
 import {cniPluginEnv, runtimeSettings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 /** Reads the whole of stdin (the netconf a CNI runtime writes). */
 async function readStdin(): Promise<string> {
@@ -33,6 +34,8 @@ export default class CniPlugin extends BaseCommand {
       this.out(installCniPlugin(flags['cni-bin-dir'] ?? '/opt/cni/bin', join(this.config.root, 'bin', 'run.js')))
       return
     }
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {runAsCniPlugin} = await import('../../app/cni.js')
     const out = await runAsCniPlugin(runtimeSettings(flags), cniPluginEnv(), await readStdin())
     if (out.stdout) process.stdout.write(out.stdout + '\n')

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {modeFlag} from '../../cli/cni-flags.js'
 import {runtimeSettings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 export default class NetworkConnect extends BaseCommand {
   static override description =
@@ -26,6 +27,8 @@ export default class NetworkConnect extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkConnect)
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {connectContainer} = await import('../../app/attach.js')
     await connectContainer(
       runtimeSettings(flags),

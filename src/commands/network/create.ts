@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {settings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 /** Go-style `--flag=true|false` for our boolean flags (oclif wants --flag / --no-flag). */
 function goBoolArgs(argv: string[], names: string[]): string[] {
@@ -43,6 +44,8 @@ export default class NetworkCreate extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkCreate, goBoolArgs(this.argv, ['ipv4', 'ipv6', 'internal', 'ignore']))
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {createNetwork} = await import('../../app/networks/create.js')
     const res = await createNetwork(
       settings(flags),

@@ -2,6 +2,7 @@ import {Args} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {modeFlag} from '../../cli/cni-flags.js'
 import {runtimeSettings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 export default class NetworkDisconnect extends BaseCommand {
   static override description =
@@ -15,6 +16,8 @@ export default class NetworkDisconnect extends BaseCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkDisconnect)
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {disconnectContainer} = await import('../../app/attach.js')
     await disconnectContainer(
       runtimeSettings(flags),

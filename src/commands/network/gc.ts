@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {modeFlag} from '../../cli/cni-flags.js'
 import {runtimeSettings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 export default class NetworkGc extends BaseCommand {
   static override description =
@@ -13,6 +14,8 @@ export default class NetworkGc extends BaseCommand {
 
   async run(): Promise<void> {
     const {argv, flags} = await this.parse(NetworkGc)
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {gcNetworks} = await import('../../app/gc.js')
     const results = await gcNetworks(
       runtimeSettings(flags),

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {settings} from '../../cli/settings.js'
 import {CtrnetError} from '../../sys/errors.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 export default class NetworkInspect extends BaseCommand {
   static override description = 'Display detailed information on one or more networks'
@@ -26,6 +27,8 @@ export default class NetworkInspect extends BaseCommand {
       throw new CtrnetError('network inspect', 'unsupported format: "raw", "table", and "wide"')
     }
     const tmpl = format ? (await import('../../cli/gotemplate.js')).parseFormat(format) : undefined
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {inspectNetworks} = await import('../../app/networks/inspect.js')
     const {results, errors} = await inspectNetworks(settings(flags), argv as string[], flags.mode as 'dockercompat', (m) => this.warnLine(m))
     let text = ''

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {settings} from '../../cli/settings.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 /** Reads the first whitespace-separated word from stdin ('' at end of input), like Go's Fscanf("%s"). */
 async function readWord(): Promise<string> {
@@ -33,6 +34,8 @@ export default class NetworkPrune extends BaseCommand {
       )
       if ((await readWord()).toLowerCase() !== 'y') return
     }
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {pruneNetworks} = await import('../../app/networks/remove.js')
     const {removed, errors} = await pruneNetworks(settings(flags), (m) => this.warnLine(m))
     for (const e of errors) process.stderr.write(`ctrnet: network prune : ${e}\n`)

@@ -2,6 +2,7 @@ import {Args} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {settings} from '../../cli/settings.js'
 import {CtrnetError} from '../../sys/errors.js'
+import {handEtcdHttp} from '../../sys/etcd-port.js'
 
 export default class NetworkRm extends BaseCommand {
   static override aliases = ['network:remove']
@@ -15,6 +16,8 @@ export default class NetworkRm extends BaseCommand {
 
   async run(): Promise<void> {
     const {argv, flags} = await this.parse(NetworkRm)
+    // node:http/https for etcd (overlay networks), loaded at a client's first request
+    handEtcdHttp(() => import('../../sys/etcd-http.js'))
     const {removeNetworks} = await import('../../app/networks/remove.js')
     const {removed, errors} = await removeNetworks(settings(flags), argv as string[], (m) => this.warnLine(m))
     if (removed.length) process.stdout.write(removed.map((r) => r + '\n').join(''))
