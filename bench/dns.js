@@ -1,4 +1,4 @@
-// The embedded DNS server (dist/app/dns/server.js) against dnsmasq (Debian's
+// The embedded DNS server (dist/services/dns/server.js) against dnsmasq (Debian's
 // dnsmasq-base; podman's older per-network DNS, the dnsname CNI plugin, runs
 // it), side by side in one run. Both serve the same name (`web`, A 10.4.1.2,
 // TTL 0; dnsmasq from a hosts file) on one address of a server netns; the
@@ -186,7 +186,7 @@ export default async function bench() {
 // ---- --serve: the DnsServer, inside the server netns -----------------------
 
 async function serve(port, address) {
-  const {DnsServer} = await import(pathToFileURL(join(root, 'dist', 'app', 'dns', 'server.js')).href)
+  const {DnsServer} = await import(pathToFileURL(join(root, 'dist', 'services', 'dns', 'server.js')).href)
   const server = new DnsServer({port: Number(port), upstreams: []})
   server.setMembers('benchnet', [{names: [NAME], ipv4: [ADDRESS], ipv6: []}])
   const failed = await server.listen('benchnet', [address])

@@ -16,7 +16,7 @@ import {procNetnsPath, taskNetns} from '../kernel/netns.js'
 import {socketExists, withClient} from '../containerd/client.js'
 import {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} from './containers.js'
 import type {Settings} from './settings.js'
-import {dnsNamesOf} from './dns/names.js'
+import {dnsNamesOf} from './names.js'
 import type {ContainerInfo} from '../containerd/client.js'
 
 export interface NetworkUser {

@@ -1,6 +1,7 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 import {stderrChalk} from './color.js'
 import {CtrnetError, formatError} from '../sys/errors.js'
+import {handEtcdHttp} from '../sys/etcd-port.js'
 
 export type GlobalFlags = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags']>
 
@@ -41,6 +42,16 @@ export abstract class BaseCommand extends Command {
       default: '/run/containerd/containerd.sock',
       helpGroup: 'GLOBAL',
     }),
+  }
+
+  /**
+   * The command boundary hands the etcd client its HTTP modules, loaded at its
+   * first request: a command that never reaches etcd (an overlay network's)
+   * never loads node:http/https (~5 ms).
+   */
+  override async init(): Promise<void> {
+    await super.init()
+    handEtcdHttp(() => import('../sys/etcd-http.js'))
   }
 
   /** Prints the error as one line on stderr and exits non-zero. */

@@ -4,6 +4,7 @@ import {modeFlag} from '../cli/cni-flags.js'
 import {parseDuration} from '../cli/duration.js'
 import {runtimeSettings} from '../cli/settings.js'
 import {CtrnetError} from '../sys/errors.js'
+import {handEtcdHttp} from '../sys/etcd-port.js'
 
 export default class Daemon extends BaseCommand {
   static override description =
@@ -31,6 +32,7 @@ export default class Daemon extends BaseCommand {
     if (intervalMs === 0) throw new CtrnetError('--reconcile-interval', 'must be more than 0')
     const graceMs = parseDuration(flags.grace, '--grace')
     const s = runtimeSettings(flags)
+    handEtcdHttp(() => import('../sys/etcd-http.js'))
     const {runDaemon, daemonLogger} = await import('../app/daemon/index.js')
     const format = flags['log-format'] ?? (process.stdout.isTTY ? 'text' : 'json')
     // pino-pretty only for text: nothing else of ctrnet loads it

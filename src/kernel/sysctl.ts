@@ -2,8 +2,7 @@ import {readFileSync, writeFileSync} from 'node:fs'
 import {posix} from 'node:path'
 import {run} from '../sys/exec.js'
 import {nsenterArgv} from './netns.js'
-import {assertSysctlKey, assertSysctlValue} from './ip/batch.js'
-import {UnsafeTokenError, showToken} from './tokens.js'
+import {UnsafeTokenError, assertSysctlKey, assertSysctlValue, showToken} from './tokens.js'
 
 /**
  * Sysctls of the namespace this process runs in (the host side), through

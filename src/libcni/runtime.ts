@@ -16,7 +16,7 @@ import {execPlugin, findInPath} from './invoke.js'
 import {NetfilterTx} from '../kernel/netfilter/iptables.js'
 import type {LoadedConf} from './loader.js'
 import {isProcNetnsPath} from '../kernel/netns.js'
-import {loadEmbedded} from '../plugins/registry.js'
+import {loadEmbedded} from '../plugins/registry/index.js'
 import {programsFor} from '../plugins/programs.js'
 import {requirePrograms} from '../sys/exec.js'
 import {

@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 import {CtrnetError} from '../sys/errors.js'
 import {isTlsFilePath} from '../sys/etcd.js'
 import type {NetConfList, PluginConf} from '../plugins/types.js'
-import {OVERLAY_TYPE} from '../plugins/overlay/config.js'
+import {OVERLAY_TYPE} from '../services/overlay/config.js'
 // not validate.ts: it loads ip-address, and `network ls` loads this file
 import {ifNameProblem, showToken} from '../kernel/tokens.js'
 import {DEFAULT_NETWORK_LABEL, DEFAULT_NETWORK_NAME} from './names.js'

@@ -1,5 +1,5 @@
 import type {PluginConf} from './types.js'
-import {OVERLAY_TYPE} from './overlay/config.js'
+import {OVERLAY_TYPE} from '../services/overlay/config.js'
 
 /**
  * The programs each embedded plugin runs for a given config entry, so that

@@ -12,13 +12,17 @@
 import {readFileSync} from 'node:fs'
 import type * as http from 'node:http'
 import type * as https from 'node:https'
-import {createRequire} from 'node:module'
+import {type HttpModules, etcdHttpLoader} from './etcd-port.js'
 
-// http, https and tls (~7 ms) are loaded at a client's first call, not with
-// this module: every `cni add` loads the overlay plugin, and few reach etcd
-const load = createRequire(import.meta.url)
-let netMods: {http: typeof http; https: typeof https} | undefined
-const net = () => (netMods ??= {http: load('node:http') as typeof http, https: load('node:https') as typeof https})
+// http, https and tls (~5 ms) are loaded at a client's first call, not with
+// this module: every `cni add` loads the overlay plugin, and few reach etcd.
+// The loader is the one the command boundary handed in (etcd-port.ts).
+let netMods: Promise<HttpModules> | undefined
+function net(): Promise<HttpModules> {
+  const load = etcdHttpLoader()
+  if (!load) return Promise.reject(new EtcdError('etcd: no HTTP client was handed in (sys/etcd-port.ts handEtcdHttp)'))
+  return (netMods ??= load())
+}
 
 export class EtcdError extends Error {
   constructor(message: string) {
@@ -178,8 +182,8 @@ export class EtcdClient {
     this.tls = opts.tls
   }
 
-  private agent(ep: string): http.Agent {
-    if (!ep.startsWith('https:')) return (this.agents.http ??= new (net().http.Agent)({keepAlive: true, timeout: IDLE_MS}))
+  private agent(ep: string, mods: HttpModules): http.Agent {
+    if (!ep.startsWith('https:')) return (this.agents.http ??= new mods.http.Agent({keepAlive: true, timeout: IDLE_MS}))
     if (!this.agents.https) {
       const read = (k: string, f: string | undefined): Buffer | undefined => {
         if (f === undefined) return undefined
@@ -189,7 +193,7 @@ export class EtcdClient {
           throw new EtcdError(`etcd: cannot read ${k} ${f}: ${causeOf(err)}`)
         }
       }
-      this.agents.https = new (net().https.Agent)({keepAlive: true, timeout: IDLE_MS, cert: read('etcd-cert', this.tls?.cert), key: read('etcd-key', this.tls?.key), ca: read('etcd-ca', this.tls?.ca)})
+      this.agents.https = new mods.https.Agent({keepAlive: true, timeout: IDLE_MS, cert: read('etcd-cert', this.tls?.cert), key: read('etcd-key', this.tls?.key), ca: read('etcd-ca', this.tls?.ca)})
     }
     return this.agents.https
   }
@@ -206,10 +210,11 @@ export class EtcdClient {
    * (headers read); the caller reads the body. `signal` aborts the exchange
    * (a unary call's deadline, or the end of a watch).
    */
-  request(ep: string, path: string, body: unknown, signal?: AbortSignal): Promise<http.IncomingMessage> {
+  async request(ep: string, path: string, body: unknown, signal?: AbortSignal): Promise<http.IncomingMessage> {
     const data = JSON.stringify(body)
-    const agent = this.agent(ep)
-    const mod = ep.startsWith('https:') ? net().https : net().http
+    const mods = await net()
+    const agent = this.agent(ep, mods)
+    const mod = ep.startsWith('https:') ? mods.https : mods.http
     return new Promise((resolve, reject) => {
       const req = mod.request(`${ep}${path}`, {
         method: 'POST',

@@ -318,7 +318,9 @@ describe('overlay network over etcd + VXLAN', () => {
       script,
       [
         `import {EtcdClient} from '${ROOT}/dist/sys/etcd.js'`,
-        `import {acquireSlice} from '${ROOT}/dist/plugins/overlay/lease.js'`,
+        `import {handEtcdHttp} from '${ROOT}/dist/sys/etcd-port.js'`,
+        `handEtcdHttp(() => import('${ROOT}/dist/sys/etcd-http.js'))`,
+        `import {acquireSlice} from '${ROOT}/dist/services/overlay/lease.js'`,
         `import {parseCidr, formatCidr} from '${ROOT}/dist/kernel/ip/addr.js'`,
         `const r = await acquireSlice(new EtcdClient(['${ETCD}']), {vni: 99, subnet: parseCidr('10.99.0.0/19'), hostSubnetSize: 24, publicIp: process.argv[2], vtepMac: '02:00:00:00:00:01', ttl: 60})`,
         'console.log(formatCidr(r.mine.slice))',

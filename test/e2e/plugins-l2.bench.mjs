@@ -20,7 +20,7 @@ if (process.argv[2] === '--child') {
   const spawned = {n: 0, names: {}}
   cp.spawn = function (file, ...rest) { spawned.n++; spawned.names[file] = (spawned.names[file] ?? 0) + 1; return origSpawn.call(this, file, ...rest) }
   syncBuiltinESMExports()
-  const {loadEmbedded} = await import(pathToFileURL(join(dist, 'plugins/registry.js')).href)
+  const {loadEmbedded} = await import(pathToFileURL(join(dist, 'plugins/registry/index.js')).href)
   const {NetfilterTx} = await import(pathToFileURL(join(dist, 'kernel/netfilter/iptables.js')).href)
   // one netfilter transaction per plugin command, committed when it succeeded (as the runtime does)
   const viaTx = async (fn) => {

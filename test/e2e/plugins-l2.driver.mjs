@@ -10,7 +10,7 @@ import {performance} from 'node:perf_hooks'
 const dist = process.argv[2]
 const input = JSON.parse(readFileSync(0, 'utf8'))
 const load = async (rel) => import(pathToFileURL(join(dist, rel)).href)
-const {loadEmbedded} = await load('plugins/registry.js')
+const {loadEmbedded} = await load('plugins/registry/index.js')
 const ipmod = await load('kernel/ip/batch.js')
 const {NetfilterTx} = await load('kernel/netfilter/iptables.js')
 

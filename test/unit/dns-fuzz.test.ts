@@ -7,7 +7,7 @@ import {runInNewContext} from 'node:vm'
 import dgram from 'node:dgram'
 import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 import dnsPacket, {type Packet} from 'dns-packet'
-import {DnsServer} from '../../src/app/dns/server.js'
+import {DnsServer} from '../../src/services/dns/server.js'
 import {closedWithin, connect, query, sleep, startServer, tcpAsk, udpAsk, type Target} from './dns-lib.js'
 
 setFlagsFromString('--expose_gc')

@@ -4,7 +4,7 @@
 import dgram from 'node:dgram'
 import net from 'node:net'
 import dnsPacket, {type DecodedPacket, type Packet} from 'dns-packet'
-import {DnsServer, type DnsServerOptions} from '../../src/app/dns/server.js'
+import {DnsServer, type DnsServerOptions} from '../../src/services/dns/server.js'
 
 export interface Target {
   address: string

@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {dnsNamesOf, hostsNamesOf} from '../../src/app/dns/names.js'
+import {dnsNamesOf, hostsNamesOf} from '../../src/app/names.js'
 
 const ID = '3f4e9a0c1b2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f'
 

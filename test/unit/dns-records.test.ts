@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
-import {buildZone, foldName, isZoneName, lookup, reverseName, zoneRecords} from '../../src/app/dns/records.js'
-import {parseUpstream, upstreamsFromResolvConf} from '../../src/app/dns/server.js'
+import {buildZone, foldName, isZoneName, lookup, reverseName, zoneRecords} from '../../src/services/dns/records.js'
+import {parseUpstream, upstreamsFromResolvConf} from '../../src/services/dns/upstream.js'
 
 const members = [
   {names: ['web', '0123456789ab', 'api'], ipv4: ['10.4.1.2'], ipv6: ['fd00:4:1::2']},

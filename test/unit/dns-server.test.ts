@@ -3,7 +3,7 @@
 // second DnsServer, SERVFAIL when no upstream answers, listeners.
 import {afterEach, describe, expect, it} from 'vitest'
 import dnsPacket from 'dns-packet'
-import {DnsServer} from '../../src/app/dns/server.js'
+import {DnsServer} from '../../src/services/dns/server.js'
 import {connect, freePort, query, silentUdp, sleep, startServer, tcpAsk, udpAsk, type Target} from './dns-lib.js'
 
 const members = [

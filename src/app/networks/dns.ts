@@ -1,6 +1,6 @@
 import {CtrnetError} from '../../sys/errors.js'
-import {buildZone, type ZoneRecord, zoneRecords} from '../dns/records.js'
-import {networkMembers, type MemberOpts} from '../dns/members.js'
+import {buildZone, type ZoneRecord, zoneRecords} from '../../services/dns/records.js'
+import {networkMembers, type MemberOpts} from '../members.js'
 import {type Warn, matchNetworks, single, visible} from './common.js'
 
 /**

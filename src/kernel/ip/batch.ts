@@ -1,7 +1,11 @@
 import {run, type ExecResult} from '../../sys/exec.js'
 import {Address4, Address6} from 'ip-address'
 import {nsenterArgv} from '../netns.js'
-import {UnsafeTokenError, ifNameFault, showToken, tokenFault, valueFault} from '../tokens.js'
+import {UnsafeTokenError, assertSysctlKey, assertSysctlValue, ifNameFault, showToken, valueFault} from '../tokens.js'
+
+// the sysctl checks live with the other token checks (../tokens.ts); the
+// nsenter batch writes sysctls, and callers found them here
+export {assertSysctlKey, assertSysctlValue}
 
 /**
  * iproute2 in batch mode: one process runs many commands, read from stdin.
@@ -59,62 +63,6 @@ const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/
 export function renderBatch(cmds: IpCmd[]): string {
   for (const cmd of cmds) checkCmd(cmd)
   return cmds.map((cmd) => cmd.join(' ')).join('\n') + '\n'
-}
-
-/**
- * Sysctl keys are relative /proc/sys paths with slashes, e.g.
- * net/ipv4/conf/eth0/arp_notify: under net/, components of [A-Za-z0-9_.@:+-]
- * (interface names may hold '.', '@', '+', '-'), 1..64 characters each, none
- * '.' or '..', none starting with '-', at most 12 components.
- */
-const SYSCTL_KEY = /^net(\/[A-Za-z0-9_.@:+-]{1,64}){1,11}$/
-export function assertSysctlKey(key: string): void {
-  const f =
-    tokenFault(key, /^[A-Za-z0-9_.@:+/-]+$/, 512) ??
-    (!SYSCTL_KEY.test(key) ? 'is not a key under net/ of the form net/<a>/<b>...' : undefined) ??
-    (key.split('/').some((p) => p === '.' || p === '..') ? "has a '.' or '..' component" : undefined) ??
-    (key.split('/').some((p) => p.startsWith('-')) ? "has a component starting with '-'" : undefined)
-  if (f) refuse(`sysctl: invalid net sysctl key ${showToken(key)} : ${f}`)
-}
-
-/**
- * Keys whose value is a list of numbers or names separated by single spaces
- * (proc_dointvec vectors, the congestion control list). Every other value is
- * one token.
- */
-const SYSCTL_LIST_KEYS = new Set([
-  'net/ipv4/ping_group_range',
-  'net/ipv4/ip_local_port_range',
-  'net/ipv4/tcp_rmem',
-  'net/ipv4/tcp_wmem',
-  'net/ipv4/tcp_mem',
-  'net/ipv4/udp_mem',
-  'net/ipv4/tcp_allowed_congestion_control',
-  'net/sctp/sctp_mem',
-  'net/sctp/sctp_rmem',
-  'net/sctp/sctp_wmem',
-])
-const SYSCTL_VALUE = /^[A-Za-z0-9_.:,/+@=-]+$/
-
-/**
- * Throws unless value may be written to the sysctl `key` (slash form): one
- * token of [A-Za-z0-9_.:,/+@=-] (a leading '-' is fine: values such as -1 are
- * real; the value is never an option anywhere), at most 256 characters, or
- * for the list keys above tokens separated by single spaces. The empty value
- * is allowed (an empty write, e.g. clearing ip_local_reserved_ports).
- */
-export function assertSysctlValue(key: string, value: string): void {
-  if (value === '') return
-  const list = SYSCTL_LIST_KEYS.has(key)
-  const parts = list && typeof value === 'string' ? value.split(' ') : [value]
-  for (const p of parts) {
-    const f = tokenFault(p, SYSCTL_VALUE)
-    if (f) {
-      const why = list && p === '' ? 'has more than one space between values, or a leading/trailing space' : list || f !== 'contains whitespace' ? f : 'contains whitespace (only list keys such as net.ipv4.ping_group_range take "a b")'
-      refuse(`sysctl: refused value ${showToken(value)} for ${key} : ${why}`)
-    }
-  }
-  if (value === '--') refuse(`sysctl: refused value ${showToken(value)} for ${key} : is "--"`)
 }
 
 export interface BatchOptions {

@@ -1,9 +1,10 @@
-import {type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
+import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import {formatCidr, parseCidr} from '../../kernel/ip/addr.js'
 import {setupIpMasq, teardownIpMasq} from '../ipmasq/index.js'
-import {type OverlayConf, loadOverlayConf} from './config.js'
-import {joinOverlay, overlayMtu} from './host.js'
-import {readState} from './state.js'
+import {type OverlayConf, loadOverlayConf} from '../../services/overlay/config.js'
+import {joinOverlay, overlayMtu} from '../../services/overlay/host.js'
+import {readState} from '../../services/overlay/state.js'
+import {OverlayError, type OverlayFault} from '../../services/overlay/errors.js'
 
 /**
  * The `overlay` meta plugin (flannel's CNI plugin and its vxlan backend in
@@ -12,8 +13,30 @@ import {readState} from './state.js'
  * to bridge + host-local with this host's slice (req.invokeDelegate). Its
  * result is bridge's. Container traffic leaving the overlay is masqueraded
  * (flannel's ipMasq rules: not towards the overlay subnet). DEL needs no
- * etcd: the slice comes from this host's state file.
+ * etcd: the slice comes from this host's state file. The overlay service
+ * (src/services/overlay/) does the work; this plugin is its CNI face.
  */
+
+/** The CNI error code of each fault of the overlay service. */
+const CNI_CODE: Record<OverlayFault, number> = {
+  config: CNI_ERR.INVALID_NETCONF,
+  underlay: CNI_ERR.INTERNAL,
+  etcd: CNI_ERR.TRY_AGAIN_LATER,
+}
+
+/** Runs fn; a fault of the overlay service becomes the CNI error of its kind, with its message. */
+async function asCni<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof OverlayError) throw new CniError(CNI_CODE[err.fault], err.message)
+    throw err
+  }
+}
+
+function confOf(req: PluginRequest): Promise<OverlayConf> {
+  return asCni(() => loadOverlayConf(req.config))
+}
 
 /** The bridge entry this host delegates to: the slice as host-local's only range. */
 export function bridgeConfFor(o: OverlayConf, given: PluginNetConf, slice: string, mtu: number): PluginNetConf {
@@ -34,8 +57,8 @@ export function bridgeConfFor(o: OverlayConf, given: PluginNetConf, slice: strin
 }
 
 async function add(req: PluginRequest): Promise<CniResult> {
-  const o = loadOverlayConf(req.config)
-  const {slice, mtu} = await joinOverlay(o)
+  const o = await confOf(req)
+  const {slice, mtu} = await asCni(() => joinOverlay(o))
   const result = (await req.invokeDelegate('ADD', bridgeConfFor(o, req.config, slice, mtu)))!
   const v4 = (result.ips ?? []).filter((i) => !i.address.includes(':'))
   await setupIpMasq(
@@ -54,19 +77,19 @@ function localSlice(o: OverlayConf): string {
 }
 
 async function del(req: PluginRequest): Promise<void> {
-  const o = loadOverlayConf(req.config)
+  const o = await confOf(req)
   await teardownIpMasq(req.netfilter, o.name, req.containerId, [{address: formatCidr(o.subnet)}])
   await req.invokeDelegate('DEL', bridgeConfFor(o, req.config, localSlice(o), o.mtu))
 }
 
 async function check(req: PluginRequest): Promise<void> {
-  const o = loadOverlayConf(req.config)
+  const o = await confOf(req)
   await req.invokeDelegate('CHECK', bridgeConfFor(o, req.config, localSlice(o), await overlayMtu(o)))
 }
 
 const plugin: EmbeddedPlugin = {
-  precheck(req: PluginRequest): void {
-    loadOverlayConf(req.config)
+  async precheck(req: PluginRequest): Promise<void> {
+    await confOf(req)
   },
   add,
   del,

@@ -1,9 +1,12 @@
 import dgram from 'node:dgram'
 import net from 'node:net'
-import dnsPacket, {type Answer, type DecodedPacket, type OptAnswer, type Packet} from 'dns-packet'
-import {toRcode} from 'dns-packet/rcodes.js'
+import dnsPacket, {type DecodedPacket} from 'dns-packet'
 import {parseIp} from '../../kernel/ip/addr.js'
-import {type DnsMember, type Zone, type ZoneRecord, ZONE_TTL, buildZone, emptyZone, foldName, lookup, zoneRecords} from './records.js'
+import {type DnsMember, type Zone, type ZoneRecord, buildZone, emptyZone, foldName, lookup, zoneRecords} from './records.js'
+import {type Counters, newCounters} from './stats.js'
+import {serveTcpClient} from './tcp.js'
+import {MAX_UPSTREAMS, type Upstream, parseUpstream, tcpAttempt, udpAttempt} from './upstream.js'
+import {FORMERR, NOERROR, NOTIMP, type Proto, type Query, type Reply, SERVFAIL, plausible, responseTo, toAnswer, udpLimit} from './wire.js'
 
 /**
  * The embedded DNS server of `ctrnet daemon`: UDP and TCP listeners per
@@ -35,6 +38,12 @@ import {type DnsMember, type Zone, type ZoneRecord, ZONE_TTL, buildZone, emptyZo
  *   queries and in unread output (`tcpWriteOverflow`); each connection is
  *   served on its own, so a stuck one never delays another (aardvark-dns
  *   CVE-2024-8418: one idle TCP client blocked every query).
+ *
+ * This file holds the listeners, the answering and the forward race; the
+ * wire format is wire.ts, a TCP client tcp.ts, the upstreams and one attempt
+ * at one upstream.ts, the counters stats.ts, the zone records.ts. The server
+ * knows no use case: the daemon (app/daemon/dns.ts) feeds it each network's
+ * members and listener addresses.
  */
 
 /** A logger with pino's call shape. */
@@ -66,101 +75,12 @@ export interface DnsServerOptions {
   log?: DnsLog
 }
 
-/** An upstream resolver, parsed. */
-export interface Upstream {
-  address: string
-  port: number
-  v6: boolean
-}
-
 /** A listener address that could not be bound, and why. */
 export interface ListenFailure {
   address: string
   reason: string
   /** the errno code (EADDRNOTAVAIL while the bridge has no such address yet, EADDRINUSE, ...) */
   code?: string
-}
-
-const STAT_KEYS = [
-  /** datagrams and TCP messages received */
-  'received',
-  /** decoded queries */
-  'queries',
-  /** answered from the zone with records */
-  'answered',
-  /** answered from the zone with no record of the type (NOERROR, no answers) */
-  'nodata',
-  /** forwarded answers that were NXDOMAIN */
-  'nxdomain',
-  /** queries sent to the upstreams */
-  'forwarded',
-  /** upstream answers relayed */
-  'forwardAnswered',
-  /** SERVFAIL given (no upstream answered, none configured, or too many in flight) */
-  'servfail',
-  /** forwards refused because maxForwards were in flight */
-  'forwardOverload',
-  'formerr',
-  'notimp',
-  /** UDP answers too large, sent empty with TC */
-  'truncated',
-  /** dropped: does not decode, or not a query */
-  'malformed',
-  'tcpAccepted',
-  'tcpRejected',
-  'tcpIdleClosed',
-  'tcpOversized',
-  'tcpWriteOverflow',
-] as const
-type StatKey = (typeof STAT_KEYS)[number]
-
-type Proto = 'udp' | 'tcp'
-/** A decoded query; dns-packet's decode also gives the opcode's name. */
-type Query = DecodedPacket & {opcode?: string}
-/** Gives the client its answer (already framed for TCP); undefined: nothing to send, the query is over. */
-type Reply = (resp: Buffer | undefined) => void
-
-const NOERROR = toRcode('NOERROR')
-const FORMERR = toRcode('FORMERR')
-const SERVFAIL = toRcode('SERVFAIL')
-const NOTIMP = toRcode('NOTIMP')
-/** the OPCODE field of dns-packet's 16-bit flags (RFC 1035 4.1.1), echoed in answers */
-const OPCODE_BITS = 0x7800
-/** the UDP payload size advertised in our EDNS answers (the DNS flag day 2020 value) */
-const EDNS_UDP_SIZE = 1232
-/** queries of one TCP connection in progress at once; beyond, its socket is paused */
-const TCP_PIPELINE = 16
-/** answers a TCP client may leave unread before it is dropped */
-const TCP_WRITE_LIMIT = 256 * 1024
-/** glibc's MAXNS */
-const MAX_UPSTREAMS = 3
-const EMPTY = Buffer.alloc(0)
-
-/** Where a DNS-over-TCP message ends: its 2-byte length prefix (RFC 1035 4.2.2). */
-function tcpFrameLength(buf: Buffer): number {
-  return buf.readUInt16BE(0)
-}
-
-/** the most records (answer + authority + additional) a query may carry: OPT, TSIG, a few more */
-const MAX_QUERY_RECORDS = 8
-
-/**
- * The header guard, before dns-packet sees a message. dns-packet's decode
- * allocates each section as `new Array(count)` from the header's unchecked
- * 16-bit counts before reading one record, so 12 random bytes cost it about
- * 10 ms (measured: 2000 random datagrams took 20 s): a flood of them would
- * stall the server. So the four counts (RFC 1035 4.1.1, read here and
- * nowhere else) must fit the message (a question takes at least 5 bytes, a
- * record at least 11), and a query must have at most one question and a few
- * records (none legitimately has more; this also bounds the names whose
- * compression pointers dns-packet follows).
- */
-function plausible(msg: Buffer, isQuery: boolean): boolean {
-  if (msg.length < 12) return false
-  const qd = msg.readUInt16BE(4)
-  const records = msg.readUInt16BE(6) + msg.readUInt16BE(8) + msg.readUInt16BE(10)
-  if (qd * 5 + records * 11 > msg.length - 12) return false
-  return !isQuery || (qd <= 1 && records <= MAX_QUERY_RECORDS)
 }
 
 function errCode(err: unknown): string | undefined {
@@ -172,43 +92,6 @@ function errMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-/** Parses `address` or `address#port`. Throws on anything else. */
-export function parseUpstream(text: string): Upstream {
-  const hash = text.lastIndexOf('#')
-  const addr = hash < 0 ? text : text.slice(0, hash)
-  const portText = hash < 0 ? '53' : text.slice(hash + 1)
-  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN
-  if (!(port >= 1 && port <= 65535)) throw new Error(`invalid upstream DNS server ${JSON.stringify(text)}: port must be 1-65535`)
-  let p: {v6: boolean; ip: string}
-  try {
-    p = parseIp(addr, {keepMapped: true})
-  } catch {
-    throw new Error(`invalid upstream DNS server ${JSON.stringify(text)}: not an IP address (address or address#port)`)
-  }
-  return {address: p.ip, port, v6: p.v6}
-}
-
-/**
- * The nameservers of a resolv.conf text, in order, at most 3 (glibc reads no
- * more); lines that are not `nameserver <IP>` are ignored, as are addresses
- * with a zone (`fe80::1%eth0`).
- */
-export function upstreamsFromResolvConf(text: string): string[] {
-  const out: string[] = []
-  for (const line of text.split('\n')) {
-    const words = line.replace(/[#;].*$/, '').trim().split(/\s+/)
-    if (words[0] !== 'nameserver' || words.length < 2 || words[1].includes('%')) continue
-    try {
-      const p = parseIp(words[1], {keepMapped: true})
-      if (!out.includes(p.ip)) out.push(p.ip)
-    } catch {
-      continue
-    }
-    if (out.length === MAX_UPSTREAMS) break
-  }
-  return out
-}
-
 interface Listener {
   network: string
   address: string
@@ -217,36 +100,6 @@ interface Listener {
   /** open TCP clients -> their cleanup (runs once, on close or when the listener closes) */
   conns: Map<net.Socket, () => void>
   closed: boolean
-}
-
-function optOf(q: Query): OptAnswer | undefined {
-  for (const a of q.additionals ?? []) if (a.type === 'OPT') return a as OptAnswer
-  return undefined
-}
-
-function ednsAnswer(): OptAnswer {
-  return {type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: []}
-}
-
-function toAnswer(r: ZoneRecord): Answer {
-  return {type: r.type, name: r.name, ttl: ZONE_TTL, class: 'IN', data: r.data}
-}
-
-/** Our answer to a query: its id, opcode, RD and CD, the question, RA; AA when the zone answers. */
-function responseTo(q: Query, rcode: number, answers: Answer[], {aa = false, tc = false} = {}): Packet {
-  const flags =
-    ((q.flags ?? 0) & (OPCODE_BITS | dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED)) |
-    dnsPacket.RECURSION_AVAILABLE |
-    (aa ? dnsPacket.AUTHORITATIVE_ANSWER : 0) |
-    (tc ? dnsPacket.TRUNCATED_RESPONSE : 0) |
-    rcode
-  return {type: 'response', id: q.id, flags, questions: q.questions, answers, additionals: optOf(q) ? [ednsAnswer()] : []}
-}
-
-/** The largest UDP answer the client takes: 512, or its EDNS size up to ours. */
-function udpLimit(q: Query): number {
-  const opt = optOf(q)
-  return opt ? Math.max(512, Math.min(opt.udpPayloadSize, EDNS_UDP_SIZE)) : 512
 }
 
 export class DnsServer {
@@ -266,7 +119,7 @@ export class DnsServer {
   private tcpOpen = 0
   private readonly errorLog = new Map<string, {at: number; count: number}>()
   private closed = false
-  private readonly counters: Record<StatKey, number>
+  private readonly counters: Counters
 
   constructor(opts: DnsServerOptions) {
     this.port = opts.port ?? 53
@@ -278,7 +131,7 @@ export class DnsServer {
     this.maxTcpMessageBytes = Math.min(opts.maxTcpMessageBytes ?? 4096, 65535)
     this.maxForwards = opts.maxForwards ?? 256
     this.log = opts.log
-    this.counters = Object.fromEntries(STAT_KEYS.map((k) => [k, 0])) as Record<StatKey, number>
+    this.counters = newCounters()
   }
 
   /** Replaces the members of a network's zone; the next query sees them. */
@@ -457,82 +310,15 @@ export class DnsServer {
     }
     this.tcpOpen++
     this.counters.tcpAccepted++
-    sock.setNoDelay(true)
-    let buf: Buffer = EMPTY
-    let pending = 0
-    let pumping = false
-    let ended = false
-    let idle: NodeJS.Timeout | undefined
-    const drop = (why?: StatKey) => {
-      if (why) this.counters[why]++
-      sock.destroy()
-    }
-    // The idle clock runs while nothing is pending, from the last answer (or
-    // the connection); bytes of an incomplete message do not reset it.
-    const idleClock = () => {
-      if (pending > 0 || sock.destroyed) {
-        clearTimeout(idle)
-        idle = undefined
-      } else if (idle === undefined) {
-        idle = setTimeout(() => drop('tcpIdleClosed'), this.tcpIdleMs)
-      }
-    }
-    const reply: Reply = (resp) => {
-      pending--
-      if (resp !== undefined && !sock.destroyed) {
-        if (sock.writableLength > TCP_WRITE_LIMIT) drop('tcpWriteOverflow')
-        else sock.write(resp)
-      }
-      if (!pumping) pump()
-    }
-    const pump = () => {
-      pumping = true
-      while (!sock.destroyed && pending < TCP_PIPELINE && buf.length >= 2) {
-        const len = tcpFrameLength(buf)
-        if (len > this.maxTcpMessageBytes) return drop('tcpOversized')
-        if (len === 0) {
-          this.counters.received++
-          return drop('malformed')
-        }
-        if (buf.length < 2 + len) break
-        const frame = buf.subarray(0, 2 + len)
-        buf = buf.length === 2 + len ? EMPTY : buf.subarray(2 + len)
-        clearTimeout(idle)
-        idle = undefined
-        pending++
-        if (!this.handle(l.network, frame, 'tcp', reply)) {
-          pending--
-          return drop()
-        }
-      }
-      pumping = false
-      if (sock.destroyed) return
-      if (ended && pending === 0) {
-        // the client sent its last query and has every answer
-        sock.end()
-        return
-      }
-      if (pending >= TCP_PIPELINE) sock.pause()
-      else if (sock.isPaused()) sock.resume()
-      idleClock()
-    }
-    idleClock()
-    sock.on('data', (chunk: Buffer) => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-      if (!pumping) pump()
-    })
-    sock.on('end', () => {
-      // half-closed after its queries: answer those, then close (an
-      // incomplete message left over is dropped)
-      ended = true
-      buf = buf.length >= 2 && buf.length >= 2 + tcpFrameLength(buf) ? buf : EMPTY
-      if (!pumping) pump()
+    const release = serveTcpClient(sock, {
+      idleMs: this.tcpIdleMs,
+      maxMessageBytes: this.maxTcpMessageBytes,
+      counters: this.counters,
+      handle: (frame, reply) => this.handle(l.network, frame, 'tcp', reply),
     })
     const gone = () => {
       if (!l.conns.delete(sock)) return
-      clearTimeout(idle)
-      idle = undefined
-      buf = EMPTY
+      release()
       this.tcpOpen--
     }
     l.conns.set(sock, gone)
@@ -682,57 +468,3 @@ export class DnsServer {
   }
 }
 
-/**
- * One query to one upstream over UDP, from its own connected socket (a fresh
- * source port per query). Calls fail once if the socket fails (ICMP refusal
- * included); answers that do not match are ignored. Returns its end.
- */
-function udpAttempt(up: Upstream, query: Buffer, accept: (resp: Buffer) => boolean, fail: () => void): () => void {
-  const s = dgram.createSocket(up.v6 ? 'udp6' : 'udp4')
-  let over = false
-  const end = () => {
-    if (over) return
-    over = true
-    s.close()
-  }
-  const failed = () => {
-    if (over) return
-    end()
-    fail()
-  }
-  s.on('error', failed)
-  s.on('message', (m) => void accept(m))
-  s.connect(up.port, up.address, () => {
-    if (!over) s.send(query, (err) => err && failed())
-  })
-  return end
-}
-
-/** One query to one upstream over TCP (the client's framed message as it came). Calls fail once on any error, close or non-matching answer. */
-function tcpAttempt(up: Upstream, frame: Buffer, accept: (resp: Buffer) => boolean, fail: () => void): () => void {
-  const s = net.connect({host: up.address, port: up.port})
-  let over = false
-  let buf: Buffer = EMPTY
-  const end = () => {
-    if (over) return
-    over = true
-    s.destroy()
-  }
-  const failed = () => {
-    if (over) return
-    end()
-    fail()
-  }
-  s.setNoDelay(true)
-  s.on('connect', () => s.write(frame))
-  s.on('data', (chunk: Buffer) => {
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-    if (buf.length < 2) return
-    const len = tcpFrameLength(buf)
-    if (buf.length < 2 + len) return
-    if (!accept(buf.subarray(0, 2 + len))) failed()
-  })
-  s.on('error', failed)
-  s.on('close', failed)
-  return end
-}

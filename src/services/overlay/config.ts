@@ -1,7 +1,7 @@
-import {CniError, CNI_ERR, type PluginNetConf} from '../types.js'
 import {type Cidr, formatCidr, networkOf, parseCidr, parseIp} from '../../kernel/ip/addr.js'
 import {assertIfName, validIfName} from '../../kernel/ip/link.js'
 import {EtcdClient, type EtcdTls, parseEndpoints, tlsProblem} from '../../sys/etcd.js'
+import {OverlayError} from './errors.js'
 
 /**
  * The CNI type of an overlay network's plugin entry: the name of the exec'd
@@ -59,8 +59,19 @@ export function overlayBridge(vni: number): string {
   return `ctrov${vni}`
 }
 
-function invalid(msg: string): CniError {
-  return new CniError(CNI_ERR.INVALID_NETCONF, `overlay: ${msg}`)
+function invalid(msg: string): OverlayError {
+  return new OverlayError('config', `overlay: ${msg}`)
+}
+
+/**
+ * An overlay plugin entry as a conflist holds it, with its network's name and
+ * cniVersion (the plugin's netconf; the network commands and the daemon build
+ * it from the conflist).
+ */
+export interface OverlayEntry {
+  readonly name?: unknown
+  readonly cniVersion: string
+  readonly [key: string]: unknown
 }
 
 function int(v: unknown, key: string, min: number, max: number, dflt?: number): number {
@@ -82,7 +93,8 @@ export function checkSlices(subnet: Cidr, size: number): string | undefined {
   return undefined
 }
 
-export function loadOverlayConf(c: PluginNetConf): OverlayConf {
+/** The overlay entry parsed and checked; an OverlayError (fault `config`) names what is wrong. */
+export function loadOverlayConf(c: OverlayEntry): OverlayConf {
   // the name names this host's state file
   if (typeof c.name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
   const etcdText = str(c.etcd, 'etcd')

@@ -1,10 +1,10 @@
-import {listAttachments} from '../../libcni/cache.js'
-import {procNetnsPath} from '../../kernel/netns.js'
-import {parseCidr, parseIp} from '../../kernel/ip/addr.js'
-import {socketExists, withClient} from '../../containerd/client.js'
-import {cniContainerId} from '../containers.js'
-import type {Settings} from '../settings.js'
-import {attachmentAddresses} from '../usage.js'
+import {listAttachments} from '../libcni/cache.js'
+import {procNetnsPath} from '../kernel/netns.js'
+import {parseCidr, parseIp} from '../kernel/ip/addr.js'
+import {socketExists, withClient} from '../containerd/client.js'
+import {cniContainerId} from './containers.js'
+import type {Settings} from './settings.js'
+import {attachmentAddresses} from './usage.js'
 import {dnsNamesOf, hostsNamesOf} from './names.js'
 
 /**

@@ -1,7 +1,7 @@
-import type {ContainerInfo} from '../../containerd/client.js'
-import {InvalidField, dnsName} from '../../libcni/validate.js'
-import {NAME_LABEL} from '../containers.js'
-import {intentOf} from '../daemon/intent.js'
+import type {ContainerInfo} from '../containerd/client.js'
+import {InvalidField, dnsName} from '../libcni/validate.js'
+import {NAME_LABEL} from './containers.js'
+import {intentOf} from './daemon/intent.js'
 
 /**
  * The names a container has on a network's DNS (and in `network inspect`'s

@@ -1,8 +1,8 @@
-import {CniError, CNI_ERR} from '../types.js'
 import {formatCidr} from '../../kernel/ip/addr.js'
 import {findUnderlay, observeOverlay} from '../../kernel/ip/vxlan.js'
 import {type EtcdClient, EtcdError} from '../../sys/etcd.js'
 import {type OverlayConf, VXLAN_OVERHEAD, etcdClientOf, vxlanDevice} from './config.js'
+import {OverlayError} from './errors.js'
 import {ensureDevice, removeDevice, syncPeers} from './dataplane.js'
 import {acquireSlice, listSlices, releaseSlice} from './lease.js'
 import {readState, removeState, withStateLock, writeState} from './state.js'
@@ -32,7 +32,7 @@ export async function joinOverlay(o: OverlayConf, client = etcdClientOf(o), opts
     const listed = listSlices(client, o.vni, o)
     listed.catch(() => undefined)
     const view = await observeOverlay(vxlanDevice(o.vni), o.underlay ?? {}).catch((err: Error) => {
-      throw new CniError(CNI_ERR.INTERNAL, `overlay: underlay: ${err.message}`)
+      throw new OverlayError('underlay', `overlay: underlay: ${err.message}`)
     })
     const underlay = view.underlay
     const mtu = o.mtu || underlay.mtu - VXLAN_OVERHEAD
@@ -47,7 +47,7 @@ export async function joinOverlay(o: OverlayConf, client = etcdClientOf(o), opts
       preferred: before?.vni === o.vni ? before.slice : undefined,
     }, listed).catch((err: unknown) => {
       // etcd unreachable or refusing: one line naming it; the caller may retry
-      if (err instanceof EtcdError) throw new CniError(CNI_ERR.TRY_AGAIN_LATER, err.message)
+      if (err instanceof EtcdError) throw new OverlayError('etcd', err.message)
       throw err
     })
     await syncPeers(o.vni, mine, dev, peers, created ? {addrs: [], routes: [], neighs: [], fdb: []} : view.entries)
