@@ -26,11 +26,10 @@ const MAX_RETRIES = 2
 type Plan = (txs: Map<Family, Tx>) => unknown
 
 /**
- * One explicit netfilter transaction, as netavark hands its firewall driver
- * to each network driver: the runtime creates one per ADD or DEL chain and
- * gives it to every plugin in its request; a plugin records its changes with
- * `plan()`; the runtime applies them all with `commit()` once the chain has
- * succeeded, and drops the lock with `release()` in any case.
+ * One explicit netfilter transaction, under the seam's FirewallTx of one ADD
+ * or DEL chain (backend.ts): each intent a plugin states records its changes
+ * with `plan()`; the runtime applies them all with `commit()` once the chain
+ * has succeeded, and drops the lock with `release()` in any case.
  *
  *  - `plan()` takes our exclusive flock (at the first plan), reads each
  *    family it names once (a full iptables-save, shared by every later
