@@ -30,10 +30,17 @@ module.exports = {
     },
     {
       name: 'plugins-apart',
-      comment: 'a plugin never imports another plugin: IPAM goes through the runtime hook; only the ipmasq rule builder and the files at the root of src/plugins/ are shared; the registry (src/plugins/registry/) is the one module that imports every plugin',
+      comment: 'a plugin never imports another plugin: IPAM goes through the runtime hook; only the files at the root of src/plugins/ are shared; the registry (src/plugins/registry/) is the one module that imports every plugin',
       severity: 'error',
       from: {path: '^src/plugins/([^/]+)/', pathNot: '^src/plugins/registry/'},
-      to: {path: '^src/plugins/[^/]+/', pathNot: ['^src/plugins/$1/', '^src/plugins/ipmasq/']},
+      to: {path: '^src/plugins/[^/]+/', pathNot: '^src/plugins/$1/'},
+    },
+    {
+      name: 'plugins-through-the-firewall-seam',
+      comment: 'plugins state their firewall needs through kernel/netfilter/firewall.ts (the request\'s transaction); the rules are the backends\' (a folder each under kernel/netfilter/), picked in kernel/netfilter/backends/ (which plugins may ask for the programs of a chain)',
+      severity: 'error',
+      from: {path: '^src/plugins/'},
+      to: {path: '^src/kernel/netfilter/[^/]+/', pathNot: '^src/kernel/netfilter/backends/'},
     },
     {
       name: 'containerd-is-only-a-client',

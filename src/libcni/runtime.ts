@@ -13,7 +13,8 @@ import {
   writePending,
 } from './cache.js'
 import {execPlugin, findInPath} from './invoke.js'
-import {NetfilterTx} from '../kernel/netfilter/iptables.js'
+import {firewallBackend} from '../kernel/netfilter/backends/index.js'
+import type {FirewallTx} from '../kernel/netfilter/firewall.js'
 import type {LoadedConf} from './loader.js'
 import {isProcNetnsPath} from '../kernel/netns.js'
 import {loadEmbedded} from '../plugins/registry/index.js'
@@ -39,7 +40,7 @@ export interface RuntimeOptions {
   cacheDir: string
   mode?: CniMode
   execTimeoutMs?: number
-  /** The flock every ctrnet process takes to change iptables (default: NetfilterTx's). */
+  /** The flock every ctrnet process takes to change iptables (default: the iptables backend's). */
   iptablesLockPath?: string
 }
 
@@ -69,11 +70,12 @@ export interface NetList {
  * Plugins of an embedded type run in-process; every other type is exec'd
  * from CNI_PATH by the CNI protocol (mode `exec` execs them all).
  *
- * Each ADD, DEL and GC chain has one explicit netfilter transaction
- * (NetfilterTx), handed to every embedded plugin in its request: the plugins
- * record their iptables changes on it, and the runtime commits it once, after
- * the whole chain: one lock, one iptables-save and one iptables-restore per
- * family for bridge masquerade + portmap + firewall. An ADD chain that fails
+ * Each ADD, DEL and GC chain has one explicit firewall transaction
+ * (FirewallTx, kernel/netfilter/firewall.ts), handed to every embedded plugin
+ * in its request: the plugins state their firewall needs on it, and the
+ * runtime commits it once, after the whole chain: with the iptables backend,
+ * one lock, one iptables-save and one iptables-restore per family for bridge
+ * masquerade + portmap + firewall. An ADD chain that fails
  * midway has applied no rule at all; a DEL chain applies what its plugins
  * recorded, even when one of them failed (every plugin gets its DEL).
  */
@@ -90,7 +92,7 @@ export class CniRuntime {
    * point `ctrnet cni plugin` that another runtime, containerd's or nerdctl's
    * libcni, execs for a type ctrnet implements): `stdin` is the plugin's whole
    * netconf as that runtime built it (prevResult in its version), `rt` its
-   * CNI_* environment. Validated like a chain; the plugin's netfilter
+   * CNI_* environment. Validated like a chain; the plugin's firewall
    * transaction is committed when it succeeded. No cache or journal: the
    * calling runtime keeps its own. Returns the result in stdin's version.
    */
@@ -103,10 +105,10 @@ export class CniRuntime {
     if (command !== 'DEL') await this.requireProgramsOf(conf)
     const plugin: PluginNetConf = prevResult ? {...stdin, prevResult: toInternalResult(prevResult)} : stdin
     if (command === 'ADD') {
-      const pre = this.request('ADD', plugin, rt, closedNetfilter())
+      const pre = this.request('ADD', plugin, rt, closedFirewall())
       await embedded.precheck?.(pre)
     }
-    const nf = command === 'CHECK' ? closedNetfilter() : this.netfilter()
+    const nf = command === 'CHECK' ? closedFirewall() : this.firewall()
     try {
       const res = await this.invokeOne(command, plugin, rt, nf)
       if (command !== 'CHECK') await nf.commit()
@@ -135,7 +137,7 @@ export class CniRuntime {
     let started = 0
     let chainDone = false
     try {
-      const nf = this.netfilter()
+      const nf = this.firewall()
       try {
         let journaled = ''
         for (const plugin of conf.plugins) {
@@ -174,11 +176,11 @@ export class CniRuntime {
    * of plugins whose ADD had succeeded. The failed plugin's own DEL is best
    * effort (a plugin whose ADD fails must clean up after itself, and one that
    * cannot even parse its config, or hangs, fails its DEL the same way).
-   * The DELs share one netfilter transaction, committed after the last.
+   * The DELs share one firewall transaction, committed after the last.
    */
   private async undo(conf: NetConfList, started: number, prev: CniResult | undefined, rt: RuntimeConf): Promise<string[]> {
     const errors: string[] = []
-    const nf = this.netfilter()
+    const nf = this.firewall()
     try {
       for (let i = started - 1; i >= 0; i--) {
         try {
@@ -233,7 +235,7 @@ export class CniRuntime {
       }
     }
     const errors: CniError[] = []
-    const nf = this.netfilter()
+    const nf = this.firewall()
     try {
       for (let i = conf.plugins.length - 1; i >= 0; i--) {
         try {
@@ -274,7 +276,7 @@ export class CniRuntime {
     const effective = await this.validate(conf, {...rt, args: cached.cniArgs ?? rt.args, capabilityArgs: cached.capabilityArgs ?? rt.capabilityArgs})
     for (const plugin of conf.plugins) {
       try {
-        await this.invoke('CHECK', conf, plugin, prev, effective, closedNetfilter())
+        await this.invoke('CHECK', conf, plugin, prev, effective, closedFirewall())
       } catch (err) {
         throw wrap(err, `plugin type="${plugin.type}" failed (check)`)
       }
@@ -313,7 +315,7 @@ export class CniRuntime {
     }
     if (opts.dryRun) return report
     const validAttachments = valid ? valid.map((v) => ({containerID: v.containerId, ifname: v.ifName})) : survivors
-    const nf = this.netfilter()
+    const nf = this.firewall()
     try {
       for (const plugin of conf.plugins) {
         const embedded = this.mode === 'embedded' ? await loadEmbedded(plugin.type) : undefined
@@ -341,7 +343,7 @@ export class CniRuntime {
     const {conf} = net
     if (!versionAtLeast(conf.cniVersion, '1.1.0')) return
     for (const plugin of conf.plugins) {
-      await this.invokeOne('STATUS', {...plugin, name: conf.name, cniVersion: conf.cniVersion}, {containerId: '', netns: '', ifName: ''}, closedNetfilter())
+      await this.invokeOne('STATUS', {...plugin, name: conf.name, cniVersion: conf.cniVersion}, {containerId: '', netns: '', ifName: ''}, closedFirewall())
     }
   }
 
@@ -407,7 +409,7 @@ export class CniRuntime {
       const ipamType = plugin.ipam?.type
       const ipam = typeof ipamType === 'string' && ipamType ? await loadEmbedded(ipamType) : undefined
       if (!embedded.precheck && !ipam?.precheck) continue
-      const req = this.request('ADD', this.stdinFor(conf, plugin, undefined, rt), rt, closedNetfilter())
+      const req = this.request('ADD', this.stdinFor(conf, plugin, undefined, rt), rt, closedFirewall())
       try {
         await embedded.precheck?.(req)
         await ipam?.precheck?.(req)
@@ -418,12 +420,13 @@ export class CniRuntime {
   }
 
   /**
-   * The netfilter transaction of one chain (see the class comment). It takes
-   * the lock only when a plugin plans on it, so a chain of exec'd plugins
-   * (which manage iptables themselves) costs nothing.
+   * The firewall transaction of one chain (see the class comment), from the
+   * backend backends/index.ts picks. It takes the lock only when a plugin records a
+   * change on it, so a chain of exec'd plugins (which manage iptables
+   * themselves) costs nothing.
    */
-  private netfilter(): NetfilterTx {
-    return new NetfilterTx(this.opts.iptablesLockPath)
+  private firewall(): FirewallTx {
+    return firewallBackend().open({lockPath: this.opts.iptablesLockPath})
   }
 
   /**
@@ -471,7 +474,7 @@ export class CniRuntime {
     plugin: PluginConf,
     prev: CniResult | undefined,
     rt: RuntimeConf,
-    nf: NetfilterTx,
+    nf: FirewallTx,
   ): Promise<CniResult | undefined> {
     return this.invokeOne(command, this.stdinFor(conf, plugin, prev, rt), rt, nf)
   }
@@ -491,7 +494,7 @@ export class CniRuntime {
     command: CniCommand,
     stdin: PluginNetConf,
     rt: Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>,
-    nf: NetfilterTx,
+    nf: FirewallTx,
   ): PluginRequest {
     const args = rt.args ?? []
     return {
@@ -509,7 +512,7 @@ export class CniRuntime {
         return this.invokeOne(cmd, ipamConf, rt, nf, type)
       },
       invokeDelegate: (cmd, conf) => this.invokeOne(cmd, conf, rt, nf),
-      netfilter: nf,
+      firewall: nf,
     }
   }
 
@@ -522,7 +525,7 @@ export class CniRuntime {
     command: CniCommand,
     stdin: PluginNetConf,
     rt: Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>,
-    nf: NetfilterTx,
+    nf: FirewallTx,
     type = stdin.type,
   ): Promise<CniResult | undefined> {
     const args = rt.args ?? []
@@ -564,13 +567,11 @@ export class CniRuntime {
 }
 
 /**
- * A transaction that takes no plans, for the invocations that only read
- * (CHECK, STATUS, the ADD's precheck): a plan() on it throws.
+ * A transaction that takes no changes, for the invocations that only read
+ * (CHECK, STATUS, the ADD's precheck): a change on it throws.
  */
-function closedNetfilter(): NetfilterTx {
-  const nf = new NetfilterTx()
-  nf.release()
-  return nf
+function closedFirewall(): FirewallTx {
+  return firewallBackend().closed()
 }
 
 /** Refuses, before anything runs, a cache or journal entry that is a symlink (it would be written through). */

@@ -1,7 +1,7 @@
 import {Address4, Address6} from 'ip-address'
 import {CNI_ERR, CniError, type NetConfList, type PluginConf} from '../plugins/types.js'
 import {assertSysctlValue} from '../kernel/ip/batch.js'
-import {chainFault} from '../kernel/netfilter/iptables.js'
+import {iptablesChainFault} from '../kernel/netfilter/backends/index.js'
 import {sysctlKeyFromDotted} from '../kernel/sysctl.js'
 import {ifNameProblem, showToken, tokenFault, valueFault} from '../kernel/tokens.js'
 
@@ -127,9 +127,9 @@ export function ifName(v: unknown, field: string, code?: number): string {
   return v as string
 }
 
-/** iptables chain names: the iptables writer's own rule (kernel/iptables.ts chainFault). */
+/** iptables chain names: the iptables backend's own rule (kernel/netfilter/iptables/rules.ts chainFault). */
 export function chainName(v: unknown, field: string): string {
-  const f = chainFault(v)
+  const f = iptablesChainFault(v)
   if (f) return refuse(field, `${showToken(v)} is not an iptables chain name: it ${f}`)
   return v as string
 }

@@ -3,7 +3,7 @@
  * internally in the 1.x form (interfaces / ips / routes / dns); conversion to
  * and from 0.3.x/0.4.0 lives in libcni/version.ts.
  */
-import type {NetfilterTx} from '../kernel/netfilter/iptables.js'
+import type {FirewallTx} from '../kernel/netfilter/firewall.js'
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION'
 
@@ -146,17 +146,19 @@ export interface PluginRequest {
    * Delegates to the plugin named by `conf.type` with `conf` as its whole
    * stdin (embedded or exec'd), as a meta plugin does with invoke.DelegateAdd
    * (flannel's CNI plugin delegates to bridge this way). Same attachment,
-   * same netfilter transaction. ADD returns its result; DEL/CHECK undefined.
+   * same firewall transaction. ADD returns its result; DEL/CHECK undefined.
    */
   invokeDelegate(command: 'ADD' | 'DEL' | 'CHECK', conf: PluginNetConf): Promise<CniResult | undefined>
   /**
-   * The netfilter transaction of the chain this invocation belongs to: the
-   * plugin records its iptables changes with `netfilter.plan()`; the runtime
-   * commits them, with those of the other plugins, once the whole chain has
+   * The firewall transaction of the chain this invocation belongs to
+   * (kernel/netfilter/firewall.ts): the plugin states what it needs
+   * (masquerade, published ports, accepted forwarding) on it; the runtime
+   * commits it, with what the other plugins stated, once the whole chain has
    * succeeded (nothing is applied when it fails). CHECK, STATUS and the
-   * ADD's precheck only read: they get a closed one, whose plan() throws.
+   * ADD's precheck only read: they get a closed one, whose changes throw
+   * and whose checks work.
    */
-  netfilter: NetfilterTx
+  firewall: FirewallTx
 }
 
 /** An in-process plugin. Results are returned in 1.x form. */

@@ -29,15 +29,14 @@ import {join} from 'node:path'
 const dist = process.argv[2]
 const input = JSON.parse(readFileSync(0, 'utf8'))
 const load = (rel) => import(pathToFileURL(join(dist, rel)).href)
-const ipt = await load('kernel/netfilter/iptables.js')
-const ipmasq = await load('plugins/ipmasq/index.js')
+const ipt = await load('kernel/netfilter/iptables/index.js')
 const plugins = {portmap: (await load('plugins/portmap/index.js')).default, firewall: (await load('plugins/firewall/index.js')).default}
 const {execFileSync} = await import('node:child_process')
 const out = []
 const lockPath = process.env.CTRNET_IPTABLES_LOCK
-/** Runs fn with a netfilter transaction of its own, committed when fn succeeds (what the runtime does per chain). */
+/** Runs fn with a firewall transaction of its own, committed when fn succeeds (what the runtime does per chain). */
 async function withTx(fn) {
-  const nf = new ipt.NetfilterTx(lockPath)
+  const nf = new ipt.IptablesFirewall(new ipt.NetfilterTx(lockPath))
   try {
     const r = await fn(nf)
     await nf.commit()
@@ -65,18 +64,19 @@ async function doStep(step, nf) {
     if (step.plugin === 'race') {
       // a chain appears between our read and our restore: the restore fails, we re-read and re-plan
       let first = true
-      await nf.plan({families: [4], tables: ['nat']}, (txs) => {
+      await nf.netfilter.plan({families: [4], tables: ['nat']}, (txs) => {
         if (first) execFileSync('iptables', ['-t', 'nat', '-N', step.chain])
         first = false
         txs.get(4).ensureChain('nat', step.chain).appendUnique('nat', step.chain, '-j RETURN')
       })
     } else if (step.plugin === 'ipmasq') {
-      if (step.command === 'ADD') await ipmasq.setupIpMasq(nf, step.net, input.containerId, step.ips)
-      else await ipmasq.teardownIpMasq(nf, step.net, input.containerId, step.ips)
+      const addresses = step.ips?.map((i) => i.address)
+      if (step.command === 'ADD') await nf.masquerade({network: step.net, containerId: input.containerId, addresses})
+      else await nf.removeMasquerade({network: step.net, containerId: input.containerId, addresses})
     } else {
       const req = {command: step.command, containerId: input.containerId, netns: input.netns ?? '', ifName: 'eth0',
         cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config: step.config,
-        invokeIpam: async () => { throw new Error('no ipam here') }, netfilter: nf}
+        invokeIpam: async () => { throw new Error('no ipam here') }, firewall: nf}
       const p = plugins[step.plugin]
       return step.command === 'ADD' ? await p.add(req) : step.command === 'DEL' ? await p.del(req) : await p.check(req)
     }

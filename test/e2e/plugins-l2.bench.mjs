@@ -21,10 +21,10 @@ if (process.argv[2] === '--child') {
   cp.spawn = function (file, ...rest) { spawned.n++; spawned.names[file] = (spawned.names[file] ?? 0) + 1; return origSpawn.call(this, file, ...rest) }
   syncBuiltinESMExports()
   const {loadEmbedded} = await import(pathToFileURL(join(dist, 'plugins/registry/index.js')).href)
-  const {NetfilterTx} = await import(pathToFileURL(join(dist, 'kernel/netfilter/iptables.js')).href)
-  // one netfilter transaction per plugin command, committed when it succeeded (as the runtime does)
+  const {iptablesBackend} = await import(pathToFileURL(join(dist, 'kernel/netfilter/iptables/index.js')).href)
+  // one firewall transaction per plugin command, committed when it succeeded (as the runtime does)
   const viaTx = async (fn) => {
-    const nf = new NetfilterTx()
+    const nf = iptablesBackend.open()
     try {
       const out = await fn(nf)
       await nf.commit()
@@ -37,8 +37,8 @@ if (process.argv[2] === '--child') {
   const hl = await loadEmbedded('host-local')
   const conf = (ipam) => ({cniVersion: '1.0.0', name: 'h2xbench', type: 'bridge', bridge: 'h2xbr0', isGateway: true, ipMasq: masq === '1', hairpinMode: true,
     ipam: {type: 'host-local', ranges: [[{subnet: '10.73.0.0/24', gateway: '10.73.0.1'}]], routes: [{dst: '0.0.0.0/0'}], dataDir: ipam}})
-  const req = (command, config, cid, netfilter) => ({command, containerId: cid, netns, ifName: 'eth0', cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config, netfilter,
-    invokeIpam: async (c, cf) => (c === 'ADD' ? hl.add(req(c, cf, cid, netfilter)) : c === 'DEL' ? void (await hl.del(req(c, cf, cid, netfilter))) : hl.check(req(c, cf, cid, netfilter)))})
+  const req = (command, config, cid, firewall) => ({command, containerId: cid, netns, ifName: 'eth0', cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config, firewall,
+    invokeIpam: async (c, cf) => (c === 'ADD' ? hl.add(req(c, cf, cid, firewall)) : c === 'DEL' ? void (await hl.del(req(c, cf, cid, firewall))) : hl.check(req(c, cf, cid, firewall)))})
   const exec = (command, cid, cf) => new Promise((res, rej) => {
     const ch = origSpawn('/usr/lib/cni/bridge', [], {env: {...process.env, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'}})
     let out = ''

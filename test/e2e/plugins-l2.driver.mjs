@@ -12,7 +12,7 @@ const input = JSON.parse(readFileSync(0, 'utf8'))
 const load = async (rel) => import(pathToFileURL(join(dist, rel)).href)
 const {loadEmbedded} = await load('plugins/registry/index.js')
 const ipmod = await load('kernel/ip/batch.js')
-const {NetfilterTx} = await load('kernel/netfilter/iptables.js')
+const {iptablesBackend} = await load('kernel/netfilter/iptables/index.js')
 
 function parseArgs(s) {
   return (s || '').split(';').filter(Boolean).map((kv) => {
@@ -21,7 +21,7 @@ function parseArgs(s) {
   })
 }
 
-function request(inp, config, netfilter) {
+function request(inp, config, firewall) {
   return {
     command: inp.command,
     containerId: inp.containerId,
@@ -31,11 +31,11 @@ function request(inp, config, netfilter) {
     args: parseArgs(inp.cniArgs),
     cniPath: ['/usr/lib/cni'],
     config,
-    netfilter,
+    firewall,
     async invokeIpam(command, conf) {
       const p = await loadEmbedded(conf.ipam.type)
       if (!p) throw new Error(`no embedded ipam ${conf.ipam.type}`)
-      const r = request({...inp, command}, conf, netfilter)
+      const r = request({...inp, command}, conf, firewall)
       if (command === 'ADD') return p.add(r)
       if (command === 'DEL') return void (await p.del(r))
       if (command === 'CHECK') return void (await p.check(r))
@@ -52,10 +52,10 @@ async function precheck(plugin, req) {
   await ipam?.precheck?.(req)
 }
 
-// As the runtime does: one netfilter transaction per plugin command, committed
+// As the runtime does: one firewall transaction per plugin command, committed
 // when the command succeeded (a failed one applies no rule).
 async function inTx(fn) {
-  const nf = new NetfilterTx(process.env.CTRNET_IPTABLES_LOCK || undefined)
+  const nf = iptablesBackend.open({lockPath: process.env.CTRNET_IPTABLES_LOCK || undefined})
   try {
     const out = await fn(nf)
     await nf.commit()

@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {Ruleset, Tx, saveForm} from '../../src/kernel/netfilter/iptables.js'
+import {Ruleset, Tx, saveForm} from '../../src/kernel/netfilter/iptables/index.js'
 import {assertSysctlKey, assertSysctlValue, renderBatch} from '../../src/kernel/ip/batch.js'
 import {cmdLinkSet, cmdVethAdd} from '../../src/kernel/ip/link.js'
 import {cmdAddrAdd} from '../../src/kernel/ip/addr.js'

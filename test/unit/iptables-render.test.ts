@@ -1,18 +1,32 @@
 import {describe, expect, it} from 'vitest'
-import {Ruleset, Tx, normalizeCidr, saveForm, saveString, splitSaveLine} from '../../src/kernel/netfilter/iptables.js'
-import {formatChainName, formatComment, masqRules, planIpMasq, planIpMasqTeardown} from '../../src/plugins/ipmasq/index.js'
 import {
+  MARK_MASQ_ENTRY,
+  Ruleset,
+  Tx,
+  checkIn,
   checkPortsIn,
   dnatChain,
+  formatChainName,
+  formatComment,
+  isolationRules,
   markMasqRule,
-  MARK_MASQ_ENTRY,
-  parseConfig,
+  masqRules,
+  normalizeCidr,
+  planAdd,
+  planDel,
   planForwardPorts,
+  planIpMasq,
+  planIpMasqTeardown,
   planUnforwardPorts,
+  privChainRules,
+  saveForm,
+  saveString,
   setMarkRule,
   splitPortList,
-} from '../../src/plugins/portmap/index.js'
-import {checkIn, isolationRules, parseFirewallConf, planAdd, planDel, privChainRules} from '../../src/plugins/firewall/index.js'
+  splitSaveLine,
+} from '../../src/kernel/netfilter/iptables/index.js'
+import {parseConfig} from '../../src/plugins/portmap/index.js'
+import {parseFirewallConf} from '../../src/plugins/firewall/index.js'
 import type {CniResult, PluginNetConf} from '../../src/plugins/types.js'
 
 // What the reference plugins 1.1.1 left in iptables-save on this machine for

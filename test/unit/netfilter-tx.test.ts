@@ -8,7 +8,7 @@ import {chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync}
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeEach, describe, expect, it} from 'vitest'
-import {NetfilterTx, iptablesStats, saveForm} from '../../src/kernel/netfilter/iptables.js'
+import {NetfilterTx, iptablesStats, saveForm} from '../../src/kernel/netfilter/iptables/index.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'ctrnet-nftx-'))
 const lock = join(dir, 'iptables.lock')

@@ -7,8 +7,7 @@ import {assertIfName, cmdLinkDel, randomVethName, validIfName} from '../../kerne
 import {cmdAddrShow, globalCidrs, type IpAddrLink} from '../../kernel/ip/addr.js'
 import {bridgeVlanAdd} from '../../kernel/ip/vlan.js'
 import {spoofCheckSetup, spoofCheckTeardown} from '../../kernel/netfilter/spoofcheck.js'
-import {setupIpMasq, teardownIpMasq} from '../ipmasq/index.js'
-import type {NetfilterTx} from '../../kernel/netfilter/iptables.js'
+import type {FirewallTx} from '../../kernel/netfilter/firewall.js'
 import {checkAddConf, fail, loadBridgeConf, type BridgeConf} from './config.js'
 import {
   addConf,
@@ -35,23 +34,23 @@ import {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-// The masquerade rules of the network for these addresses (ipMasq): the only
-// calls into the ipmasq rule builder. They are recorded on the chain's
-// netfilter transaction, which the runtime commits when the chain succeeded.
-async function masqUp(nf: NetfilterTx, network: string, containerId: string, ips: {address: string}[]): Promise<void> {
-  await setupIpMasq(nf, network, containerId, ips)
+// The masquerade of the network for these addresses (ipMasq): the only calls
+// into the firewall. They are recorded on the chain's firewall transaction,
+// which the runtime commits when the chain succeeded.
+async function masqUp(fw: FirewallTx, network: string, containerId: string, ips: {address: string}[]): Promise<void> {
+  await fw.masquerade({network, containerId, addresses: ips.map((i) => i.address)})
 }
 
-async function masqDown(nf: NetfilterTx, network: string, containerId: string, ips: {address: string}[] | undefined): Promise<void> {
-  await teardownIpMasq(nf, network, containerId, ips)
+async function masqDown(fw: FirewallTx, network: string, containerId: string, ips: {address: string}[] | undefined): Promise<void> {
+  await fw.removeMasquerade({network, containerId, ...(ips ? {addresses: ips.map((i) => i.address)} : {})})
 }
 
 /**
  * Runs one operation of the plan (the ip batches whose output or failure is
- * read are run where they are read). `nf` is the chain's netfilter
+ * read are run where they are read). `fw` is the chain's firewall
  * transaction, which only the ipmasq operation uses.
  */
-async function runOp(op: BridgeOp, nf?: NetfilterTx): Promise<void> {
+async function runOp(op: BridgeOp, fw?: FirewallTx): Promise<void> {
   switch (op.op) {
     case 'ip':
       if (op.ns === 'host') await ipBatch(op.cmds)
@@ -74,8 +73,8 @@ async function runOp(op: BridgeOp, nf?: NetfilterTx): Promise<void> {
       await waitPortUp(op.dev)
       return
     case 'ipmasq':
-      if (!nf) throw fail('ipmasq: no netfilter transaction')
-      await masqUp(nf, op.network, op.containerId, op.ips)
+      if (!fw) throw fail('ipmasq: no netfilter transaction')
+      await masqUp(fw, op.network, op.containerId, op.ips)
       return
   }
 }
@@ -147,11 +146,11 @@ export async function applyAdd(req: PluginRequest): Promise<CniResult> {
   }
   for (const op of planPort(n, hostVeth)) {
     if (op.op !== 'bridge-vlan') {
-      await runOp(op, req.netfilter)
+      await runOp(op, req.firewall)
       continue
     }
     try {
-      await runOp(op, req.netfilter)
+      await runOp(op, req.firewall)
     } catch (e) {
       await undo()
       throw fail(`failed to setup vlan tag on interface "${hostVeth}": ${(e as Error).message}`)
@@ -177,7 +176,7 @@ export async function applyAdd(req: PluginRequest): Promise<CniResult> {
       // gateway addresses on the bridge (host), in parallel with the container
       const gwP = n.isGW ? setupGateways(n, c.gws, brAddrs, brPreMac, result) : Promise.resolve()
       // the masquerade rules need only the addresses: set them up alongside
-      const masqP = n.ipMasq ? runOp({op: 'ipmasq', network: n.name, containerId: req.containerId, ips: ipsOf(result)}, req.netfilter) : Promise.resolve()
+      const masqP = n.ipMasq ? runOp({op: 'ipmasq', network: n.name, containerId: req.containerId, ips: ipsOf(result)}, req.firewall) : Promise.resolve()
       const [contR, gwR, masqR] = await Promise.allSettled([contP, gwP, masqP])
       if (masqR.status === 'rejected') throw masqR.reason
       if (contR.status === 'rejected') throw fail(`failed to configure ${ifName} in ${netns}: ${(contR.reason as Error).message}`)
@@ -191,7 +190,7 @@ export async function applyAdd(req: PluginRequest): Promise<CniResult> {
         if (rc.length) await runOp({op: 'ip', ns: 'container', netns, cmds: rc})
       }
       await runOp({op: 'wait-port-up', dev: hostVeth})
-      for (const op of c.forwarding) await runOp(op, req.netfilter)
+      for (const op of c.forwarding) await runOp(op, req.firewall)
     } else {
       const l2 = planL2Container(ifName, netns)
       const r = await ipBatch(l2.cmds, {netns, json: true})
@@ -201,7 +200,7 @@ export async function applyAdd(req: PluginRequest): Promise<CniResult> {
     }
   } catch (e) {
     if (n.macSpoofChk) await spoofCheckTeardown(req.containerId, ifName).catch(() => undefined)
-    if (n.ipMasq && isL3) await masqDown(req.netfilter, n.name, req.containerId, ipsOf(result)).catch(() => undefined)
+    if (n.ipMasq && isL3) await masqDown(req.firewall, n.name, req.containerId, ipsOf(result)).catch(() => undefined)
     await undo()
     throw e instanceof CniError ? e : fail((e as Error).message)
   }
@@ -288,7 +287,7 @@ export async function applyDel(req: PluginRequest): Promise<void> {
     if (isL3) await req.invokeIpam('DEL', req.config)
   }
   const masqTeardown = async (ips: {address: string}[] | undefined) => {
-    if (isL3 && n.ipMasq) await masqDown(req.netfilter, n.name, req.containerId, ips)
+    if (isL3 && n.ipMasq) await masqDown(req.firewall, n.name, req.containerId, ips)
   }
   const spoofDown = async () => {
     if (n.macSpoofChk && validIfName(req.ifName)) await spoofCheckTeardown(req.containerId, req.ifName)

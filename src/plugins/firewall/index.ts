@@ -1,35 +1,19 @@
 /**
  * firewall, as containernetworking/plugins v1.1.1 (plugins/meta/firewall),
- * iptables backend only, ingressPolicy "open" and "same-bridge". ADD and DEL
- * record their changes (table filter) on the request's netfilter transaction,
- * which the runtime commits once for the whole chain.
- *
- *   FORWARD      -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD        (inserted at 1)
- *   CNI-FORWARD  -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN (inserted at 1)
- *   CNI-FORWARD  -d <ip>/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT       (per IP, appended)
- *   CNI-FORWARD  -s <ip>/32 -j ACCEPT
- * same-bridge (after the above, for each family with an address):
- *   FORWARD               -m comment --comment "<C>" -j CNI-ISOLATION-STAGE-1          (inserted at 1)
- *   CNI-ISOLATION-STAGE-1 -i <br> ! -o <br> -m comment --comment "<C>" -j CNI-ISOLATION-STAGE-2 (inserted at 1)
- *   CNI-ISOLATION-STAGE-1 -m comment --comment "<C>" -j RETURN                           (appended)
- *   CNI-ISOLATION-STAGE-2 -o <br> -m comment --comment "<C>" -j DROP                     (inserted at 1)
- *   CNI-ISOLATION-STAGE-2 -m comment --comment "<C>" -j RETURN                           (appended)
- *
- * DEL removes the per-IP rules only. Like the reference, the isolation rules
- * of a bridge are left in place (another container may still use the bridge)
- * and so are the shared chains, so that our DEL after a reference ADD and the
- * reference DEL after ours leave the same tables.
+ * backend iptables only, ingressPolicy "open" and "same-bridge": its config,
+ * versions and errors. ADD and DEL state what the container's forwarded
+ * traffic needs on the request's firewall transaction
+ * (kernel/netfilter/firewall.ts), which the runtime commits once for the
+ * whole chain; the rules (CNI-FORWARD, CNI-ADMIN, CNI-ISOLATION-STAGE-1/2,
+ * the reference's own) are the backend's:
+ * kernel/netfilter/iptables/forwarding.ts. DEL removes the container's own
+ * rules only, like the reference.
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest} from '../types.js'
 import {familyOf, type Family} from '../../kernel/ip/addr.js'
-import {readStates, saveForm, type Ruleset, type TransactOptions, type Tx} from '../../kernel/netfilter/iptables.js'
 
-export const PRIV_CHAIN = 'CNI-FORWARD'
 export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN'
-export const STAGE1_CHAIN = 'CNI-ISOLATION-STAGE-1'
-export const STAGE2_CHAIN = 'CNI-ISOLATION-STAGE-2'
-const ISOLATION_COMMENT = 'CNI firewall plugin rules (ingressPolicy: same-bridge)'
 const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0']
 
 export interface FirewallConf {
@@ -85,97 +69,14 @@ function checkVersion(config: PluginRequest['config']): void {
   }
 }
 
-/** "<ip>/32" or "<ip>/128" for an address given as CIDR. */
-export function hostCidr(address: string): string {
-  const ip = address.split('/')[0]!
-  return familyOf(ip) === 4 ? `${ip}/32` : `${ip}/128`
-}
-
-export function privChainRules(address: string): string[] {
-  const ip = hostCidr(address)
-  return [
-    saveForm(['-d', ip, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']),
-    saveForm(['-s', ip, '-j', 'ACCEPT']),
-  ]
-}
-
-export function filterRule(privChain: string): string {
-  return saveForm(['-m', 'comment', '--comment', 'CNI firewall plugin rules', '-j', privChain])
-}
-
-export function adminRule(adminChain: string): string {
-  return saveForm(['-m', 'comment', '--comment', 'CNI firewall plugin admin overrides', '-j', adminChain])
-}
-
-export function isolationRules(bridge: string): {jump: string; stage1Bridge: string; stage1Return: string; stage2Bridge: string; stage2Return: string} {
-  const c = (r: string[]) => saveForm([...r, '-m', 'comment', '--comment', ISOLATION_COMMENT])
-  return {
-    jump: c(['-j', STAGE1_CHAIN]),
-    stage1Bridge: c(['-i', bridge, '!', '-o', bridge, '-j', STAGE2_CHAIN]),
-    stage1Return: c(['-j', 'RETURN']),
-    stage2Bridge: c(['-o', bridge, '-j', 'DROP']),
-    stage2Return: c(['-j', 'RETURN']),
-  }
-}
-
-function ipsOf(result: CniResult | undefined, family: Family): string[] {
-  return (result?.ips ?? []).map((ip) => ip.address).filter((a) => familyOf(a.split('/')[0]!) === family)
-}
-
-/** iptablesBackend.addRules + setupIngressPolicy for one family. */
-export function planAdd(tx: Tx, conf: FirewallConf, result: CniResult): void {
-  const rules = ipsOf(result, tx.family).flatMap(privChainRules)
-  if (rules.length === 0) return
-  tx.ensureChain('filter', PRIV_CHAIN)
-  tx.ensureChain('filter', conf.adminChain)
-  tx.insertUnique('filter', 'FORWARD', filterRule(PRIV_CHAIN))
-  tx.insertUnique('filter', PRIV_CHAIN, adminRule(conf.adminChain))
-  for (const r of rules) tx.appendUnique('filter', PRIV_CHAIN, r)
-
-  if (conf.ingressPolicy === 'same-bridge') {
-    const bridge = result.interfaces?.[0]?.name
-    if (!bridge) throw new Error('unreachable: checked before planning')
-    const iso = isolationRules(bridge)
-    tx.ensureChain('filter', STAGE1_CHAIN)
-    tx.ensureChain('filter', STAGE2_CHAIN)
-    tx.insertUnique('filter', 'FORWARD', iso.jump)
-    tx.insertUnique('filter', STAGE1_CHAIN, iso.stage1Bridge)
-    tx.appendUnique('filter', STAGE1_CHAIN, iso.stage1Return)
-    tx.insertUnique('filter', STAGE2_CHAIN, iso.stage2Bridge)
-    tx.appendUnique('filter', STAGE2_CHAIN, iso.stage2Return)
-  }
-}
-
-/** iptablesBackend.delRules for one family: the per-IP rules, every copy. */
-export function planDel(tx: Tx, result: CniResult | undefined): void {
-  for (const r of ipsOf(result, tx.family).flatMap(privChainRules)) tx.deleteRule('filter', PRIV_CHAIN, r)
-}
-
-/** checkRules for one family. Returns the problem or undefined. */
-export function checkIn(state: Ruleset, conf: FirewallConf, result: CniResult): string | undefined {
-  const rules = ipsOf(result, state.family).flatMap(privChainRules)
-  if (rules.length === 0) return undefined
-  for (const chain of [PRIV_CHAIN, conf.adminChain]) {
-    if (!state.hasChain('filter', chain)) return `chain ${chain} not found in iptables table filter`
-  }
-  if (!state.hasRule('filter', 'FORWARD', filterRule(PRIV_CHAIN))) return `expected FORWARD rule ${filterRule(PRIV_CHAIN)} not found`
-  if (!state.hasRule('filter', PRIV_CHAIN, adminRule(conf.adminChain))) {
-    return `expected ${PRIV_CHAIN} rule ${adminRule(conf.adminChain)} not found`
-  }
-  for (const r of rules) if (!state.hasRule('filter', PRIV_CHAIN, r)) return `expected rule ${r} not found`
-  return undefined
-}
-
 function familiesOf(result: CniResult | undefined): Family[] {
   return [...new Set((result?.ips ?? []).map((ip) => familyOf(ip.address.split('/')[0]!)))]
 }
 
-/** Records `plan` for every family on the chain's netfilter transaction; a refusal is the plugin's error. */
-async function planFilter(req: PluginRequest, opts: TransactOptions, plan: (tx: Tx) => void): Promise<void> {
+/** Records a change on the chain's firewall transaction; a refusal is the plugin's error. */
+async function recorded(change: Promise<void>): Promise<void> {
   try {
-    await req.netfilter.plan(opts, (txs) => {
-      for (const tx of txs.values()) plan(tx)
-    })
+    await change
   } catch (err) {
     throw new CniError(CNI_ERR.INTERNAL, 'firewall: iptables', err instanceof Error ? err.message : String(err))
   }
@@ -199,7 +100,7 @@ const firewall: EmbeddedPlugin = {
       if (!prev.interfaces[0]!.name) throw invalid('got empty bridge name')
     }
     if (fams.length === 0) return prev
-    await planFilter(req, {families: fams, tables: ['filter']}, (tx) => planAdd(tx, conf, prev))
+    await recorded(req.firewall.acceptForwarding(conf, prev))
     return prev
   },
 
@@ -209,7 +110,7 @@ const firewall: EmbeddedPlugin = {
     const prev = req.config.prevResult
     const fams = familiesOf(prev)
     if (fams.length === 0) return // nothing to identify the rules by (as the reference)
-    await planFilter(req, {families: fams, tables: ['filter'], optionalFamilies: [6]}, (tx) => planDel(tx, prev))
+    await recorded(req.firewall.removeForwarding(prev!))
   },
 
   async check(req) {
@@ -219,11 +120,8 @@ const firewall: EmbeddedPlugin = {
     if (!prev) throw invalid('missing prevResult from earlier plugin')
     const fams = familiesOf(prev)
     if (fams.length === 0) return
-    const states = await readStates(fams, ['filter'])
-    for (const f of fams) {
-      const problem = checkIn(states.get(f)!, conf, prev)
-      if (problem) throw new CniError(CNI_ERR.INTERNAL, problem)
-    }
+    const problem = await req.firewall.checkForwarding(conf, prev)
+    if (problem) throw new CniError(CNI_ERR.INTERNAL, problem)
   },
 }
 

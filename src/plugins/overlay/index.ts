@@ -1,6 +1,5 @@
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import {formatCidr, parseCidr} from '../../kernel/ip/addr.js'
-import {setupIpMasq, teardownIpMasq} from '../ipmasq/index.js'
 import {type OverlayConf, loadOverlayConf} from '../../services/overlay/config.js'
 import {joinOverlay, overlayMtu} from '../../services/overlay/host.js'
 import {readState} from '../../services/overlay/state.js'
@@ -61,12 +60,12 @@ async function add(req: PluginRequest): Promise<CniResult> {
   const {slice, mtu} = await asCni(() => joinOverlay(o))
   const result = (await req.invokeDelegate('ADD', bridgeConfFor(o, req.config, slice, mtu)))!
   const v4 = (result.ips ?? []).filter((i) => !i.address.includes(':'))
-  await setupIpMasq(
-    req.netfilter,
-    o.name,
-    req.containerId,
-    v4.map((i) => ({address: `${i.address.split('/')[0]}/${o.subnet.prefix}`})),
-  )
+  // masqueraded unless towards the overlay: each address with the overlay's prefix
+  await req.firewall.masquerade({
+    network: o.name,
+    containerId: req.containerId,
+    addresses: v4.map((i) => `${i.address.split('/')[0]}/${o.subnet.prefix}`),
+  })
   return result
 }
 
@@ -78,7 +77,7 @@ function localSlice(o: OverlayConf): string {
 
 async function del(req: PluginRequest): Promise<void> {
   const o = await confOf(req)
-  await teardownIpMasq(req.netfilter, o.name, req.containerId, [{address: formatCidr(o.subnet)}])
+  await req.firewall.removeMasquerade({network: o.name, containerId: req.containerId, addresses: [formatCidr(o.subnet)]})
   await req.invokeDelegate('DEL', bridgeConfFor(o, req.config, localSlice(o), o.mtu))
 }
 

@@ -1,6 +1,7 @@
 /**
- * The reference plugins' IP masquerade rules (pkg/ip/ipmasq_linux.go and
- * pkg/utils/utils.go, containernetworking/plugins v1.1.1), used by bridge:
+ * Masquerade, as the reference plugins' IP masquerade rules
+ * (pkg/ip/ipmasq_linux.go and pkg/utils/utils.go, containernetworking/plugins
+ * v1.1.1), used by bridge (ipMasq) and overlay:
  *
  *   nat POSTROUTING -s <ip>/32 -m comment --comment "name: \"<net>\" id: \"<cid>\"" -j CNI-<hash>
  *   CNI-<hash>      -d <subnet> -m comment --comment ... -j ACCEPT
@@ -11,13 +12,14 @@
  * id, so the chain and every jump to it can always be removed (unlike the
  * reference, which leaks them when the netns is gone: plugins#810).
  *
- * setupIpMasq / teardownIpMasq record their changes on the caller's netfilter
- * transaction (a plugin's `req.netfilter`): they reach the kernel when the
- * runtime commits it.
+ * setupIpMasq / teardownIpMasq record their changes on the chain's
+ * transaction: they reach the kernel when the runtime commits it.
  */
 import {createHash} from 'node:crypto'
-import {familyOf, type Family} from '../../kernel/ip/addr.js'
-import {saveForm, type NetfilterTx, type Tx} from '../../kernel/netfilter/iptables.js'
+import {familyOf, type Family} from '../../ip/addr.js'
+import {saveForm} from './format.js'
+import type {Tx} from './ruleset.js'
+import type {NetfilterTx} from './transaction.js'
 
 const MAX_CHAIN_LENGTH = 28
 const CHAIN_PREFIX = 'CNI-'
@@ -82,9 +84,9 @@ export function planIpMasqTeardown(tx: Tx, netName: string, containerId: string)
   tx.removeChain('nat', formatChainName(netName, containerId))
 }
 
-function byFamily(ips: {address: string}[]): Map<Family, string[]> {
+function byFamily(addresses: readonly string[]): Map<Family, string[]> {
   const m = new Map<Family, string[]>()
-  for (const {address} of ips) {
+  for (const address of addresses) {
     const f = familyOf(address.split('/')[0]!)
     m.set(f, [...(m.get(f) ?? []), address])
   }
@@ -92,8 +94,8 @@ function byFamily(ips: {address: string}[]): Map<Family, string[]> {
 }
 
 /** ip.SetupIPMasq for every address (CIDR with the subnet prefix), recorded on `nf`. */
-export async function setupIpMasq(nf: NetfilterTx, netName: string, containerId: string, ips: {address: string}[]): Promise<void> {
-  const fam = byFamily(ips)
+export async function setupIpMasq(nf: NetfilterTx, netName: string, containerId: string, addresses: readonly string[]): Promise<void> {
+  const fam = byFamily(addresses)
   if (fam.size === 0) return
   await nf.plan({families: [...fam.keys()], tables: ['nat']}, (txs) => {
     for (const [f, tx] of txs) planIpMasq(tx, netName, containerId, fam.get(f)!)
@@ -101,11 +103,11 @@ export async function setupIpMasq(nf: NetfilterTx, netName: string, containerId:
 }
 
 /**
- * ip.TeardownIPMasq, idempotent, no netns needed. With `ips` only their
+ * ip.TeardownIPMasq, idempotent, no netns needed. With `addresses` only their
  * families are looked at; without, both IPv4 and IPv6. Recorded on `nf`.
  */
-export async function teardownIpMasq(nf: NetfilterTx, netName: string, containerId: string, ips?: {address: string}[]): Promise<void> {
-  const families: Family[] = ips && ips.length ? [...byFamily(ips).keys()] : [4, 6]
+export async function teardownIpMasq(nf: NetfilterTx, netName: string, containerId: string, addresses?: readonly string[]): Promise<void> {
+  const families: Family[] = addresses && addresses.length ? [...byFamily(addresses).keys()] : [4, 6]
   await nf.plan({families, tables: ['nat'], optionalFamilies: [6]}, (txs) => {
     for (const tx of txs.values()) planIpMasqTeardown(tx, netName, containerId)
   })

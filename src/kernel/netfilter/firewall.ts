@@ -1,0 +1,136 @@
+/**
+ * The firewall seam, as netavark keeps src/firewall/ (one driver per backend
+ * behind one trait) apart from its network drivers: plugins state WHAT they
+ * need from the host's firewall in typed terms (masquerade this container,
+ * publish these ports to it, accept its forwarded traffic), never rules; a
+ * backend (kernel/netfilter/<backend>/) renders that into its own rules,
+ * chains and comments. backends/index.ts picks the backend; today only iptables
+ * exists (kernel/netfilter/iptables/: the reference plugins' layout, so that
+ * they and ctrnet undo each other's attachments).
+ *
+ * One FirewallTx per CNI chain: the runtime opens it, hands it to every
+ * plugin of the chain in its request (`req.firewall`), and commits it once
+ * the whole chain has succeeded; a chain that fails is released without a
+ * commit and has changed nothing. The change methods only record (under the
+ * backend's lock, taken at the first one); the check methods only read, need
+ * no lock and work on a closed transaction too (CHECK, STATUS and the ADD's
+ * precheck get a closed one: a change on it throws).
+ *
+ * Removals take what identifies the container's rules (network name and
+ * container id) and tolerate a host without IPv6.
+ */
+import type {Family} from '../ip/addr.js'
+
+/** Masquerade the container's traffic that leaves its subnet (bridge ipMasq, overlay). */
+export interface Masquerade {
+  /** The network name and container id: they name the rules, and let them go without addresses. */
+  network: string
+  containerId: string
+  /**
+   * The container's addresses, each as CIDR whose prefix is the subnet whose
+   * traffic is NOT masqueraded (bridge: the container's subnet; overlay: the
+   * whole overlay). Multicast is never masqueraded. Several of one family
+   * share the rules' home.
+   */
+  addresses: readonly string[]
+}
+
+/** The masquerade of one container, to remove. */
+export interface MasqueradeRemoval {
+  network: string
+  containerId: string
+  /** Only the families of these addresses are looked at; none given: IPv4 and IPv6. */
+  addresses?: readonly string[]
+}
+
+/** One published port. */
+export interface PublishedPort {
+  hostPort: number
+  containerPort: number
+  protocol: string
+  /** Only traffic to this host address (of the container's family); unspecified (0.0.0.0, ::) = any. */
+  hostIP?: string
+}
+
+/**
+ * Publish host ports to one container (portmap). The field names are
+ * portmap's own, so that its parsed config is the intent.
+ */
+export interface PortForwarding {
+  /** The network name. */
+  name: string
+  containerId: string
+  portMappings: readonly PublishedPort[]
+  /** The container's address per family (CIDR, with the subnet prefix); a family without one is left alone. */
+  contIPv4?: string
+  contIPv6?: string
+  /**
+   * Masquerade what reaches the container through a published port from
+   * its own subnet (hairpin) or from localhost (IPv4), by marking it with
+   * bit `markMasqBit`, or by sending it to `externalSetMarkChain` (which
+   * someone else marks and masquerades).
+   */
+  snat: boolean
+  markMasqBit: number
+  externalSetMarkChain?: string
+  /** Extra match arguments for the entry rules, per family, as portmap's config gives them (iptables syntax). */
+  conditionsV4?: readonly string[]
+  conditionsV6?: readonly string[]
+}
+
+/** The published ports of one container, to remove (with or without the mappings). */
+export interface PortForwardingRemoval {
+  network: string
+  containerId: string
+  /** The families to look at (IPv6 may be missing on the host). */
+  families: readonly Family[]
+}
+
+/** How forwarded traffic of a container is let through (the firewall plugin). */
+export interface ForwardPolicy {
+  /** The chain jumped to before the per-container rules, which the admin fills (iptablesAdminChainName). */
+  adminChain: string
+  /** open: accept the container's traffic; same-bridge: also drop what crosses from its bridge to another. */
+  ingressPolicy: 'open' | 'same-bridge'
+}
+
+/** A container as its bridge plugin reports it: its addresses (CIDR) and, first of its interfaces, the bridge. */
+export interface BridgeAttachment {
+  interfaces?: ReadonlyArray<{name: string}>
+  ips?: ReadonlyArray<{address: string}>
+}
+
+/** The firewall transaction of one chain. */
+export interface FirewallTx {
+  /** Records the masquerade of the container's addresses. */
+  masquerade(m: Masquerade): Promise<void>
+  /** Records the removal of the container's masquerade (idempotent, no netns or address needed). */
+  removeMasquerade(m: MasqueradeRemoval): Promise<void>
+  /** Records the publishing of the container's ports, for each family it has an address of. */
+  publishPorts(p: PortForwarding): Promise<void>
+  /** Records the removal of the container's published ports (never the shared parts). */
+  unpublishPorts(p: PortForwardingRemoval): Promise<void>
+  /** Reads whether the container's ports are published: the first problem found, or undefined. */
+  checkPorts(p: PortForwarding): Promise<string | undefined>
+  /** Records that the container's forwarded traffic is accepted (and, same-bridge, its bridge isolated). */
+  acceptForwarding(policy: ForwardPolicy, on: BridgeAttachment): Promise<void>
+  /** Records the removal of the container's own accept rules (the shared ones and a bridge's isolation stay). */
+  removeForwarding(on: BridgeAttachment): Promise<void>
+  /** Reads whether the container's forwarded traffic is accepted: the first problem found, or undefined. */
+  checkForwarding(policy: ForwardPolicy, on: BridgeAttachment): Promise<string | undefined>
+  /** Applies everything recorded (the runtime calls it once, after the whole chain succeeded). */
+  commit(): Promise<void>
+  /** Drops the lock; idempotent. Released without a commit, the transaction has applied nothing. */
+  release(): void
+}
+
+/** One firewall backend (kernel/netfilter/<name>/). */
+export interface FirewallBackend {
+  readonly name: string
+  /** The programs a chain that changes the firewall runs (the runtime checks them before the chain starts). */
+  readonly programs: readonly string[]
+  /** A new transaction for one chain; `lockPath` is the lock every ctrnet process takes to change the firewall. */
+  open(opts?: {lockPath?: string}): FirewallTx
+  /** A transaction that takes no changes (its checks work): for CHECK, STATUS and the ADD's precheck. */
+  closed(): FirewallTx
+}
