@@ -1,43 +1,8 @@
-import type {PluginConf} from './types.js'
-import {OVERLAY_TYPE} from './overlay/config.js'
-
 /**
- * The programs each embedded plugin runs for a given config entry, so that
- * the runtime can refuse a request before any kernel work when one is not
- * installed (lib/exec.ts names the Debian package). Kept beside the plugin
- * registry, one line per plugin: when a plugin starts a new program, add it
- * here.
+ * What the plugins that record iptables rules run (the netfilter transaction:
+ * flock, iptables-save, iptables-restore). Each embedded plugin lists its
+ * programs itself (EmbeddedPlugin.programs); the runtime refuses a request
+ * before any kernel work when one is not installed (sys/exec.ts names the
+ * Debian package).
  */
-const IPTABLES = ['iptables-save', 'iptables-restore', 'flock']
-
-export function programsFor(type: string, p: PluginConf): string[] {
-  switch (type) {
-    case 'bridge':
-      return [
-        'ip',
-        'nsenter',
-        'sh',
-        ...(p.ipMasq === true ? IPTABLES : []),
-        ...(p.macspoofchk === true ? ['nft'] : []),
-        ...(typeof p.vlan === 'number' && p.vlan !== 0 ? ['bridge'] : []),
-      ]
-    case OVERLAY_TYPE:
-    case 'overlay':
-      // its own device and peers (ip, bridge fdb), its state lock, then the bridge it delegates to
-      return ['ip', 'bridge', 'flock', 'nsenter', 'sh', ...IPTABLES]
-    case 'host-local':
-      return ['flock']
-    case 'static':
-      return []
-    case 'loopback':
-      return ['ip', 'nsenter']
-    case 'tuning':
-      return ['ip', 'nsenter', 'sh', 'cat']
-    case 'portmap':
-      return ['ip', ...IPTABLES]
-    case 'firewall':
-      return IPTABLES
-    default:
-      return []
-  }
-}
+export const IPTABLES_PROGRAMS = ['iptables-save', 'iptables-restore', 'flock']

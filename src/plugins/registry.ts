@@ -27,6 +27,7 @@ const plugins: Record<string, EmbeddedPlugin> = {
   overlay,
 }
 
-export async function loadEmbedded(type: string): Promise<EmbeddedPlugin | undefined> {
+/** The embedded plugin of a CNI type, or undefined for a type that is exec'd. */
+export function embeddedPlugin(type: string): EmbeddedPlugin | undefined {
   return Object.hasOwn(plugins, type) ? plugins[type] : undefined
 }

@@ -1,6 +1,7 @@
 import {type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import {formatCidr, parseCidr} from '../../kernel/ip/addr.js'
 import {setupIpMasq, teardownIpMasq} from '../ipmasq/index.js'
+import {IPTABLES_PROGRAMS} from '../programs.js'
 import {type OverlayConf, loadOverlayConf} from './config.js'
 import {joinOverlay, overlayMtu} from './host.js'
 import {readState} from './state.js'
@@ -33,8 +34,7 @@ export function bridgeConfFor(o: OverlayConf, given: PluginNetConf, slice: strin
   return conf
 }
 
-async function add(req: PluginRequest): Promise<CniResult> {
-  const o = loadOverlayConf(req.config)
+async function add(req: PluginRequest, o: OverlayConf): Promise<CniResult> {
   const {slice, mtu} = await joinOverlay(o)
   const result = (await req.invokeDelegate('ADD', bridgeConfFor(o, req.config, slice, mtu)))!
   const v4 = (result.ips ?? []).filter((i) => !i.address.includes(':'))
@@ -53,21 +53,19 @@ function localSlice(o: OverlayConf): string {
   return s && s.vni === o.vni ? s.slice : formatCidr(parseCidr(formatCidr(o.subnet)))
 }
 
-async function del(req: PluginRequest): Promise<void> {
-  const o = loadOverlayConf(req.config)
+async function del(req: PluginRequest, o: OverlayConf): Promise<void> {
   await teardownIpMasq(req.netfilter, o.name, req.containerId, [{address: formatCidr(o.subnet)}])
   await req.invokeDelegate('DEL', bridgeConfFor(o, req.config, localSlice(o), o.mtu))
 }
 
-async function check(req: PluginRequest): Promise<void> {
-  const o = loadOverlayConf(req.config)
+async function check(req: PluginRequest, o: OverlayConf): Promise<void> {
   await req.invokeDelegate('CHECK', bridgeConfFor(o, req.config, localSlice(o), await overlayMtu(o)))
 }
 
-const plugin: EmbeddedPlugin = {
-  precheck(req: PluginRequest): void {
-    loadOverlayConf(req.config)
-  },
+const plugin: EmbeddedPlugin<OverlayConf> = {
+  parse: (conf) => loadOverlayConf(conf),
+  // its own device and peers (ip, bridge fdb), its state lock, then the bridge it delegates to
+  programs: () => ['ip', 'bridge', 'flock', 'nsenter', 'sh', ...IPTABLES_PROGRAMS],
   add,
   del,
   check,
