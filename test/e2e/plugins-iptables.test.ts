@@ -78,7 +78,9 @@ async function doStep(step, nf) {
         cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config: step.config,
         invokeIpam: async () => { throw new Error('no ipam here') }, netfilter: nf}
       const p = plugins[step.plugin]
-      return step.command === 'ADD' ? await p.add(req) : step.command === 'DEL' ? await p.del(req) : await p.check(req)
+      // the plugin's typed config, parsed as the runtime does before it runs the plugin
+      const conf = p.parse(step.config, 'plugins[0]', {command: step.command, containerId: req.containerId, ifName: req.ifName, args: req.args})
+      return step.command === 'ADD' ? await p.add(req, conf) : step.command === 'DEL' ? await p.del(req, conf) : await p.check(req, conf)
     }
     return undefined
 }

@@ -1,4 +1,4 @@
-import {CniError, CNI_ERR, type CniDns, type ParseContext, type PluginNetConf} from '../types.js'
+import {CniError, CNI_ERR, type CniDns, type ParseContext, type PluginConf, type PluginNetConf} from '../types.js'
 import {assertIfName, normalizeMac} from '../../kernel/ip/link.js'
 import {loadArgs} from '../cniargs.js'
 import * as f from '../fields.js'
@@ -107,4 +107,9 @@ export function parseBridge(c: PluginNetConf, at: string, ctx: ParseContext): Br
 /** ip and its container batch; iptables for ipMasq, nft for the spoof check, bridge(8) for a VLAN. */
 export function bridgePrograms(n: BridgeConf): string[] {
   return ['ip', 'nsenter', 'sh', ...(n.ipMasq ? IPTABLES_PROGRAMS : []), ...(n.macSpoofChk ? ['nft'] : []), ...(n.vlan !== 0 ? ['bridge'] : [])]
+}
+
+/** Whether a conflist entry is a bridge that holds its network's gateway address (`isGateway`): where a DNS server can listen. */
+export function isGatewayBridge(entry: PluginConf | undefined): boolean {
+  return entry?.type === 'bridge' && entry.isGateway === true
 }
