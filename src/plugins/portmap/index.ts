@@ -58,8 +58,12 @@ export function parseConfig(req: Pick<PluginRequest, 'config' | 'containerId' | 
   return withPrevResult(loadPortMapConf(req.config, req.containerId), req)
 }
 
-/** The part of parseConfig that reads the netconf (not prevResult): defaults and validation. */
-function loadPortMapConf(config: PluginNetConf, containerId: string): PortMapConf {
+/**
+ * The part of parseConfig that reads the netconf (not prevResult): the
+ * reference's defaults and validation (the plugin's `parse` refuses by field
+ * name first what must not reach iptables).
+ */
+export function loadPortMapConf(config: PluginNetConf, containerId: string): PortMapConf {
   const c = config as Record<string, unknown>
   if (c.markMasqBit != null && c.externalSetMarkChain != null) throw invalid('Cannot specify externalSetMarkChain and markMasqBit')
   const markMasqBit = c.markMasqBit == null ? DEFAULT_MARK_BIT : Number(c.markMasqBit)
