@@ -438,7 +438,7 @@ export class CniRuntime {
       config: stdin,
       // the IPAM plugin gets the main plugin's netconf unchanged, as ipam.ExecAdd does
       invokeIpam: (cmd) => (p.ipam ? this.run(cmd, p.ipam, stdin, rt, nf) : Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))),
-      invokeDelegate: (cmd, conf) => this.run(cmd, parsePlugin(conf, `${p.at}.delegate`, parseContext(cmd, rt), this.mode === 'embedded'), conf, rt, nf),
+      invokeDelegate: async (cmd, conf) => this.run(cmd, parsePlugin(conf, `${p.at}.delegate`, parseContext(cmd, rt), this.mode === 'embedded'), conf, rt, nf),
       netfilter: nf,
     }
   }
