@@ -8,6 +8,7 @@ import {ensureDefaultBridgeNetwork} from '../netconf/create.js'
 import {findDefaultNetwork, listNetworks} from '../netconf/store.js'
 import {findNetworkConf, loadConfFile, type LoadedConf} from '../libcni/loader.js'
 import * as validate from '../libcni/validate.js'
+import * as fields from '../plugins/fields.js'
 import type {PortMappingArg} from '../libcni/validate.js'
 import type {CniRuntime, NetList, RuntimeConf} from '../libcni/runtime.js'
 import type {CniResult, NetConfList} from '../plugins/types.js'
@@ -91,8 +92,8 @@ function checkRequest(req: ConnectRequest) {
   if (req.ip6 !== undefined && (req.ip6.includes('/') || !Address6.isValid(req.ip6))) {
     throw new CtrnetError(`--ip6 ${req.ip6}`, 'not an IPv6 address (give the address without a prefix length)')
   }
-  if (req.ifName !== undefined) validate.ifName(req.ifName, '--ifname')
-  for (const a of req.aliases ?? []) validate.dnsName(a, '--alias')
+  if (req.ifName !== undefined) fields.ifName(req.ifName, '--ifname')
+  for (const a of req.aliases ?? []) fields.dnsName(a, '--alias')
   return (req.publish ?? []).map((p) => validate.portSpec(p, '--publish'))
 }
 

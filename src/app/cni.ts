@@ -9,6 +9,7 @@ import {symlinkAtomic} from '../sys/atomic.js'
 import {CtrnetError} from '../sys/errors.js'
 import {SUPPORTED_VERSIONS} from '../libcni/version.js'
 import * as validate from '../libcni/validate.js'
+import * as fields from '../plugins/fields.js'
 import {CniRuntime, type RuntimeConf} from '../libcni/runtime.js'
 import type {Settings} from './settings.js'
 
@@ -49,7 +50,7 @@ export interface AttachmentFlags {
  */
 export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): RuntimeConf {
   // the flags are named here; the runtime checks the same values again as CNI_IFNAME/CNI_CONTAINERID
-  validate.ifName(f.ifName, '--ifname', CNI_ERR.INVALID_ENV)
+  fields.ifName(f.ifName, '--ifname', CNI_ERR.INVALID_ENV)
   const capabilityArgs: Record<string, unknown> = {}
   if (f.capArgs) {
     let parsed: unknown
@@ -64,7 +65,7 @@ export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): Runti
   if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map((p) => validate.portSpec(p, '--publish'))
   const args = parseCniArgs(f.cniArgs ?? '')
   if (f.ip) {
-    validate.ipAddress(f.ip, '--ip')
+    fields.ipAddress(f.ip, '--ip')
     const declaresIps = net.conf.plugins.some((p) => p.capabilities?.ips)
     if (declaresIps) capabilityArgs.ips = [f.ip]
     else {

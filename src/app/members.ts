@@ -5,6 +5,7 @@ import {socketExists, withClient} from '../containerd/client.js'
 import {cniContainerId} from './containers.js'
 import type {Settings} from './settings.js'
 import {attachmentAddresses} from './usage.js'
+import {isGatewayBridge} from '../plugins/bridge/config.js'
 import {dnsNamesOf, hostsNamesOf} from './names.js'
 
 /**
@@ -34,8 +35,8 @@ export interface Membership {
   members: Map<string, NetworkMember[]>
   /**
    * network name -> the gateway addresses its bridge holds on this host (from
-   * the results of its attachments, any task state, on a bridge with
-   * isGateway): where its DNS server listens
+   * the results of its attachments, any task state, on a bridge that holds
+   * the gateway): where its DNS server listens
    */
   gateways: Map<string, string[]>
 }
@@ -46,8 +47,7 @@ export async function networkMembers(opts: MemberOpts): Promise<Membership> {
   const cached = listAttachments(opts.cacheDir).filter((a) => !a.pending)
   const gateways = new Map<string, string[]>()
   for (const a of cached) {
-    const bridge = a.net?.conf.plugins?.find((p) => p?.type === 'bridge')
-    if (!bridge || bridge.isGateway !== true) continue
+    if (!isGatewayBridge(a.net?.conf.plugins?.find((p) => p?.type === 'bridge'))) continue
     const list = gateways.get(a.networkName) ?? gateways.set(a.networkName, []).get(a.networkName)!
     for (const ip of (a.result as {ips?: Array<{gateway?: unknown}>} | undefined)?.ips ?? []) {
       if (typeof ip.gateway !== 'string') continue

@@ -1,5 +1,5 @@
 import type {ContainerInfo} from '../containerd/client.js'
-import {InvalidField, dnsName} from '../libcni/validate.js'
+import {InvalidField, dnsName} from '../plugins/fields.js'
 import {NAME_LABEL} from './containers.js'
 import {intentOf} from './daemon/intent.js'
 

@@ -17,19 +17,9 @@ import {firewallBackend} from '../kernel/netfilter/backends/index.js'
 import type {FirewallTx} from '../kernel/netfilter/firewall.js'
 import type {LoadedConf} from './loader.js'
 import {isProcNetnsPath} from '../kernel/netns.js'
-import {loadEmbedded} from '../plugins/registry/index.js'
-import {programsFor} from '../plugins/programs.js'
-import {requirePrograms} from '../sys/exec.js'
-import {
-  CNI_ERR,
-  CniError,
-  type CniCommand,
-  type CniResult,
-  type NetConfList,
-  type PluginConf,
-  type PluginNetConf,
-  type PluginRequest,
-} from '../plugins/types.js'
+import {embeddedPlugin} from '../plugins/registry/index.js'
+import {CNI_ERR, CniError, type CniCommand, type CniResult, type NetConfList, type PluginConf, type PluginNetConf, type PluginRequest} from '../plugins/types.js'
+import {firstParseError, parseContext, parsePlugin, parseRequest, requireProgramsOf, stdinFor, type ParsedPlugin} from './chain.js'
 import * as validate from './validate.js'
 import {assertSupportedVersion, resultAsVersion, SUPPORTED_VERSIONS, toInternalResult, versionAtLeast} from './version.js'
 
@@ -97,20 +87,22 @@ export class CniRuntime {
    * calling runtime keeps its own. Returns the result in stdin's version.
    */
   async runAsPlugin(command: 'ADD' | 'DEL' | 'CHECK', stdin: PluginNetConf, given: RuntimeConf): Promise<CniResult | undefined> {
-    const embedded = typeof stdin?.type === 'string' ? await loadEmbedded(stdin.type) : undefined
+    const embedded = typeof stdin?.type === 'string' ? embeddedPlugin(stdin.type) : undefined
     if (!embedded) throw new CniError(CNI_ERR.INVALID_NETCONF, `ctrnet does not implement the plugin type ${JSON.stringify(stdin?.type)}`)
     const {name, cniVersion, prevResult, ...entry} = stdin
     const conf: NetConfList = {cniVersion, name, plugins: [entry as PluginConf]}
-    const rt = await this.validate(conf, given)
-    if (command !== 'DEL') await this.requireProgramsOf(conf)
+    this.checkNames(conf, given)
+    const caps = validate.request(conf, given)
+    const rt = caps === undefined ? given : {...given, capabilityArgs: caps}
+    // the stdin as the calling runtime built it (its runtimeConfig), parsed once
+    const parsed = parsePlugin({...entry, name, cniVersion} as PluginNetConf, 'plugins[0]', parseContext(command, rt), true)
+    if (command !== 'DEL') requireProgramsOf([parsed], conf.name)
+    const refused = command === 'ADD' ? firstParseError([parsed]) : undefined
+    if (refused) throw refused.error
     const plugin: PluginNetConf = prevResult ? {...stdin, prevResult: toInternalResult(prevResult)} : stdin
-    if (command === 'ADD') {
-      const pre = this.request('ADD', plugin, rt, closedFirewall())
-      await embedded.precheck?.(pre)
-    }
     const nf = command === 'CHECK' ? closedFirewall() : this.firewall()
     try {
-      const res = await this.invokeOne(command, plugin, rt, nf)
+      const res = await this.run(command, parsed, plugin, rt, nf)
       if (command !== 'CHECK') await nf.commit()
       return res ? resultAsVersion(res, cniVersion) : undefined
     } finally {
@@ -123,10 +115,12 @@ export class CniRuntime {
   /** hooks.journaled: called once the journal entry is written (or not at all when the ADD fails before it). */
   async addNetworkList(net: NetList | LoadedConf, given: RuntimeConf, hooks: {journaled?: () => void} = {}): Promise<CniResult> {
     const {conf} = net
-    const rt = await this.validate(conf, given)
-    await this.resolvePlugins(conf)
-    await this.requireProgramsOf(conf)
-    await this.precheckPlugins(conf, rt)
+    const {rt, chain} = this.validate('ADD', conf, given)
+    this.resolvePlugins(chain)
+    requireProgramsOf(chain, conf.name)
+    // the refusals of the plugins' own parsers, before the first one does any work
+    const refused = firstParseError(chain)
+    if (refused) throw wrap(refused.error, `plugin type="${refused.type}" failed (add)`)
     const key = {networkName: conf.name, containerId: rt.containerId, ifName: rt.ifName}
     assertWritableEntry(this.opts.cacheDir, key)
     const entry = this.cacheEntry(net, rt)
@@ -140,9 +134,9 @@ export class CniRuntime {
       const nf = this.firewall()
       try {
         let journaled = ''
-        for (const plugin of conf.plugins) {
+        for (const [i, plugin] of conf.plugins.entries()) {
           started++
-          prev = (await this.invoke('ADD', conf, plugin, prev, rt, nf)) ?? prev
+          prev = (await this.run('ADD', chain[i]!, stdinFor(conf, plugin, prev, rt), rt, nf)) ?? prev
           // Journal the result so far when it changed (normally once, after the
           // main plugin): a DEL after a kill then knows the addresses.
           const now = JSON.stringify(prev)
@@ -161,7 +155,7 @@ export class CniRuntime {
       removePending(this.opts.cacheDir, key)
       return final
     } catch (err) {
-      const undoErrors = await this.undo(conf, started, prev, rt)
+      const undoErrors = await this.undo(conf, chain, started, prev, rt)
       if (undoErrors.length === 0) removePending(this.opts.cacheDir, key)
       const plugin = conf.plugins[started - 1]
       const e = wrap(err, chainDone ? 'applying iptables rules failed (add)' : `plugin type="${plugin?.type}" failed (add)`)
@@ -178,13 +172,14 @@ export class CniRuntime {
    * cannot even parse its config, or hangs, fails its DEL the same way).
    * The DELs share one firewall transaction, committed after the last.
    */
-  private async undo(conf: NetConfList, started: number, prev: CniResult | undefined, rt: RuntimeConf): Promise<string[]> {
+  private async undo(conf: NetConfList, chain: ParsedPlugin[], started: number, prev: CniResult | undefined, rt: RuntimeConf): Promise<string[]> {
     const errors: string[] = []
     const nf = this.firewall()
     try {
       for (let i = started - 1; i >= 0; i--) {
         try {
-          await this.invoke('DEL', conf, conf.plugins[i], prev, rt, nf)
+          // the configs the ADD parsed
+          await this.run('DEL', chain[i]!, stdinFor(conf, conf.plugins[i]!, prev, rt), rt, nf)
         } catch (err) {
           if (i < started - 1) errors.push(`${conf.plugins[i].type}: ${(err as Error).message}`)
         }
@@ -218,14 +213,14 @@ export class CniRuntime {
     // the cached config when it parses, else the given one
     const conf = cached?.net?.conf ?? net?.conf
     if (!conf) throw new CniError(CNI_ERR.INVALID_NETCONF, 'no configuration for the attachment')
-    const effective: RuntimeConf = await this.validate(conf, {
+    const {rt: effective, chain} = this.validate('DEL', conf, {
       ...rt,
       // '' is a caller's way to say "no netns": only an absent value falls back to the cache
       netns: rt.netns ?? cached?.netns ?? '',
       args: cached?.cniArgs ?? rt.args,
       capabilityArgs: cached?.capabilityArgs ?? rt.capabilityArgs,
     })
-    await this.requireProgramsOf(conf)
+    requireProgramsOf(chain, conf.name)
     let prev: CniResult | undefined
     if (cached?.result && versionAtLeast(conf.cniVersion, '0.4.0')) {
       try {
@@ -239,7 +234,7 @@ export class CniRuntime {
     try {
       for (let i = conf.plugins.length - 1; i >= 0; i--) {
         try {
-          await this.invoke('DEL', conf, conf.plugins[i], prev, effective, nf)
+          await this.run('DEL', chain[i]!, stdinFor(conf, conf.plugins[i]!, prev, effective), effective, nf)
         } catch (err) {
           errors.push(wrap(err, `plugin type="${conf.plugins[i].type}" failed (delete)`))
         }
@@ -260,23 +255,26 @@ export class CniRuntime {
 
   async checkNetworkList(net: NetList | LoadedConf, given: RuntimeConf): Promise<void> {
     const {conf} = net
-    const rt = await this.validate(conf, given)
+    this.checkNames(conf, given)
+    validate.request(conf, given)
+    const entry = readAttachment(this.opts.cacheDir, {networkName: conf.name, containerId: given.containerId, ifName: given.ifName})
+    // a journal entry (an ADD that did not finish) is not a cached result
+    const cached = entry && !entry.pending ? entry : undefined
+    // the configs are parsed once, with the args the ADD ran with
+    const rt = {...given, args: cached?.cniArgs ?? given.args, capabilityArgs: cached?.capabilityArgs ?? given.capabilityArgs}
+    const {rt: effective, chain} = this.validate('CHECK', conf, rt)
     if (!versionAtLeast(conf.cniVersion, '0.4.0')) {
       throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `configuration version "${conf.cniVersion}" does not support the CHECK command`)
     }
     if (conf.disableCheck) return
-    await this.requireProgramsOf(conf)
-    const entry = readAttachment(this.opts.cacheDir, {networkName: conf.name, containerId: rt.containerId, ifName: rt.ifName})
-    // a journal entry (an ADD that did not finish) is not a cached result
-    const cached = entry && !entry.pending ? entry : undefined
+    requireProgramsOf(chain, conf.name)
     if (!cached?.result) {
       throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `no cached result for network "${conf.name}"`, `container ${rt.containerId} ifname ${rt.ifName} was not added`)
     }
     const prev = toInternalResult(cached.result)
-    const effective = await this.validate(conf, {...rt, args: cached.cniArgs ?? rt.args, capabilityArgs: cached.capabilityArgs ?? rt.capabilityArgs})
-    for (const plugin of conf.plugins) {
+    for (const [i, plugin] of conf.plugins.entries()) {
       try {
-        await this.invoke('CHECK', conf, plugin, prev, effective, closedFirewall())
+        await this.run('CHECK', chain[i]!, stdinFor(conf, plugin, prev, effective), effective, closedFirewall())
       } catch (err) {
         throw wrap(err, `plugin type="${plugin.type}" failed (check)`)
       }
@@ -317,13 +315,14 @@ export class CniRuntime {
     const validAttachments = valid ? valid.map((v) => ({containerID: v.containerId, ifname: v.ifName})) : survivors
     const nf = this.firewall()
     try {
-      for (const plugin of conf.plugins) {
-        const embedded = this.mode === 'embedded' ? await loadEmbedded(plugin.type) : undefined
+      const rt = {containerId: '', netns: '', ifName: ''}
+      for (const [i, plugin] of conf.plugins.entries()) {
+        const embedded = this.mode === 'embedded' ? embeddedPlugin(plugin.type) : undefined
         if (!embedded && !versionAtLeast(conf.cniVersion, '1.1.0')) continue
         if (embedded && !embedded.gc) continue
         const stdin: PluginNetConf = {...plugin, name: conf.name, cniVersion: conf.cniVersion, 'cni.dev/valid-attachments': validAttachments}
         try {
-          await this.invokeOne('GC', stdin, {containerId: '', netns: '', ifName: ''}, nf)
+          await this.run('GC', parsePlugin(stdin, `plugins[${i}]`, parseContext('GC', rt), this.mode === 'embedded'), stdin, rt, nf)
         } catch (err) {
           report.errors.push(`failed to GC plugin ${plugin.type}: ${(err as Error).message}`)
         }
@@ -342,8 +341,13 @@ export class CniRuntime {
   async statusNetworkList(net: NetList | LoadedConf): Promise<void> {
     const {conf} = net
     if (!versionAtLeast(conf.cniVersion, '1.1.0')) return
-    for (const plugin of conf.plugins) {
-      await this.invokeOne('STATUS', {...plugin, name: conf.name, cniVersion: conf.cniVersion}, {containerId: '', netns: '', ifName: ''}, closedFirewall())
+    const rt = {containerId: '', netns: '', ifName: ''}
+    for (const [i, plugin] of conf.plugins.entries()) {
+      const embedded = this.mode === 'embedded' ? embeddedPlugin(plugin.type) : undefined
+      // an embedded plugin without STATUS is available: its config is not read
+      if (embedded && !embedded.status) continue
+      const stdin: PluginNetConf = {...plugin, name: conf.name, cniVersion: conf.cniVersion}
+      await this.run('STATUS', parsePlugin(stdin, `plugins[${i}]`, parseContext('STATUS', rt), this.mode === 'embedded'), stdin, rt, closedFirewall())
     }
   }
 
@@ -355,7 +359,7 @@ export class CniRuntime {
    * one is asked by the CNI protocol.
    */
   async versionInfo(type: string): Promise<{cniVersion: string; supportedVersions: string[]}> {
-    if (this.mode === 'embedded' && (await loadEmbedded(type))) {
+    if (this.mode === 'embedded' && embeddedPlugin(type)) {
       return {cniVersion: '1.1.0', supportedVersions: [...SUPPORTED_VERSIONS]}
     }
     const path = findInPath(type, this.opts.cniPath)
@@ -373,13 +377,8 @@ export class CniRuntime {
 
   // ---- plumbing --------------------------------------------------------
 
-  /**
-   * Parses the whole request before anything runs (validate.ts): names,
-   * CNI_ARGS, capability args and the conflist entry of every embedded
-   * plugin. Returns the runtime conf with the capability args in canonical
-   * form; a refusal names the field and leaves nothing behind.
-   */
-  private async validate(conf: NetConfList, rt: RuntimeConf): Promise<RuntimeConf> {
+  /** The request's names and version, checked before anything is parsed. */
+  private checkNames(conf: NetConfList, rt: RuntimeConf): void {
     validateNetworkName(conf.name)
     assertSupportedVersion(conf.cniVersion)
     validateContainerId(rt.containerId)
@@ -387,36 +386,18 @@ export class CniRuntime {
     if (!Array.isArray(conf.plugins) || conf.plugins.length === 0) {
       throw new CniError(CNI_ERR.INVALID_NETCONF, `network "${conf.name}" has no plugins`)
     }
-    const embedded = new Set<string>()
-    if (this.mode === 'embedded') for (const p of conf.plugins) if (typeof p?.type === 'string' && (await loadEmbedded(p.type))) embedded.add(p.type)
-    const capabilityArgs = validate.request(conf, rt, (t) => embedded.has(t))
-    return capabilityArgs === undefined ? rt : {...rt, capabilityArgs}
   }
 
   /**
-   * Runs each embedded plugin's own config parser (ranges that overlap, a
-   * requested IP outside every range, a VLAN out of range...) on the stdin it
-   * will get, then its embedded IPAM plugin's, before the first plugin of the
-   * chain does any work.
+   * Parses the whole request before anything runs (chain.ts): names,
+   * CNI_ARGS, capability args and the entry of every plugin, each embedded
+   * one by its own parser, once. Returns the runtime conf with the capability
+   * args in canonical form and the parsed chain; a refusal that names a
+   * field leaves nothing behind.
    */
-  private async precheckPlugins(conf: NetConfList, rt: RuntimeConf): Promise<void> {
-    if (this.mode !== 'embedded') return
-    for (const plugin of conf.plugins) {
-      const embedded = await loadEmbedded(plugin.type)
-      if (!embedded) continue
-      // then its embedded IPAM plugin's checks, on the main plugin's netconf
-      // (what invokeIpam will hand it); an exec'd main plugin execs its own IPAM
-      const ipamType = plugin.ipam?.type
-      const ipam = typeof ipamType === 'string' && ipamType ? await loadEmbedded(ipamType) : undefined
-      if (!embedded.precheck && !ipam?.precheck) continue
-      const req = this.request('ADD', this.stdinFor(conf, plugin, undefined, rt), rt, closedFirewall())
-      try {
-        await embedded.precheck?.(req)
-        await ipam?.precheck?.(req)
-      } catch (err) {
-        throw wrap(err, `plugin type="${plugin.type}" failed (add)`)
-      }
-    }
+  private validate(command: CniCommand, conf: NetConfList, rt: RuntimeConf): {rt: RuntimeConf; chain: ParsedPlugin[]} {
+    this.checkNames(conf, rt)
+    return parseRequest(command, conf, rt, this.mode === 'embedded')
   }
 
   /**
@@ -429,29 +410,9 @@ export class CniRuntime {
     return firewallBackend().open({lockPath: this.opts.iptablesLockPath})
   }
 
-  /**
-   * Fails before anything runs when a program an embedded plugin of the chain
-   * needs is not installed (one line naming it and its Debian package), so a
-   * missing `nft` or `iptables-restore` never leaves a half-done ADD or DEL.
-   */
-  private async requireProgramsOf(conf: NetConfList): Promise<void> {
-    if (this.mode !== 'embedded') return
-    for (const p of conf.plugins) {
-      // an exec'd main plugin execs its IPAM plugin itself
-      if (!(await loadEmbedded(p.type))) continue
-      for (const type of [p.type, p.ipam?.type]) {
-        if (typeof type !== 'string' || !(await loadEmbedded(type))) continue
-        requirePrograms(programsFor(type, p), `by the ${type} plugin of network "${conf.name}"`)
-      }
-    }
-  }
-
   /** Fails before anything runs when a plugin of the chain cannot be found. */
-  private async resolvePlugins(conf: NetConfList): Promise<void> {
-    for (const p of conf.plugins) {
-      const embedded = this.mode === 'embedded' ? await loadEmbedded(p.type) : undefined
-      if (!embedded) findInPath(p.type, this.opts.cniPath)
-    }
+  private resolvePlugins(chain: ParsedPlugin[]): void {
+    for (const p of chain) if (!p.plugin) findInPath(p.type, this.opts.cniPath)
   }
 
   private cacheEntry(net: NetList, rt: RuntimeConf): CacheRecord {
@@ -467,35 +428,7 @@ export class CniRuntime {
     }
   }
 
-  /** Builds one plugin's stdin as libcni's buildOneConfig does, then runs it. */
-  private async invoke(
-    command: CniCommand,
-    conf: NetConfList,
-    plugin: PluginConf,
-    prev: CniResult | undefined,
-    rt: RuntimeConf,
-    nf: FirewallTx,
-  ): Promise<CniResult | undefined> {
-    return this.invokeOne(command, this.stdinFor(conf, plugin, prev, rt), rt, nf)
-  }
-
-  private stdinFor(conf: NetConfList, plugin: PluginConf, prev: CniResult | undefined, rt: RuntimeConf): PluginNetConf {
-    const stdin: PluginNetConf = {...plugin, name: conf.name, cniVersion: conf.cniVersion}
-    if (prev) stdin.prevResult = prev
-    const rc: Record<string, unknown> = {}
-    for (const [cap, on] of Object.entries(plugin.capabilities ?? {})) {
-      if (on && rt.capabilityArgs && cap in rt.capabilityArgs) rc[cap] = rt.capabilityArgs[cap]
-    }
-    if (Object.keys(rc).length > 0) stdin.runtimeConfig = rc
-    return stdin
-  }
-
-  private request(
-    command: CniCommand,
-    stdin: PluginNetConf,
-    rt: Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>,
-    nf: FirewallTx,
-  ): PluginRequest {
+  private request(command: CniCommand, p: ParsedPlugin, stdin: PluginNetConf, rt: Invocation, nf: FirewallTx): PluginRequest {
     const args = rt.args ?? []
     return {
       command,
@@ -506,56 +439,46 @@ export class CniRuntime {
       args,
       cniPath: this.opts.cniPath,
       config: stdin,
-      invokeIpam: (cmd, ipamConf) => {
-        const type = ipamConf.ipam?.type
-        if (!type) return Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))
-        return this.invokeOne(cmd, ipamConf, rt, nf, type)
-      },
-      invokeDelegate: (cmd, conf) => this.invokeOne(cmd, conf, rt, nf),
+      // the IPAM plugin gets the main plugin's netconf unchanged, as ipam.ExecAdd does
+      invokeIpam: (cmd) => (p.ipam ? this.run(cmd, p.ipam, stdin, rt, nf) : Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))),
+      invokeDelegate: async (cmd, conf) => this.run(cmd, parsePlugin(conf, `${p.at}.delegate`, parseContext(cmd, rt), this.mode === 'embedded'), conf, rt, nf),
       firewall: nf,
     }
   }
 
   /**
-   * Runs one plugin. `type` picks the plugin; it differs from stdin.type when
-   * a main plugin delegates to its IPAM plugin (which gets the main plugin's
-   * config unchanged, as ipam.ExecAdd does).
+   * Runs one plugin with its parsed config: in-process for an embedded type,
+   * else exec'd from CNI_PATH by the CNI protocol with `stdin`.
    */
-  private async invokeOne(
-    command: CniCommand,
-    stdin: PluginNetConf,
-    rt: Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>,
-    nf: FirewallTx,
-    type = stdin.type,
-  ): Promise<CniResult | undefined> {
-    const args = rt.args ?? []
-    const embedded = this.mode === 'embedded' ? await loadEmbedded(type) : undefined
+  private async run(command: CniCommand, p: ParsedPlugin, stdin: PluginNetConf, rt: Invocation, nf: FirewallTx): Promise<CniResult | undefined> {
+    const embedded = p.plugin
     if (!embedded) {
-      const path = findInPath(type, this.opts.cniPath)
+      const path = findInPath(p.type, this.opts.cniPath)
       const wire = stdin.prevResult ? {...stdin, prevResult: resultAsVersion(stdin.prevResult, stdin.cniVersion)} : stdin
       return execPlugin(
         path,
         JSON.stringify(wire),
-        {command, containerId: rt.containerId, netns: rt.netns, ifName: rt.ifName, args, cniPath: this.opts.cniPath},
+        {command, containerId: rt.containerId, netns: rt.netns, ifName: rt.ifName, args: rt.args ?? [], cniPath: this.opts.cniPath},
         this.opts.execTimeoutMs,
       )
     }
-    const req = this.request(command, stdin, rt, nf)
     try {
+      if (p.error !== undefined) throw p.error
+      const req = this.request(command, p, stdin, rt, nf)
       switch (command) {
         case 'ADD':
-          return await embedded.add(req)
+          return await embedded.add(req, p.conf)
         case 'DEL':
-          await embedded.del(req)
+          await embedded.del(req, p.conf)
           return undefined
         case 'CHECK':
-          await embedded.check(req)
+          await embedded.check(req, p.conf)
           return undefined
         case 'GC':
-          await embedded.gc?.(req)
+          await embedded.gc?.(req, p.conf)
           return undefined
         case 'STATUS':
-          await embedded.status?.(req)
+          await embedded.status?.(req, p.conf)
           return undefined
         default:
           throw new CniError(CNI_ERR.INVALID_ENV, `unknown command ${command}`)
@@ -566,9 +489,12 @@ export class CniRuntime {
   }
 }
 
+/** The CNI_* values of one invocation. */
+type Invocation = Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>
+
 /**
- * A transaction that takes no changes, for the invocations that only read
- * (CHECK, STATUS, the ADD's precheck): a change on it throws.
+ * A transaction that takes no plans, for the invocations that only read
+ * (CHECK, STATUS): a plan() on it throws.
  */
 function closedFirewall(): FirewallTx {
   return firewallBackend().closed()

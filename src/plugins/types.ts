@@ -134,19 +134,27 @@ export interface PluginRequest {
   args: Array<[string, string]>
   /** CNI_PATH split on ':' */
   cniPath: string[]
+  /**
+   * The stdin netconf as built for this invocation (prevResult, runtimeConfig).
+   * Its fields are already parsed: the plugin gets them typed as its second
+   * argument; what depends on prevResult is read from here at run time.
+   */
   config: PluginNetConf
   /**
-   * Delegates to the IPAM plugin named by `conf.ipam.type`, like the reference
-   * plugins' ipam.ExecAdd/ExecDel: pass the plugin's WHOLE netconf (normally
-   * `req.config`, it carries `ipam`, `name`, `cniVersion`, `runtimeConfig`,
-   * `args`). ADD returns the IPAM result in 1.x form; DEL/CHECK return undefined.
+   * Delegates to the IPAM plugin named by this netconf's `ipam.type`, like the
+   * reference plugins' ipam.ExecAdd/ExecDel: the IPAM plugin gets the main
+   * plugin's whole netconf (`req.config`), its config parsed by the runtime
+   * with the main plugin's. ADD returns the IPAM result in 1.x form;
+   * DEL/CHECK/GC return undefined.
    */
-  invokeIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC', conf: PluginNetConf): Promise<CniResult | undefined>
+  invokeIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC'): Promise<CniResult | undefined>
   /**
    * Delegates to the plugin named by `conf.type` with `conf` as its whole
    * stdin (embedded or exec'd), as a meta plugin does with invoke.DelegateAdd
-   * (flannel's CNI plugin delegates to bridge this way). Same attachment,
-   * same firewall transaction. ADD returns its result; DEL/CHECK undefined.
+   * (flannel's CNI plugin delegates to bridge this way). The runtime parses
+   * `conf` once with that plugin's `parse` (and its IPAM plugin's). Same
+   * attachment, same firewall transaction. ADD returns its result; DEL/CHECK
+   * undefined.
    */
   invokeDelegate(command: 'ADD' | 'DEL' | 'CHECK', conf: PluginNetConf): Promise<CniResult | undefined>
   /**
@@ -154,24 +162,41 @@ export interface PluginRequest {
    * (kernel/netfilter/firewall.ts): the plugin states what it needs
    * (masquerade, published ports, accepted forwarding) on it; the runtime
    * commits it, with what the other plugins stated, once the whole chain has
-   * succeeded (nothing is applied when it fails). CHECK, STATUS and the
-   * ADD's precheck only read: they get a closed one, whose changes throw
-   * and whose checks work.
+   * succeeded (nothing is applied when it fails). CHECK and STATUS only
+   * read: they get a closed one, whose changes throw and whose checks work.
    */
   firewall: FirewallTx
 }
 
-/** An in-process plugin. Results are returned in 1.x form. */
-export interface EmbeddedPlugin {
-  /**
-   * The ADD's config checks that touch nothing (its config parser, on the
-   * stdin it will get): the runtime runs them for every plugin of the chain
-   * before the first one does any work.
-   */
-  precheck?(req: PluginRequest): Promise<void> | void
-  add(req: PluginRequest): Promise<CniResult>
-  del(req: PluginRequest): Promise<void>
-  check(req: PluginRequest): Promise<void>
-  gc?(req: PluginRequest): Promise<void>
-  status?(req: PluginRequest): Promise<void>
+/** What a plugin's `parse` knows of the invocation besides its netconf. */
+export interface ParseContext {
+  command: CniCommand
+  containerId: string
+  ifName: string
+  /** CNI_ARGS pairs */
+  args: Array<[string, string]>
+}
+
+/**
+ * An in-process plugin, owning its config: `parse` turns the stdin netconf
+ * (the conflist entry with name, cniVersion, runtimeConfig; no prevResult)
+ * into the typed config C, and the runtime parses every entry of a chain
+ * once, before the first plugin runs, then hands each plugin its C.
+ *
+ * `parse` refuses a field a user can fix with fields.ts's InvalidField,
+ * named under `at` (`plugins[1].ingressPolicy`); the runtime refuses those
+ * before anything runs, for every command. Its other errors are the plugin's
+ * own (the reference plugin's wording): an ADD fails with them before the
+ * chain starts; a DEL, CHECK or GC fails that plugin's step. Checks that only
+ * an ADD makes (ctx.command) belong in `parse` too. Results are 1.x.
+ */
+export interface EmbeddedPlugin<C = unknown> {
+  parse(conf: PluginNetConf, at: string, ctx: ParseContext): C
+  /** The programs the plugin runs with this config (the runtime refuses a request when one is missing). */
+  programs(conf: C): string[]
+  add(req: PluginRequest, conf: C): Promise<CniResult>
+  del(req: PluginRequest, conf: C): Promise<void>
+  check(req: PluginRequest, conf: C): Promise<void>
+  gc?(req: PluginRequest, conf: C): Promise<void>
+  status?(req: PluginRequest, conf: C): Promise<void>
 }

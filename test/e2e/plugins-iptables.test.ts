@@ -30,7 +30,13 @@ const dist = process.argv[2]
 const input = JSON.parse(readFileSync(0, 'utf8'))
 const load = (rel) => import(pathToFileURL(join(dist, rel)).href)
 const ipt = await load('kernel/netfilter/iptables/index.js')
-const plugins = {portmap: (await load('plugins/portmap/index.js')).default, firewall: (await load('plugins/firewall/index.js')).default}
+const pmMod = await load('plugins/portmap/index.js')
+const fwMod = await load('plugins/firewall/index.js')
+const plugins = {portmap: pmMod.default, firewall: fwMod.default}
+// the reference-compatible part of each plugin's parse: the variants here are
+// compared with the reference plugins, which do not refuse by field name
+// (the runtime does, before any plugin runs)
+const referenceParse = {portmap: (c, cid) => pmMod.loadPortMapConf(c, cid), firewall: (c) => fwMod.parseFirewallConf(c)}
 const {execFileSync} = await import('node:child_process')
 const out = []
 const lockPath = process.env.CTRNET_IPTABLES_LOCK
@@ -78,7 +84,8 @@ async function doStep(step, nf) {
         cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config: step.config,
         invokeIpam: async () => { throw new Error('no ipam here') }, firewall: nf}
       const p = plugins[step.plugin]
-      return step.command === 'ADD' ? await p.add(req) : step.command === 'DEL' ? await p.del(req) : await p.check(req)
+      const conf = referenceParse[step.plugin](step.config, req.containerId)
+      return step.command === 'ADD' ? await p.add(req, conf) : step.command === 'DEL' ? await p.del(req, conf) : await p.check(req, conf)
     }
     return undefined
 }

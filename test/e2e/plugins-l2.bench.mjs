@@ -20,7 +20,7 @@ if (process.argv[2] === '--child') {
   const spawned = {n: 0, names: {}}
   cp.spawn = function (file, ...rest) { spawned.n++; spawned.names[file] = (spawned.names[file] ?? 0) + 1; return origSpawn.call(this, file, ...rest) }
   syncBuiltinESMExports()
-  const {loadEmbedded} = await import(pathToFileURL(join(dist, 'plugins/registry/index.js')).href)
+  const {embeddedPlugin} = await import(pathToFileURL(join(dist, 'plugins/registry/index.js')).href)
   const {iptablesBackend} = await import(pathToFileURL(join(dist, 'kernel/netfilter/iptables/index.js')).href)
   // one firewall transaction per plugin command, committed when it succeeded (as the runtime does)
   const viaTx = async (fn) => {
@@ -33,12 +33,20 @@ if (process.argv[2] === '--child') {
       nf.release()
     }
   }
-  const br = await loadEmbedded('bridge')
-  const hl = await loadEmbedded('host-local')
+  const br = embeddedPlugin('bridge')
+  const hl = embeddedPlugin('host-local')
   const conf = (ipam) => ({cniVersion: '1.0.0', name: 'h2xbench', type: 'bridge', bridge: 'h2xbr0', isGateway: true, ipMasq: masq === '1', hairpinMode: true,
     ipam: {type: 'host-local', ranges: [[{subnet: '10.73.0.0/24', gateway: '10.73.0.1'}]], routes: [{dst: '0.0.0.0/0'}], dataDir: ipam}})
+  // each plugin parses its config once per request, as the runtime has it do
+  const parse = (p, command, config, cid) => p.parse(config, 'plugins[0]', {command, containerId: cid, ifName: 'eth0', args: []})
   const req = (command, config, cid, firewall) => ({command, containerId: cid, netns, ifName: 'eth0', cniArgs: '', args: [], cniPath: ['/usr/lib/cni'], config, firewall,
-    invokeIpam: async (c, cf) => (c === 'ADD' ? hl.add(req(c, cf, cid, firewall)) : c === 'DEL' ? void (await hl.del(req(c, cf, cid, firewall))) : hl.check(req(c, cf, cid, firewall)))})
+    invokeIpam: async (c) => {
+      const r = req(c, config, cid, firewall)
+      const hc = parse(hl, c, config, cid)
+      return c === 'ADD' ? hl.add(r, hc) : c === 'DEL' ? void (await hl.del(r, hc)) : hl.check(r, hc)
+    }})
+  const brAdd = (config, cid, nf) => br.add(req('ADD', config, cid, nf), parse(br, 'ADD', config, cid))
+  const brDel = (config, cid, nf) => br.del(req('DEL', config, cid, nf), parse(br, 'DEL', config, cid))
   const exec = (command, cid, cf) => new Promise((res, rej) => {
     const ch = origSpawn('/usr/lib/cni/bridge', [], {env: {...process.env, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni'}})
     let out = ''
@@ -49,17 +57,17 @@ if (process.argv[2] === '--child') {
   const refAdd = [], refDel = []
   const ours = [], refs = [], addT = [], delT = [], spawnsAdd = [], spawnsDel = []
   // warm up both (module loading, page cache), and let the bridge + gateway exist
-  { const r = await viaTx((nf) => br.add(req('ADD', conf(join(dir, 'o')), 'w1', nf))); await viaTx((nf) => br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, 'w1', nf))) }
+  { const r = await viaTx((nf) => brAdd(conf(join(dir, 'o')), 'w1', nf)); await viaTx((nf) => brDel({...conf(join(dir, 'o')), prevResult: r}, 'w1', nf)) }
   { const cf = conf(join(dir, 'r')); const out = await exec('ADD', 'w2', cf); await exec('DEL', 'w2', {...cf, prevResult: JSON.parse(out)}) }
   // One side each; each records into its own arrays, whichever order it runs in.
   // Only runOurs spawns through the counted cp.spawn (the reference uses origSpawn).
   const runOurs = async (i) => {
     const t = performance.now()
     const s0 = spawned.n
-    const r = await viaTx((nf) => br.add(req('ADD', conf(join(dir, 'o')), `o${i}`, nf)))
+    const r = await viaTx((nf) => brAdd(conf(join(dir, 'o')), `o${i}`, nf))
     const t1 = performance.now()
     const s1 = spawned.n
-    await viaTx((nf) => br.del(req('DEL', {...conf(join(dir, 'o')), prevResult: r}, `o${i}`, nf)))
+    await viaTx((nf) => brDel({...conf(join(dir, 'o')), prevResult: r}, `o${i}`, nf))
     const t2 = performance.now()
     ours.push(t2 - t); addT.push(t1 - t); delT.push(t2 - t1); spawnsAdd.push(s1 - s0); spawnsDel.push(spawned.n - s1)
   }

@@ -10,7 +10,7 @@ import {performance} from 'node:perf_hooks'
 const dist = process.argv[2]
 const input = JSON.parse(readFileSync(0, 'utf8'))
 const load = async (rel) => import(pathToFileURL(join(dist, rel)).href)
-const {loadEmbedded} = await load('plugins/registry/index.js')
+const {parsePlugin} = await load('libcni/chain.js')
 const ipmod = await load('kernel/ip/batch.js')
 const {iptablesBackend} = await load('kernel/netfilter/iptables/index.js')
 
@@ -21,7 +21,18 @@ function parseArgs(s) {
   })
 }
 
-function request(inp, config, firewall) {
+// What the runtime does before it runs a plugin: the plugin parses its
+// netconf once (then its embedded IPAM plugin, on the same netconf); an ADD
+// fails with a refusal of either before any work.
+function parse(inp, command, config) {
+  const ctx = {command, containerId: inp.containerId, ifName: inp.ifName ?? 'eth0', args: parseArgs(inp.cniArgs)}
+  const p = parsePlugin(config, 'plugins[0]', ctx, true)
+  if (!p.plugin) throw new Error(`no embedded plugin ${config.type}`)
+  if (command === 'ADD' && p.ipam?.error !== undefined) throw p.ipam.error
+  return p
+}
+
+function request(inp, p, config, firewall) {
   return {
     command: inp.command,
     containerId: inp.containerId,
@@ -32,24 +43,20 @@ function request(inp, config, firewall) {
     cniPath: ['/usr/lib/cni'],
     config,
     firewall,
-    async invokeIpam(command, conf) {
-      const p = await loadEmbedded(conf.ipam.type)
-      if (!p) throw new Error(`no embedded ipam ${conf.ipam.type}`)
-      const r = request({...inp, command}, conf, firewall)
-      if (command === 'ADD') return p.add(r)
-      if (command === 'DEL') return void (await p.del(r))
-      if (command === 'CHECK') return void (await p.check(r))
+    async invokeIpam(command) {
+      if (!p.ipam?.plugin) throw new Error(`no embedded ipam ${config.ipam?.type}`)
+      return run(p.ipam, {...inp, command}, config, firewall)
     },
   }
 }
 
-// What the runtime runs before an ADD chain: the plugin's own config checks,
-// then its embedded IPAM plugin's, on the plugin's netconf.
-async function precheck(plugin, req) {
-  await plugin.precheck?.(req)
-  const type = req.config.ipam?.type
-  const ipam = typeof type === 'string' && type ? await loadEmbedded(type) : undefined
-  await ipam?.precheck?.(req)
+/** One command of a parsed plugin, as the runtime runs it. */
+async function run(p, inp, config, firewall) {
+  if (p.error !== undefined) throw p.error
+  const r = request(inp, p, config, firewall)
+  if (inp.command === 'ADD') return p.plugin.add(r, p.conf)
+  if (inp.command === 'DEL') return void (await p.plugin.del(r, p.conf))
+  if (inp.command === 'CHECK') return void (await p.plugin.check(r, p.conf))
 }
 
 // As the runtime does: one firewall transaction per plugin command, committed
@@ -67,19 +74,19 @@ async function inTx(fn) {
 
 const t0 = performance.now()
 try {
-  const plugin = await loadEmbedded(input.plugin)
-  if (!plugin) throw new Error(`no embedded plugin ${input.plugin}`)
-  const req = (nf) => request(input, input.config, nf)
-  if (input.command === 'ADD' || input.command === 'ADDDEL') await precheck(plugin, req(undefined))
+  if (input.plugin !== input.config.type) throw new Error(`no embedded plugin ${input.plugin}`)
+  const cmd = (command, config, nf) => run(parse(input, command, config), {...input, command}, config, nf)
+  // an ADD's refusals come before any work
+  if (input.command === 'ADD' || input.command === 'ADDDEL') parse(input, 'ADD', input.config)
   let result
   const rounds = input.rounds ?? 1
   for (let i = 0; i < rounds; i++) {
-    if (input.command === 'ADD') result = await inTx((nf) => plugin.add(req(nf)))
-    else if (input.command === 'DEL') await inTx((nf) => plugin.del(req(nf)))
-    else if (input.command === 'CHECK') await plugin.check(req(undefined))
+    if (input.command === 'ADD') result = await inTx((nf) => cmd('ADD', input.config, nf))
+    else if (input.command === 'DEL') await inTx((nf) => cmd('DEL', input.config, nf))
+    else if (input.command === 'CHECK') await cmd('CHECK', input.config, undefined)
     else if (input.command === 'ADDDEL') {
-      const r = await inTx((nf) => plugin.add({...req(nf), command: 'ADD'}))
-      await inTx((nf) => plugin.del({...req(nf), command: 'DEL', config: {...input.config, prevResult: r}}))
+      const r = await inTx((nf) => cmd('ADD', input.config, nf))
+      await inTx((nf) => cmd('DEL', {...input.config, prevResult: r}, nf))
     }
   }
   process.stdout.write(JSON.stringify({ok: true, result, spawns: ipmod.spawnStats.count, ms: performance.now() - t0}))

@@ -1,6 +1,7 @@
 import {describe, expect, it} from 'vitest'
 import {Ruleset, Tx, saveForm} from '../../src/kernel/netfilter/iptables/index.js'
-import {assertSysctlKey, assertSysctlValue, renderBatch} from '../../src/kernel/ip/batch.js'
+import {renderBatch} from '../../src/kernel/ip/batch.js'
+import {assertSysctlKey, assertSysctlValue} from '../../src/kernel/tokens.js'
 import {cmdLinkSet, cmdVethAdd} from '../../src/kernel/ip/link.js'
 import {cmdAddrAdd} from '../../src/kernel/ip/addr.js'
 import {nftBaseChain, nftQuoted, renderNft} from '../../src/kernel/netfilter/nft.js'

@@ -111,7 +111,7 @@ describe('garbage under the lock', () => {
     writeFileSync(join(dir, '.10.9.0.31.00112233aabb.tmp'), '')
     writeFileSync(join(dir, '10.9.0.32'), 'live\r\neth0')
     writeFileSync(join(dir, '10.9.0.33'), 'dead\r\neth0')
-    await hostLocal.gc!(gcReq(conf, [{containerID: 'live', ifname: 'eth0'}]))
+    await hostLocal.gc!(gcReq(conf, [{containerID: 'live', ifname: 'eth0'}]), hostLocal.parse(conf, 'plugins[0]', {command: 'GC', containerId: '', ifName: '', args: []}))
     expect(entries(dir)).toEqual(['10.9.0.32'])
   })
 

@@ -15,8 +15,7 @@ import {validateConflist} from '../../src/netconf/schema.js'
 import {defaultCreateOptions, renderNetwork} from '../../src/netconf/render.js'
 import {confSubnets, parseCidr as netconfCidr} from '../../src/netconf/subnet.js'
 import {isOverlayType, loadOverlayConf, OVERLAY_TYPE} from '../../src/services/overlay/config.js'
-import {programsFor} from '../../src/plugins/programs.js'
-import {loadEmbedded} from '../../src/plugins/registry/index.js'
+import {embeddedPlugin} from '../../src/plugins/registry/index.js'
 import {vtepMac, vtepOf} from '../../src/services/overlay/dataplane.js'
 import {candidateSlices, parseRecord, sliceKey} from '../../src/services/overlay/lease.js'
 import {bridgeConfFor} from '../../src/plugins/overlay/index.js'
@@ -147,11 +146,15 @@ describe('the overlay plugin type', () => {
   })
 
   it('either type runs in-process, needs the same programs, and claims its subnet', async () => {
-    const embedded = await loadEmbedded('overlay')
+    const embedded = embeddedPlugin('overlay')
     expect(embedded).toBeDefined()
-    expect(await loadEmbedded('ctrnet-overlay')).toBe(embedded)
-    expect(programsFor('ctrnet-overlay', {type: 'ctrnet-overlay'})).toEqual(programsFor('overlay', {type: 'overlay'}))
-    expect(programsFor('ctrnet-overlay', {type: 'ctrnet-overlay'})).toContain('bridge')
+    expect(embeddedPlugin('ctrnet-overlay')).toBe(embedded)
+    const programsOf = (type: string) => {
+      const p = embeddedPlugin(type)!
+      return p.programs(p.parse({type, name: 'o', cniVersion: '1.0.0', etcd: 'http://10.0.0.10:2379', vni: 42, subnet: '10.200.0.0/16'}, 'plugins[0]', {command: 'ADD', containerId: 'c', ifName: 'eth0', args: []}))
+    }
+    expect(programsOf('ctrnet-overlay')).toEqual(programsOf('overlay'))
+    expect(programsOf('ctrnet-overlay')).toContain('bridge')
     for (const type of ['ctrnet-overlay', 'overlay']) {
       const conf = {cniVersion: '1.0.0', name: 'o', plugins: [{type, subnet: '10.200.0.0/16'}]} as NetConfList
       expect(confSubnets(conf).map((c) => c.network)).toEqual(['10.200.0.0/16'])

@@ -1,6 +1,11 @@
 import {describe, expect, it} from 'vitest'
-import * as v from '../../src/libcni/validate.js'
+import * as validate from '../../src/libcni/validate.js'
+import {parseRequest} from '../../src/libcni/chain.js'
+import * as fields from '../../src/plugins/fields.js'
 import type {NetConfList} from '../../src/plugins/types.js'
+
+// the scalars live in plugins/fields.ts, the request's own values in validate.ts
+const v = {...validate, ...fields}
 
 const HOSTILE = ['x\n--flush', 'x -j ACCEPT', 'x ! -s 10.91.0.7', 'x"', "x'", 'x#', 'x\0', 'x'.repeat(5000), 'tcp\u2028', 'ＡＤＭＩＮ']
 
@@ -18,7 +23,8 @@ function refusal(fn: () => unknown): string {
 
 const chain = (plugins: Array<Record<string, unknown>>): NetConfList => ({cniVersion: '1.0.0', name: 'n', plugins} as unknown as NetConfList)
 const bridge = {type: 'bridge', bridge: 'br0', ipam: {type: 'host-local', ranges: [[{subnet: '10.1.0.0/24'}]]}}
-const req = (c: NetConfList, rt: Partial<Parameters<typeof v.request>[1]> = {}) => v.request(c, {containerId: 'c', ifName: 'eth0', ...rt}, () => true)
+// the request's values and every embedded plugin's entry, parsed as the runtime does before a chain
+const req = (c: NetConfList, rt: Partial<Parameters<typeof v.request>[1]> = {}) => parseRequest('ADD', c, {containerId: 'c', ifName: 'eth0', ...rt}, true).rt.capabilityArgs
 
 describe('validate: typed values', () => {
   it('parses protocols case-insensitively and nothing else', () => {
@@ -92,7 +98,7 @@ describe('validate: the whole request', () => {
   })
   it('leaves fields of exec\'d plugins to those plugins', () => {
     const c = chain([{type: 'macvlan', master: 'eth0 whatever'}])
-    expect(() => v.request(c, {containerId: 'c', ifName: 'eth0'}, () => false)).not.toThrow()
+    expect(() => parseRequest('ADD', c, {containerId: 'c', ifName: 'eth0'}, false)).not.toThrow()
   })
 })
 

@@ -3,10 +3,6 @@ import {Address4, Address6} from 'ip-address'
 import {nsenterArgv} from '../netns.js'
 import {UnsafeTokenError, assertSysctlKey, assertSysctlValue, ifNameFault, showToken, valueFault} from '../tokens.js'
 
-// the sysctl checks live with the other token checks (../tokens.ts); the
-// nsenter batch writes sysctls, and callers found them here
-export {assertSysctlKey, assertSysctlValue}
-
 /**
  * iproute2 in batch mode: one process runs many commands, read from stdin.
  *

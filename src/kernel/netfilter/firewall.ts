@@ -13,8 +13,8 @@
  * the whole chain has succeeded; a chain that fails is released without a
  * commit and has changed nothing. The change methods only record (under the
  * backend's lock, taken at the first one); the check methods only read, need
- * no lock and work on a closed transaction too (CHECK, STATUS and the ADD's
- * precheck get a closed one: a change on it throws).
+ * no lock and work on a closed transaction too (CHECK and STATUS
+ * get a closed one: a change on it throws).
  *
  * Removals take what identifies the container's rules (network name and
  * container id) and tolerate a host without IPv6.
@@ -131,6 +131,6 @@ export interface FirewallBackend {
   readonly programs: readonly string[]
   /** A new transaction for one chain; `lockPath` is the lock every ctrnet process takes to change the firewall. */
   open(opts?: {lockPath?: string}): FirewallTx
-  /** A transaction that takes no changes (its checks work): for CHECK, STATUS and the ADD's precheck. */
+  /** A transaction that takes no changes (its checks work): for CHECK and STATUS. */
   closed(): FirewallTx
 }

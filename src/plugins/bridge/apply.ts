@@ -8,7 +8,7 @@ import {cmdAddrShow, globalCidrs, type IpAddrLink} from '../../kernel/ip/addr.js
 import {bridgeVlanAdd} from '../../kernel/ip/vlan.js'
 import {spoofCheckSetup, spoofCheckTeardown} from '../../kernel/netfilter/spoofcheck.js'
 import type {FirewallTx} from '../../kernel/netfilter/firewall.js'
-import {checkAddConf, fail, loadBridgeConf, type BridgeConf} from './config.js'
+import {fail, type BridgeConf} from './config.js'
 import {
   addConf,
   copyIpam,
@@ -79,18 +79,17 @@ async function runOp(op: BridgeOp, fw?: FirewallTx): Promise<void> {
   }
 }
 
-export async function applyAdd(req: PluginRequest): Promise<CniResult> {
-  const n = addConf(loadBridgeConf(req.config, req.args))
+export async function applyAdd(req: PluginRequest, conf: BridgeConf): Promise<CniResult> {
+  const n = addConf(conf)
   const isL3 = n.ipamType !== ''
-  checkAddConf(n)
   const ifName = assertIfName(req.ifName)
   const netns = req.netns
   if (!netns || !netnsExists(netns)) throw fail(`failed to open netns "${netns}": no such file or directory`)
   if (!isNetns(netns)) throw fail(`failed to open netns "${netns}": not a network namespace`)
   // The reference treats an ipam section without type as layer 2; we refuse it.
   if (req.config.ipam !== undefined && !isL3) throw fail('ipam: missing "type" (remove the ipam section for a layer-2 only network)')
-  // Bad IPAM input must change nothing: the runtime ran the IPAM plugin's own
-  // config checks (its precheck) before this ADD.
+  // Bad IPAM input must change nothing: the runtime parsed the IPAM plugin's
+  // config (with an ADD's checks) before this ADD.
   if (linkExists(n.brName) && !isBridge(n.brName)) throw fail(`failed to create bridge "${n.brName}": "${n.brName}" already exists but is not a bridge`)
 
   let hostVeth = randomVethName()
@@ -119,8 +118,7 @@ export async function applyAdd(req: PluginRequest): Promise<CniResult> {
     }
     return r
   })()
-  const ipamConf = req.config
-  const ipamP: Promise<CniResult | undefined> = isL3 ? req.invokeIpam('ADD', ipamConf) : Promise.resolve(undefined)
+  const ipamP: Promise<CniResult | undefined> = isL3 ? req.invokeIpam('ADD') : Promise.resolve(undefined)
   const [hostR, ipamR] = await Promise.allSettled([hostP, ipamP])
 
   const ipamDone = ipamR.status === 'fulfilled' && isL3
@@ -129,7 +127,7 @@ export async function applyAdd(req: PluginRequest): Promise<CniResult> {
     if (vethMade) await ipBatch([cmdLinkDel(hostVeth)], {allowFailure: true})
     // a bridge we created and nobody else uses yet goes too (the reference keeps it)
     if (newBridge && isBridge(n.brName) && bridgePorts(n.brName).length === 0) await ipBatch([cmdLinkDel(n.brName)], {allowFailure: true})
-    if (ipamDone) await req.invokeIpam('DEL', ipamConf).catch(() => undefined)
+    if (ipamDone) await req.invokeIpam('DEL').catch(() => undefined)
   }
   if (hostR.status === 'rejected' || hostR.value.code !== 0) {
     const why = hostR.status === 'rejected' ? (hostR.reason as Error).message : batchError(hostR.value)
@@ -279,12 +277,11 @@ async function waitPortUp(hostVeth: string): Promise<void> {
   }
 }
 
-export async function applyDel(req: PluginRequest): Promise<void> {
-  const n = loadBridgeConf(req.config, req.args)
+export async function applyDel(req: PluginRequest, n: BridgeConf): Promise<void> {
   const isL3 = n.ipamType !== ''
   const prev = req.config.prevResult
   const ipamDel = async () => {
-    if (isL3) await req.invokeIpam('DEL', req.config)
+    if (isL3) await req.invokeIpam('DEL')
   }
   const masqTeardown = async (ips: {address: string}[] | undefined) => {
     if (isL3 && n.ipMasq) await masqDown(req.firewall, n.name, req.containerId, ips)

@@ -4,14 +4,13 @@ import {netnsExists} from '../../kernel/netns.js'
 import {assertIfName, type IpLink} from '../../kernel/ip/link.js'
 import {cmdAddrShow, networkOf, parseCidr, parseIp, type IpAddrLink} from '../../kernel/ip/addr.js'
 import {cmdRouteShowAll, mainRoutes, routeDst, type IpRoute} from '../../kernel/ip/route.js'
-import {fail, loadBridgeConf} from './config.js'
+import {fail, type BridgeConf} from './config.js'
 
 /** CHECK of bridge.go v1.1.1: the bridge, the veth pair, the container's addresses and routes against prevResult. */
-export async function checkBridge(req: PluginRequest): Promise<void> {
-  const n = loadBridgeConf(req.config, req.args)
+export async function checkBridge(req: PluginRequest, n: BridgeConf): Promise<void> {
   const netns = req.netns
   if (!netns || !netnsExists(netns)) throw fail(`failed to open netns "${netns}"`)
-  if (n.ipamType) await req.invokeIpam('CHECK', req.config)
+  if (n.ipamType) await req.invokeIpam('CHECK')
   const prev = req.config.prevResult
   if (!prev) throw fail('Required prevResult missing')
   const ifName = assertIfName(req.ifName)

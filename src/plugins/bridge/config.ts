@@ -1,6 +1,8 @@
-import {CniError, CNI_ERR, type CniDns, type PluginNetConf} from '../types.js'
+import {CniError, CNI_ERR, type CniDns, type ParseContext, type PluginConf, type PluginNetConf} from '../types.js'
 import {assertIfName, normalizeMac} from '../../kernel/ip/link.js'
 import {loadArgs} from '../cniargs.js'
+import * as f from '../fields.js'
+import {FIREWALL_PROGRAMS} from '../programs.js'
 
 /** The bridge plugin's netconf (bridge.go NetConf of v1.1.1), parsed and checked. */
 export interface BridgeConf {
@@ -76,4 +78,38 @@ export function loadBridgeConf(c: PluginNetConf, args: Array<[string, string]>):
 /** The checks of an ADD's config that touch nothing (hairpin and promiscuous mode exclude each other). */
 export function checkAddConf(n: BridgeConf): void {
   if (n.hairpinMode && n.promiscMode) throw fail('cannot set hairpin mode and promiscuous mode at the same time.')
+}
+
+/**
+ * The fields of a bridge entry that reach the kernel, refused by name
+ * (`plugins[0].mtu`) before the reference-compatible parser sees them.
+ */
+function checkFields(c: PluginNetConf, at: string): void {
+  const opt = <T>(k: string, parse: (v: unknown, field: string) => T) => (f.given(c[k]) ? parse(c[k], `${at}.${k}`) : undefined)
+  if (f.given(c.bridge) && c.bridge !== '') f.ifName(c.bridge, `${at}.bridge`)
+  opt('mtu', (v, field) => f.intIn(v, field, 0, 65535))
+  opt('vlan', (v, field) => f.intIn(v, field, 0, 4094))
+  for (const k of ['isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'macspoofchk', 'enabledad', 'disableContainerInterface']) opt(k, f.bool)
+  if (f.given(c.vlanTrunk)) f.list(c.vlanTrunk, `${at}.vlanTrunk`)
+  const a = f.given(c.args) ? f.obj(f.obj(c.args, `${at}.args`).cni ?? {}, `${at}.args.cni`) : {}
+  if (f.given(a.mac)) f.mac(a.mac, `${at}.args.cni.mac`)
+  if (f.given(c.ipam)) f.obj(c.ipam, `${at}.ipam`)
+}
+
+/** The bridge plugin's `parse`: its fields by name, then bridge.go's loadNetConf; an ADD also checks the modes. */
+export function parseBridge(c: PluginNetConf, at: string, ctx: ParseContext): BridgeConf {
+  checkFields(c, at)
+  const n = loadBridgeConf(c, ctx.args)
+  if (ctx.command === 'ADD') checkAddConf(n)
+  return n
+}
+
+/** ip and its container batch; iptables for ipMasq, nft for the spoof check, bridge(8) for a VLAN. */
+export function bridgePrograms(n: BridgeConf): string[] {
+  return ['ip', 'nsenter', 'sh', ...(n.ipMasq ? FIREWALL_PROGRAMS : []), ...(n.macSpoofChk ? ['nft'] : []), ...(n.vlan !== 0 ? ['bridge'] : [])]
+}
+
+/** Whether a conflist entry is a bridge that holds its network's gateway address (`isGateway`): where a DNS server can listen. */
+export function isGatewayBridge(entry: PluginConf | undefined): boolean {
+  return entry?.type === 'bridge' && entry.isGateway === true
 }

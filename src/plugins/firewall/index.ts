@@ -10,7 +10,9 @@
  * rules only, like the reference.
  */
 import {existsSync, readFileSync} from 'node:fs'
-import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest} from '../types.js'
+import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
+import * as f from '../fields.js'
+import {FIREWALL_PROGRAMS} from '../programs.js'
 import {familyOf, type Family} from '../../kernel/ip/addr.js'
 
 export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN'
@@ -82,14 +84,26 @@ async function recorded(change: Promise<void>): Promise<void> {
   }
 }
 
-const firewall: EmbeddedPlugin = {
-  precheck(req) {
-    checkVersion(req.config)
-    parseFirewallConf(req.config)
-  },
-  async add(req) {
-    checkVersion(req.config)
-    const conf = parseFirewallConf(req.config)
+/** The fields of a firewall entry, refused by name (`plugins[2].ingressPolicy`). */
+function checkFields(c: PluginNetConf, at: string): void {
+  if (f.given(c.backend) && c.backend !== '' && c.backend !== 'iptables' && c.backend !== 'firewalld') f.refuse(`${at}.backend`, f.notA('iptables or firewalld', c.backend))
+  if (f.given(c.ingressPolicy) && c.ingressPolicy !== '' && c.ingressPolicy !== 'open' && c.ingressPolicy !== 'same-bridge' && c.ingressPolicy !== 'isolated') {
+    f.refuse(`${at}.ingressPolicy`, f.notA('open, same-bridge or isolated', c.ingressPolicy))
+  }
+  if (f.given(c.iptablesAdminChainName) && c.iptablesAdminChainName !== '') f.chainName(c.iptablesAdminChainName, `${at}.iptablesAdminChainName`)
+}
+
+/** firewall's `parse`: its fields by name, then the reference's version and config checks. */
+function parse(config: PluginNetConf, at: string): FirewallConf {
+  checkFields(config, at)
+  checkVersion(config)
+  return parseFirewallConf(config)
+}
+
+const firewall: EmbeddedPlugin<FirewallConf> = {
+  parse,
+  programs: () => [...FIREWALL_PROGRAMS],
+  async add(req, conf) {
     const prev = req.config.prevResult
     if (!prev) throw invalid('missing prevResult from earlier plugin')
     const fams = familiesOf(prev)
@@ -105,17 +119,13 @@ const firewall: EmbeddedPlugin = {
   },
 
   async del(req) {
-    checkVersion(req.config)
-    parseFirewallConf(req.config)
     const prev = req.config.prevResult
     const fams = familiesOf(prev)
     if (fams.length === 0) return // nothing to identify the rules by (as the reference)
     await recorded(req.firewall.removeForwarding(prev!))
   },
 
-  async check(req) {
-    checkVersion(req.config)
-    const conf = parseFirewallConf(req.config)
+  async check(req, conf) {
     const prev = req.config.prevResult
     if (!prev) throw invalid('missing prevResult from earlier plugin')
     const fams = familiesOf(prev)

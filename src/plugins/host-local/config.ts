@@ -1,6 +1,7 @@
-import {CniError, CNI_ERR, type CniRoute, type PluginNetConf} from '../types.js'
+import {CniError, CNI_ERR, type CniRoute, type ParseContext, type PluginNetConf} from '../types.js'
 import {bigToIp, cidrContains, ipToBig, lastOf, networkOf, parseCidr, parseIp, type Cidr} from '../../kernel/ip/addr.js'
 import {loadArgs} from '../cniargs.js'
+import * as f from '../fields.js'
 
 /** host-local configuration, canonicalized as allocator.LoadIPAMConfig (v1.1.1). */
 
@@ -189,4 +190,29 @@ export function loadHostLocalConf(conf: PluginNetConf, args: Array<[string, stri
 export function precheckAdd(conf: HostLocalConf): void {
   const left = conf.requested.filter((ip) => !conf.ranges.some((s) => rangeSetContains(s, ip)))
   if (left.length) throw new CniError(CNI_ERR.INTERNAL, `failed to allocate all requested IPs: ${left.join(' ')}`)
+}
+
+/** The `ipam` fields host-local reads that reach the disk or the kernel, refused by name (`plugins[0].ipam.subnet`). */
+function checkFields(c: PluginNetConf, at: string): void {
+  if (!f.given(c.ipam)) return
+  const field = `${at}.ipam`
+  const i = f.obj(c.ipam, field)
+  if (f.given(i.subnet) && i.subnet !== '') f.cidr(i.subnet, `${field}.subnet`)
+  for (const k of ['rangeStart', 'rangeEnd', 'gateway']) if (f.given(i[k]) && i[k] !== '') f.ipOrCidr(i[k], `${field}.${k}`)
+  if (f.given(i.ranges)) f.list(i.ranges, `${field}.ranges`).forEach((set, a) => f.list(set, `${field}.ranges[${a}]`).forEach((r, b) => f.range(r, `${field}.ranges[${a}][${b}]`)))
+  if (f.given(i.dataDir) && i.dataDir !== '') f.absPath(i.dataDir, `${field}.dataDir`)
+  if (f.given(i.resolvConf) && i.resolvConf !== '') f.absPath(i.resolvConf, `${field}.resolvConf`)
+  if (f.given(i.routes)) f.routes(i.routes, `${field}.routes`)
+}
+
+/**
+ * host-local's `parse`, on its main plugin's netconf: the ipam fields by
+ * name, then LoadIPAMConfig (GC ignores CNI_ARGS); an ADD also checks that
+ * every requested IP falls in a range, before the store is opened.
+ */
+export function parseHostLocal(c: PluginNetConf, at: string, ctx: ParseContext): HostLocalConf {
+  checkFields(c, at)
+  const conf = loadHostLocalConf(c, ctx.command === 'GC' ? [['IgnoreUnknown', '1']] : ctx.args)
+  if (ctx.command === 'ADD') precheckAdd(conf)
+  return conf
 }

@@ -1,7 +1,7 @@
 import {readFileSync} from 'node:fs'
 import {CniError, CNI_ERR, type CniDns, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import {allocate} from './allocator.js'
-import {loadHostLocalConf, precheckAdd, rangeSetContains, type HostLocalConf} from './config.js'
+import {loadHostLocalConf, parseHostLocal, rangeSetContains, type HostLocalConf} from './config.js'
 import {DiskStore, type Lease} from './store.js'
 
 /** host-local IPAM, in-process, with the v1.1.1 on-disk store and order. */
@@ -35,8 +35,8 @@ function ipamFail(msg: string): CniError {
   return new CniError(CNI_ERR.INTERNAL, msg)
 }
 
+/** ADD with a parsed config (its requested IPs were checked against the ranges by the ADD's parse). */
 export async function hostLocalAdd(conf: HostLocalConf, containerId: string, ifName: string): Promise<CniResult> {
-  precheckAdd(conf)
   // Go omits an empty routes list (omitempty)
   const result: CniResult = {cniVersion: '1.0.0', ips: [], ...(conf.routes.length ? {routes: conf.routes} : {}), dns: {}}
   if (conf.resolvConf) result.dns = parseResolvConf(conf.resolvConf)
@@ -72,14 +72,6 @@ export async function hostLocalDel(conf: HostLocalConf, containerId: string, ifN
   await store.locked(() => store.releaseById(containerId, ifName))
 }
 
-/**
- * Validates an ADD's IPAM config without touching anything (used by bridge
- * before it creates links, so a bad config changes nothing).
- */
-export function validateAdd(conf: PluginNetConf, args: Array<[string, string]>): void {
-  precheckAdd(loadHostLocalConf(conf, args))
-}
-
 /** Leases of a network's store (for GC / listings). */
 export async function listLeases(conf: PluginNetConf): Promise<Lease[]> {
   const c = loadHostLocalConf(conf, [['IgnoreUnknown', '1']])
@@ -87,27 +79,22 @@ export async function listLeases(conf: PluginNetConf): Promise<Lease[]> {
   return store.locked(() => store.leases())
 }
 
-const plugin: EmbeddedPlugin = {
-  precheck(req: PluginRequest): void {
-    validateAdd(req.config, req.args)
-  },
-  async add(req: PluginRequest): Promise<CniResult> {
-    const conf = loadHostLocalConf(req.config, req.args)
+const plugin: EmbeddedPlugin<HostLocalConf> = {
+  parse: parseHostLocal,
+  programs: () => ['flock'],
+  async add(req: PluginRequest, conf: HostLocalConf): Promise<CniResult> {
     return hostLocalAdd(conf, req.containerId, req.ifName)
   },
-  async del(req: PluginRequest): Promise<void> {
-    const conf = loadHostLocalConf(req.config, req.args)
+  async del(req: PluginRequest, conf: HostLocalConf): Promise<void> {
     await hostLocalDel(conf, req.containerId, req.ifName)
   },
-  async check(req: PluginRequest): Promise<void> {
-    const conf = loadHostLocalConf(req.config, req.args)
+  async check(req: PluginRequest, conf: HostLocalConf): Promise<void> {
     const store = new DiskStore(conf.dataDir, conf.name)
     const found = await store.locked(() => store.findById(req.containerId, req.ifName))
     if (!found) throw ipamFail(`host-local: Failed to find address added by container ${req.containerId}`)
   },
-  async gc(req: PluginRequest): Promise<void> {
+  async gc(req: PluginRequest, conf: HostLocalConf): Promise<void> {
     // CNI 1.1 GC: release leases whose attachment is not in cni.dev/valid-attachments.
-    const conf = loadHostLocalConf(req.config, [['IgnoreUnknown', '1']])
     const valid = (req.config['cni.dev/valid-attachments'] ?? []) as Array<{containerID?: string; ifname?: string}>
     const keep = new Set(valid.map((v) => `${v.containerID}\r\n${v.ifname}`))
     const keepIds = new Set(valid.map((v) => String(v.containerID)))

@@ -44,5 +44,6 @@ async function check(req: PluginRequest): Promise<void> {
   if (!lo || !lo.flags.includes('UP')) throw new CniError(CNI_ERR.INTERNAL, 'loopback interface is down')
 }
 
-const plugin: EmbeddedPlugin = {add, del, check}
+// loopback reads nothing of its config
+const plugin: EmbeddedPlugin<undefined> = {parse: () => undefined, programs: () => ['ip', 'nsenter'], add, del, check}
 export default plugin

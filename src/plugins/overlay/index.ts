@@ -4,6 +4,7 @@ import {type OverlayConf, loadOverlayConf} from '../../services/overlay/config.j
 import {joinOverlay, overlayMtu} from '../../services/overlay/host.js'
 import {readState} from '../../services/overlay/state.js'
 import {OverlayError, type OverlayFault} from '../../services/overlay/errors.js'
+import {FIREWALL_PROGRAMS} from '../programs.js'
 
 /**
  * The `overlay` meta plugin (flannel's CNI plugin and its vxlan backend in
@@ -28,13 +29,21 @@ async function asCni<T>(fn: () => T | Promise<T>): Promise<T> {
   try {
     return await fn()
   } catch (err) {
-    if (err instanceof OverlayError) throw new CniError(CNI_CODE[err.fault], err.message)
-    throw err
+    throw asCniError(err)
   }
 }
 
-function confOf(req: PluginRequest): Promise<OverlayConf> {
-  return asCni(() => loadOverlayConf(req.config))
+function asCniError(err: unknown): unknown {
+  return err instanceof OverlayError ? new CniError(CNI_CODE[err.fault], err.message) : err
+}
+
+/** The plugin's config: the overlay service's, its faults as CNI errors. */
+function parse(conf: PluginNetConf): OverlayConf {
+  try {
+    return loadOverlayConf(conf)
+  } catch (err) {
+    throw asCniError(err)
+  }
 }
 
 /** The bridge entry this host delegates to: the slice as host-local's only range. */
@@ -55,8 +64,7 @@ export function bridgeConfFor(o: OverlayConf, given: PluginNetConf, slice: strin
   return conf
 }
 
-async function add(req: PluginRequest): Promise<CniResult> {
-  const o = await confOf(req)
+async function add(req: PluginRequest, o: OverlayConf): Promise<CniResult> {
   const {slice, mtu} = await asCni(() => joinOverlay(o))
   const result = (await req.invokeDelegate('ADD', bridgeConfFor(o, req.config, slice, mtu)))!
   const v4 = (result.ips ?? []).filter((i) => !i.address.includes(':'))
@@ -69,27 +77,24 @@ async function add(req: PluginRequest): Promise<CniResult> {
   return result
 }
 
-/** The slice of this host, from its state; the whole subnet when it has none (host-local releases by id anyway). */
 function localSlice(o: OverlayConf): string {
   const s = readState(o.stateDir, o.name)
   return s && s.vni === o.vni ? s.slice : formatCidr(parseCidr(formatCidr(o.subnet)))
 }
 
-async function del(req: PluginRequest): Promise<void> {
-  const o = await confOf(req)
+async function del(req: PluginRequest, o: OverlayConf): Promise<void> {
   await req.firewall.removeMasquerade({network: o.name, containerId: req.containerId, addresses: [formatCidr(o.subnet)]})
   await req.invokeDelegate('DEL', bridgeConfFor(o, req.config, localSlice(o), o.mtu))
 }
 
-async function check(req: PluginRequest): Promise<void> {
-  const o = await confOf(req)
+async function check(req: PluginRequest, o: OverlayConf): Promise<void> {
   await req.invokeDelegate('CHECK', bridgeConfFor(o, req.config, localSlice(o), await overlayMtu(o)))
 }
 
-const plugin: EmbeddedPlugin = {
-  async precheck(req: PluginRequest): Promise<void> {
-    await confOf(req)
-  },
+const plugin: EmbeddedPlugin<OverlayConf> = {
+  parse,
+  // its own device and peers (ip, bridge fdb), its state lock, then the bridge it delegates to
+  programs: () => ['ip', 'bridge', 'flock', 'nsenter', 'sh', ...FIREWALL_PROGRAMS],
   add,
   del,
   check,

@@ -16,7 +16,9 @@
  */
 import {writeSysctl} from '../../kernel/sysctl.js'
 import {routeGetDev} from '../../kernel/ip/route-get.js'
-import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginRequest, type PortMapping} from '../types.js'
+import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type ParseContext, type PluginNetConf, type PluginRequest, type PortMapping} from '../types.js'
+import * as f from '../fields.js'
+import {FIREWALL_PROGRAMS} from '../programs.js'
 import type {Family} from '../../kernel/ip/addr.js'
 
 const DEFAULT_MARK_BIT = 13
@@ -41,7 +43,16 @@ function invalid(msg: string): CniError {
 
 /** parseConfig of the reference: defaults, validation, container IP per family. */
 export function parseConfig(req: Pick<PluginRequest, 'config' | 'containerId' | 'ifName'>): {conf: PortMapConf; prevResult?: CniResult} {
-  const c = req.config as Record<string, unknown>
+  return withPrevResult(loadPortMapConf(req.config, req.containerId), req)
+}
+
+/**
+ * The part of parseConfig that reads the netconf (not prevResult): the
+ * reference's defaults and validation (the plugin's `parse` refuses by field
+ * name first what must not reach iptables).
+ */
+export function loadPortMapConf(config: PluginNetConf, containerId: string): PortMapConf {
+  const c = config as Record<string, unknown>
   if (c.markMasqBit != null && c.externalSetMarkChain != null) throw invalid('Cannot specify externalSetMarkChain and markMasqBit')
   const markMasqBit = c.markMasqBit == null ? DEFAULT_MARK_BIT : Number(c.markMasqBit)
   if (!Number.isInteger(markMasqBit) || markMasqBit < 0 || markMasqBit > 31) throw invalid('MasqMarkBit must be between 0 and 31')
@@ -50,7 +61,7 @@ export function parseConfig(req: Pick<PluginRequest, 'config' | 'containerId' | 
     if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalid(`${what} must be a list of strings`)
     return v as string[]
   }
-  const rc = (req.config.runtimeConfig ?? {}) as {portMappings?: unknown}
+  const rc = (config.runtimeConfig ?? {}) as {portMappings?: unknown}
   const pms = rc.portMappings == null ? [] : rc.portMappings
   if (!Array.isArray(pms)) throw invalid('runtimeConfig.portMappings must be a list')
   const portMappings: PortMapping[] = pms.map((p: Record<string, unknown>) => ({
@@ -64,9 +75,9 @@ export function parseConfig(req: Pick<PluginRequest, 'config' | 'containerId' | 
     if (!(pm.hostPort > 0)) throw invalid(`Invalid host port number: ${pm.hostPort}`)
     if (pm.containerPort > 65535 || pm.hostPort > 65535) throw invalid(`Invalid port number: ${pm.hostPort}:${pm.containerPort}`)
   }
-  const conf: PortMapConf = {
-    name: req.config.name,
-    containerId: req.containerId,
+  return {
+    name: config.name,
+    containerId,
     snat: c.snat == null ? true : Boolean(c.snat),
     markMasqBit,
     ...(c.externalSetMarkChain != null ? {externalSetMarkChain: String(c.externalSetMarkChain)} : {}),
@@ -74,6 +85,11 @@ export function parseConfig(req: Pick<PluginRequest, 'config' | 'containerId' | 
     ...(c.conditionsV6 != null ? {conditionsV6: strList(c.conditionsV6, 'conditionsV6')} : {}),
     portMappings,
   }
+}
+
+/** The container IP per family, from prevResult (at run time: the parsed config has none). */
+function withPrevResult(parsed: PortMapConf, req: Pick<PluginRequest, 'config' | 'ifName'>): {conf: PortMapConf; prevResult?: CniResult} {
+  const conf = {...parsed}
   const prev = req.config.prevResult
   if (prev) {
     const ifaces = prev.interfaces ?? []
@@ -104,12 +120,25 @@ function wrap(what: string, err: unknown): CniError {
   return new CniError(CNI_ERR.INTERNAL, what, err instanceof Error ? err.message : String(err))
 }
 
-const portmap: EmbeddedPlugin = {
-  precheck(req) {
-    parseConfig(req)
+/** The fields of a portmap entry that reach iptables, refused by name (`plugins[1].conditionsV4[0]`). */
+function checkFields(c: PluginNetConf, at: string): void {
+  const opt = <T>(k: string, parse: (v: unknown, field: string) => T) => (f.given(c[k]) ? parse(c[k], `${at}.${k}`) : undefined)
+  opt('snat', f.bool)
+  opt('markMasqBit', (v, field) => f.intIn(v, field, 0, 31))
+  opt('externalSetMarkChain', f.chainName)
+  for (const k of ['conditionsV4', 'conditionsV6']) {
+    if (f.given(c[k])) f.list(c[k], `${at}.${k}`).forEach((s, i) => f.iptablesArg(s, `${at}.${k}[${i}]`))
+  }
+}
+
+const portmap: EmbeddedPlugin<PortMapConf> = {
+  parse(config: PluginNetConf, at: string, ctx: ParseContext): PortMapConf {
+    checkFields(config, at)
+    return loadPortMapConf(config, ctx.containerId)
   },
-  async add(req) {
-    const {conf, prevResult} = parseConfig(req)
+  programs: () => ['ip', ...FIREWALL_PROGRAMS],
+  async add(req, parsed) {
+    const {conf, prevResult} = withPrevResult(parsed, req)
     if (!prevResult) throw invalid('must be called as chained plugin')
     if (conf.portMappings.length === 0) return prevResult
     const fams = families(conf)
@@ -131,8 +160,8 @@ const portmap: EmbeddedPlugin = {
     return prevResult
   },
 
-  async del(req) {
-    const {conf} = parseConfig(req)
+  async del(req, parsed) {
+    const {conf} = withPrevResult(parsed, req)
     const fams: Family[] = [...new Set(families(conf).map(([f]) => f))]
     const targets: Family[] = fams.length ? fams : [4, 6]
     try {
@@ -142,8 +171,8 @@ const portmap: EmbeddedPlugin = {
     }
   },
 
-  async check(req) {
-    const {conf, prevResult} = parseConfig(req)
+  async check(req, parsed) {
+    const {conf, prevResult} = withPrevResult(parsed, req)
     if (!prevResult) throw invalid('Required prevResult missing')
     if (conf.portMappings.length === 0) return
     const fams = families(conf)

@@ -12,9 +12,7 @@ import tuning from '../tuning/index.js'
 /**
  * The embedded plugins by CNI type. Any type not listed here is exec'd from
  * CNI_PATH by the runtime. They load with the runtime, which only the
- * commands that run chains import. The one module that knows every plugin; it
- * has a folder of its own so that the files at the root of src/plugins/
- * (types, cniargs, programs), which the plugins import, import no plugin.
+ * commands that run chains import.
  */
 const plugins: Record<string, EmbeddedPlugin> = {
   bridge,
@@ -29,6 +27,7 @@ const plugins: Record<string, EmbeddedPlugin> = {
   overlay,
 }
 
-export async function loadEmbedded(type: string): Promise<EmbeddedPlugin | undefined> {
+/** The embedded plugin of a CNI type, or undefined for a type that is exec'd. */
+export function embeddedPlugin(type: string): EmbeddedPlugin | undefined {
   return Object.hasOwn(plugins, type) ? plugins[type] : undefined
 }

@@ -1,11 +1,12 @@
 import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {CniError, CNI_ERR, type CniResult, type EmbeddedPlugin, type PluginRequest} from '../types.js'
+import {CniError, CNI_ERR, type CniResult, type EmbeddedPlugin, type ParseContext, type PluginNetConf, type PluginRequest} from '../types.js'
 import {batchError, ipBatch, parseJsonLines, type IpCmd} from '../../kernel/ip/batch.js'
 import {dottedToSlash, netSysctlKeyOf, readSysctlsIn, sysctlPath} from '../../kernel/sysctl.js'
 import {assertIfName, cmdLinkSet, cmdLinkShow, normalizeMac, type IpLink} from '../../kernel/ip/link.js'
 import {cmdAddrShow} from '../../kernel/ip/addr.js'
 import {loadArgs} from '../cniargs.js'
+import * as f from '../fields.js'
 
 /**
  * tuning v1.1.1: container sysctls (under net.), mac, mtu, promisc, allmulti,
@@ -15,7 +16,7 @@ import {loadArgs} from '../cniargs.js'
 
 const DEFAULT_DATA_DIR = '/run/cni/tuning'
 
-interface TuningConf {
+export interface TuningConf {
   dataDir: string
   sysctl: Record<string, string>
   mac?: string
@@ -39,7 +40,7 @@ function fail(msg: string): CniError {
   return new CniError(CNI_ERR.INTERNAL, msg)
 }
 
-export function parseTuningConf(req: PluginRequest): TuningConf {
+export function parseTuningConf(req: Pick<PluginRequest, 'config' | 'args'>): TuningConf {
   const c = req.config
   const sysctl: Record<string, string> = {}
   if (c.sysctl !== undefined && c.sysctl !== null) {
@@ -101,8 +102,7 @@ function marshalBackup(b: Backup): string {
   return Object.keys(o).length ? JSON.stringify(o, null, ' ') : '{}'
 }
 
-async function add(req: PluginRequest): Promise<CniResult> {
-  const conf = parseTuningConf(req)
+async function add(req: PluginRequest, conf: TuningConf): Promise<CniResult> {
   const prev = req.config.prevResult
   if (!prev) throw fail('Required prevResult missing')
   const ifName = assertIfName(req.ifName)
@@ -140,14 +140,10 @@ async function add(req: PluginRequest): Promise<CniResult> {
   return prev
 }
 
-async function del(req: PluginRequest): Promise<void> {
-  // The reference ignores every error here and keeps the backup when the link is gone.
-  let conf: TuningConf
-  try {
-    conf = parseTuningConf(req)
-  } catch {
-    return
-  }
+async function del(req: PluginRequest, conf: TuningConf | undefined): Promise<void> {
+  // The reference ignores every error here (a config that did not parse too)
+  // and keeps the backup when the link is gone.
+  if (!conf) return
   const file = backupPath(conf.dataDir, req.containerId, req.ifName)
   if (!existsSync(file)) return
   let b: Backup
@@ -172,8 +168,7 @@ async function del(req: PluginRequest): Promise<void> {
   if (r && r.code === 0) rmSync(file, {force: true})
 }
 
-async function check(req: PluginRequest): Promise<void> {
-  const conf = parseTuningConf(req)
+async function check(req: PluginRequest, conf: TuningConf): Promise<void> {
   if (!req.config.prevResult) throw fail('Required prevResult missing')
   const ifName = assertIfName(req.ifName)
   const keys = Object.keys(conf.sysctl).map((k) => sysctlKey(k, ifName))
@@ -196,13 +191,53 @@ async function check(req: PluginRequest): Promise<void> {
   }
 }
 
-const plugin: EmbeddedPlugin = {
-  precheck(req: PluginRequest): void {
-    const conf = parseTuningConf(req)
-    for (const k of Object.keys(conf.sysctl)) sysctlKey(k, assertIfName(req.ifName))
-  },
-  add,
+/** The fields of a tuning entry that reach the kernel, refused by name (`plugins[1].sysctl.<key>`). */
+function checkFields(c: PluginNetConf, at: string): void {
+  const opt = <T>(k: string, parse: (v: unknown, field: string) => T) => (f.given(c[k]) ? parse(c[k], `${at}.${k}`) : undefined)
+  const sysctls = (v: unknown, field: string) => {
+    for (const [k, val] of Object.entries(f.obj(v, field))) {
+      const key = f.sysctlKey(k.replace('IFNAME', 'eth0'), `${field}.${k}`)
+      f.sysctlValue(key, val, `${field}.${k}`)
+    }
+  }
+  opt('sysctl', sysctls)
+  if (f.given(c.mac) && c.mac !== '') f.mac(c.mac, `${at}.mac`)
+  opt('mtu', (v, field) => f.intIn(v, field, 0, 65535))
+  opt('txQLen', (v, field) => f.intIn(v, field, 0, 2 ** 31 - 1))
+  opt('promisc', f.bool)
+  opt('allmulti', f.bool)
+  if (f.given(c.dataDir) && c.dataDir !== '') f.absPath(c.dataDir, `${at}.dataDir`)
+  const a = f.given(c.args) ? f.obj(f.obj(c.args, `${at}.args`).cni ?? {}, `${at}.args.cni`) : {}
+  if (f.given(a.sysctl)) sysctls(a.sysctl, `${at}.args.cni.sysctl`)
+  if (f.given(a.mac)) f.mac(a.mac, `${at}.args.cni.mac`)
+  if (f.given(a.mtu)) f.intIn(a.mtu, `${at}.args.cni.mtu`, 0, 65535)
+}
+
+/**
+ * tuning's `parse`: its fields by name, then the reference's parseConf; an
+ * ADD also resolves every sysctl key for the interface. A DEL whose config
+ * does not parse gets undefined (it restores nothing, as before).
+ */
+function parse(config: PluginNetConf, at: string, ctx: ParseContext): TuningConf | undefined {
+  checkFields(config, at)
+  if (ctx.command === 'DEL') {
+    try {
+      return parseTuningConf({config, args: ctx.args})
+    } catch {
+      return undefined
+    }
+  }
+  const conf = parseTuningConf({config, args: ctx.args})
+  if (ctx.command === 'ADD') for (const k of Object.keys(conf.sysctl)) sysctlKey(k, assertIfName(ctx.ifName))
+  return conf
+}
+
+// add and check get a parsed config (parse returns undefined for a DEL only)
+const plugin: EmbeddedPlugin<TuningConf | undefined> = {
+  parse,
+  programs: () => ['ip', 'nsenter', 'sh', 'cat'],
+  add: (req, conf) => add(req, conf!),
   del,
-  check,
+  check: (req, conf) => check(req, conf!),
 }
 export default plugin
