@@ -1,5 +1,5 @@
 import {ifNameFault} from '../kernel/tokens.js'
-import {CNI_ERR, CniError} from '../plugins/types.js'
+import {CNI_ERR, CniError, isNetworkName} from '../plugins/types.js'
 
 /** Parses CNI_ARGS ("K=V;K2=V2") into ordered pairs. */
 export function parseCniArgs(s: string): Array<[string, string]> {
@@ -18,6 +18,7 @@ export function formatCniArgs(args: Array<[string, string]>): string {
   return args.map(([k, v]) => `${k}=${v}`).join(';')
 }
 
+/** libcni's container id rule: the network name's (ValidateContainerID). */
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/
 
 export function validateContainerId(id: string): void {
@@ -27,7 +28,7 @@ export function validateContainerId(id: string): void {
 
 export function validateNetworkName(name: string): void {
   if (!name) throw new CniError(CNI_ERR.INVALID_NETCONF, 'missing network name')
-  if (!NAME_RE.test(name)) throw new CniError(CNI_ERR.INVALID_NETCONF, 'invalid characters found in network name', name)
+  if (!isNetworkName(name)) throw new CniError(CNI_ERR.INVALID_NETCONF, 'invalid characters found in network name', name)
 }
 
 /**

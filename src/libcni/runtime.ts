@@ -12,6 +12,7 @@ import {
   writeCachedAttachment,
   writePending,
 } from './cache.js'
+import {isTypedRuntimeConf, type RuntimeConf} from './conf.js'
 import {execPlugin, findInPath} from './invoke.js'
 import {NetfilterTx} from '../kernel/netfilter/iptables.js'
 import type {LoadedConf} from './loader.js'
@@ -43,14 +44,7 @@ export interface RuntimeOptions {
   iptablesLockPath?: string
 }
 
-/** What libcni calls RuntimeConf: everything about one attachment but the config. */
-export interface RuntimeConf {
-  containerId: string
-  netns: string
-  ifName: string
-  args?: Array<[string, string]>
-  capabilityArgs?: Record<string, unknown>
-}
+export type {RuntimeConf}
 
 export interface GcReport {
   /** Attachments that were (or, in a dry run, would be) deleted. */
@@ -374,20 +368,24 @@ export class CniRuntime {
   /**
    * Parses the whole request before anything runs (validate.ts): names,
    * CNI_ARGS, capability args and the conflist entry of every embedded
-   * plugin. Returns the runtime conf with the capability args in canonical
-   * form; a refusal names the field and leaves nothing behind.
+   * plugin; of a typed runtime conf (conf.ts), the conflist only. Returns
+   * the runtime conf with the capability args in canonical form; a refusal
+   * names the field and leaves nothing behind.
    */
   private async validate(conf: NetConfList, rt: RuntimeConf): Promise<RuntimeConf> {
     validateNetworkName(conf.name)
     assertSupportedVersion(conf.cniVersion)
-    validateContainerId(rt.containerId)
-    validateIfName(rt.ifName)
+    const typed = isTypedRuntimeConf(rt)
+    if (!typed) {
+      validateContainerId(rt.containerId)
+      validateIfName(rt.ifName)
+    }
     if (!Array.isArray(conf.plugins) || conf.plugins.length === 0) {
       throw new CniError(CNI_ERR.INVALID_NETCONF, `network "${conf.name}" has no plugins`)
     }
     const embedded = new Set<string>()
     if (this.mode === 'embedded') for (const p of conf.plugins) if (typeof p?.type === 'string' && (await loadEmbedded(p.type))) embedded.add(p.type)
-    const capabilityArgs = validate.request(conf, rt, (t) => embedded.has(t))
+    const capabilityArgs = validate.request(conf, rt, (t) => embedded.has(t), typed)
     return capabilityArgs === undefined ? rt : {...rt, capabilityArgs}
   }
 

@@ -1,5 +1,5 @@
 import {Address4, Address6} from 'ip-address'
-import {CNI_ERR, CniError, type NetConfList, type PluginConf} from '../plugins/types.js'
+import {CNI_ERR, CniError, NETWORK_NAME_RULE, type NetConfList, type PluginConf, type PortMapping, type Protocol} from '../plugins/types.js'
 import {assertSysctlValue} from '../kernel/ip/batch.js'
 import {chainFault} from '../kernel/netfilter/iptables.js'
 import {sysctlKeyFromDotted} from '../kernel/sysctl.js'
@@ -37,7 +37,7 @@ const notA = (what: string, v: unknown): string => `must be ${what}, not ${v ===
 
 // ---- scalar types -------------------------------------------------------
 
-export type Protocol = 'tcp' | 'udp' | 'sctp'
+export type {Protocol}
 
 export function protocol(v: unknown, field: string): Protocol {
   const p = typeof v === 'string' ? v.toLowerCase() : v
@@ -190,13 +190,6 @@ const given = (v: unknown) => v !== undefined && v !== null
 
 // ---- capability args ------------------------------------------------------
 
-export interface PortMappingArg {
-  hostPort: number
-  containerPort: number
-  protocol: Protocol
-  hostIP?: string
-}
-
 /**
  * Capability args as a runtime passes them (runtimeConfig). The well-known
  * ones are parsed and returned in canonical form; any other capability is
@@ -207,10 +200,10 @@ export function capabilityArgs(raw: unknown): Record<string, unknown> | undefine
   const c = obj(raw, 'capabilityArgs')
   const out: Record<string, unknown> = {...c}
   if (given(c.portMappings)) {
-    out.portMappings = list(c.portMappings, 'portMappings').map((p, i): PortMappingArg => {
+    out.portMappings = list(c.portMappings, 'portMappings').map((p, i): PortMapping => {
       const f = `portMappings[${i}]`
       const m = obj(p, f)
-      const pm: PortMappingArg = {
+      const pm: PortMapping = {
         hostPort: port(m.hostPort, `${f}.hostPort`),
         containerPort: port(m.containerPort, `${f}.containerPort`),
         protocol: protocol(m.protocol ?? 'tcp', `${f}.protocol`),
@@ -320,7 +313,7 @@ export function cniArgs(pairs: Array<[string, string]> | undefined): void {
 // ---- conflist fields of the embedded plugins ------------------------------
 
 export function networkName(v: unknown, field = 'name'): string {
-  const f = valueFault(v, /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 128)
+  const f = valueFault(v, new RegExp(NETWORK_NAME_RULE), 128)
   if (f) return refuse(field, `${showToken(v)} is not a network name: it ${f}`)
   return v as string
 }
@@ -417,11 +410,15 @@ export function request(
   conf: NetConfList,
   rt: {containerId: string; ifName: string; args?: Array<[string, string]>; capabilityArgs?: Record<string, unknown>},
   isEmbedded: (type: string) => boolean,
+  typed = false,
 ): Record<string, unknown> | undefined {
   networkName(conf.name)
-  ifName(rt.ifName, 'CNI_IFNAME', CNI_ERR.INVALID_ENV)
-  cniArgs(rt.args)
-  const caps = capabilityArgs(rt.capabilityArgs)
+  // a typed runtime conf (libcni/conf.ts) holds values our own edge parsed: not parsed again
+  if (!typed) {
+    ifName(rt.ifName, 'CNI_IFNAME', CNI_ERR.INVALID_ENV)
+    cniArgs(rt.args)
+  }
+  const caps = typed ? rt.capabilityArgs : capabilityArgs(rt.capabilityArgs)
   conf.plugins.forEach((p, i) => {
     // other types are looked up in CNI_PATH, which refuses a type that is not a plain file name
     if (typeof p?.type === 'string' && isEmbedded(p.type)) embeddedPluginConf(p.type, p, `plugins[${i}]`)
@@ -433,9 +430,10 @@ export function request(
 
 /**
  * `[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]` (HOSTIP may be IPv6 in brackets),
- * from a CLI flag or a container label; `field` names where it came from.
+ * from a CLI flag or a container label (netconf/labels.ts); `field` names
+ * where it came from.
  */
-export function portSpec(spec: string, field: string): PortMappingArg {
+export function portSpec(spec: string, field: string): PortMapping {
   if (typeof spec !== 'string' || tokenFault(spec, /^[0-9A-Za-z.:[\]/]+$/, 128)) {
     return refuse(field, `${showToken(spec)} is not [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]${spec && typeof spec === 'string' && tokenFault(spec, /.*/, 128) ? `: it ${tokenFault(spec, /.*/, 128)}` : ''}`)
   }
@@ -462,56 +460,7 @@ export function portSpec(spec: string, field: string): PortMappingArg {
     }
   }
   if (fields.length !== 2) return refuse(field, `${showToken(spec)} is not [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]`)
-  const pm: PortMappingArg = {hostPort: portText(fields[0]!, field), containerPort: portText(fields[1]!, field), protocol: proto}
+  const pm: PortMapping = {hostPort: portText(fields[0]!, field), containerPort: portText(fields[1]!, field), protocol: proto}
   if (hostIP) pm.hostIP = hostIP
   return pm
-}
-
-/**
- * Spaces and tabs around a label's items: what a person types. Not trim(),
- * which also eats U+2028, NBSP, U+3000...: a value the CLI refuses must not
- * pass as a label.
- */
-const blanksTrimmed = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '')
-
-/** Label `ctrnet/publish`: comma-separated port specs. */
-export function publishLabel(v: string, field = 'label ctrnet/publish'): PortMappingArg[] {
-  if (blanksTrimmed(v) === '') return []
-  return v.split(',').map((s) => portSpec(blanksTrimmed(s), field))
-}
-
-export interface NetworkIntent {
-  network: string
-  publish: PortMappingArg[]
-  ip?: string
-  ip6?: string
-  ifname?: string
-  aliases: string[]
-}
-
-/** Label `ctrnet/networks`: `net1,net2` or a JSON list of {network, publish, ip, ip6, ifname, aliases}. */
-export function networksLabel(v: string, field = 'label ctrnet/networks'): NetworkIntent[] {
-  const s = blanksTrimmed(v)
-  if (s === '') return []
-  if (!s.startsWith('[')) return s.split(',').map((n) => ({network: networkName(blanksTrimmed(n), field), publish: [], aliases: []}))
-  let raw: unknown
-  try {
-    raw = JSON.parse(s)
-  } catch {
-    return refuse(field, 'is neither a comma-separated list of networks nor a JSON list')
-  }
-  return list(raw, field).map((e, i) => {
-    const f = `${field}[${i}]`
-    const o = obj(typeof e === 'string' ? {network: e} : e, f)
-    for (const k of Object.keys(o)) if (!['network', 'publish', 'ip', 'ip6', 'ifname', 'aliases'].includes(k)) refuse(`${f}.${k}`, 'is not a known field (network, publish, ip, ip6, ifname, aliases)')
-    const intent: NetworkIntent = {
-      network: networkName(o.network, `${f}.network`),
-      publish: given(o.publish) ? list(o.publish, `${f}.publish`).map((p, j) => portSpec(p as string, `${f}.publish[${j}]`)) : [],
-      aliases: given(o.aliases) ? list(o.aliases, `${f}.aliases`).map((a, j) => dnsName(a, `${f}.aliases[${j}]`)) : [],
-    }
-    if (given(o.ip)) intent.ip = ipAddress(o.ip, `${f}.ip`)
-    if (given(o.ip6)) intent.ip6 = ipAddress(o.ip6, `${f}.ip6`)
-    if (given(o.ifname)) intent.ifname = ifName(o.ifname, `${f}.ifname`)
-    return intent
-  })
 }

@@ -5,6 +5,19 @@
  */
 import type {NetfilterTx} from '../kernel/netfilter/iptables.js'
 
+/**
+ * The one network-name rule (libcni's ValidateNetworkName; a name also names
+ * files: leases, state, cache entries): a letter or digit, then letters,
+ * digits, '_', '.' and '-'. nerdctl's `network create` also wants two
+ * characters at least (netconf/names.ts).
+ */
+export const NETWORK_NAME_RULE = '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$'
+const NETWORK_NAME_RE = new RegExp(NETWORK_NAME_RULE)
+
+export function isNetworkName(v: unknown): v is string {
+  return typeof v === 'string' && NETWORK_NAME_RE.test(v)
+}
+
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION'
 
 /** One plugin entry of a conflist, as on disk (plus what the runtime injects). */
@@ -82,10 +95,17 @@ export interface CniResult {
   [key: string]: unknown
 }
 
+export type Protocol = 'tcp' | 'udp' | 'sctp'
+
+/**
+ * One published port, the one type of it from the edge (a -p flag, a label,
+ * capability args: libcni/validate.ts) to portmap's rules. hostIP, when
+ * set, is an address in canonical form.
+ */
 export interface PortMapping {
   hostPort: number
   containerPort: number
-  protocol: string
+  protocol: Protocol
   hostIP?: string
 }
 

@@ -5,7 +5,7 @@ import {errorMessage} from '../../sys/errors.js'
 import {networkMembers, type Membership} from '../dns/members.js'
 import {DnsServer, upstreamsFromResolvConf} from '../dns/server.js'
 import type {Settings} from '../settings.js'
-import type {DaemonLog} from './reconcile.js'
+import type {Logger} from '../../sys/log.js'
 import {SingleFlight} from './single-flight.js'
 
 /**
@@ -24,7 +24,7 @@ export interface DaemonDnsOptions {
   resolvConf: string
   /** nerdctl's --data-root: its hosts store is kept in step when it exists */
   nerdctlDataRoot: string
-  log: DaemonLog
+  log: Logger
   /** how often listeners that could not bind are tried again (default 1 s) */
   retryMs?: number
 }

@@ -4,6 +4,7 @@ import dnsPacket, {type Answer, type DecodedPacket, type OptAnswer, type Packet}
 import {toRcode} from 'dns-packet/rcodes.js'
 import {parseIp} from '../../kernel/ip/addr.js'
 import {type DnsMember, type Zone, type ZoneRecord, ZONE_TTL, buildZone, emptyZone, foldName, lookup, zoneRecords} from './records.js'
+import type {Logger} from '../../sys/log.js'
 
 /**
  * The embedded DNS server of `ctrnet daemon`: UDP and TCP listeners per
@@ -37,12 +38,6 @@ import {type DnsMember, type Zone, type ZoneRecord, ZONE_TTL, buildZone, emptyZo
  *   CVE-2024-8418: one idle TCP client blocked every query).
  */
 
-/** A logger with pino's call shape. */
-export interface DnsLog {
-  info(o: object, m?: string): void
-  warn(o: object, m?: string): void
-  error(o: object, m?: string): void
-}
 
 export interface DnsServerOptions {
   /** default 53 (tests use another) */
@@ -63,7 +58,7 @@ export interface DnsServerOptions {
   maxTcpMessageBytes?: number
   /** default 256 forwarded queries in flight (each holds a socket, so a file descriptor); beyond that, SERVFAIL at once */
   maxForwards?: number
-  log?: DnsLog
+  log?: Logger
 }
 
 /** An upstream resolver, parsed. */
@@ -257,7 +252,7 @@ export class DnsServer {
   private readonly maxTcpConnections: number
   private readonly maxTcpMessageBytes: number
   private readonly maxForwards: number
-  private readonly log?: DnsLog
+  private readonly log?: Logger
   private readonly zones = new Map<string, Zone>()
   private readonly listeners = new Map<string, Map<string, Listener>>()
   private readonly ops = new Map<string, Promise<unknown>>()

@@ -1,4 +1,4 @@
-import {CniError, CNI_ERR, type PluginNetConf} from '../types.js'
+import {CniError, CNI_ERR, isNetworkName, type PluginNetConf} from '../types.js'
 import {type Cidr, formatCidr, networkOf, parseCidr, parseIp} from '../../kernel/ip/addr.js'
 import {assertIfName, validIfName} from '../../kernel/ip/link.js'
 import {EtcdClient, type EtcdTls, parseEndpoints, tlsProblem} from '../../sys/etcd.js'
@@ -84,7 +84,7 @@ export function checkSlices(subnet: Cidr, size: number): string | undefined {
 
 export function loadOverlayConf(c: PluginNetConf): OverlayConf {
   // the name names this host's state file
-  if (typeof c.name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
+  if (!isNetworkName(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
   const etcdText = str(c.etcd, 'etcd')
   let etcd: string[]
   try {
