@@ -401,8 +401,7 @@ export function embeddedPluginConf(type: string, p: PluginConf, at: string): voi
 }
 
 /**
- * The whole request, before the first plugin runs: the network, the
- * attachment's names, CNI_ARGS, the capability args, and the conflist entry
+ * The whole request, before the first plugin runs: the network, CNI_ARGS, the capability args, and the conflist entry
  * of every embedded plugin of the chain (`isEmbedded` says which types run
  * in-process). Returns the capability args in canonical form.
  */
@@ -413,11 +412,9 @@ export function request(
   typed = false,
 ): Record<string, unknown> | undefined {
   networkName(conf.name)
-  // a typed runtime conf (libcni/conf.ts) holds values our own edge parsed: not parsed again
-  if (!typed) {
-    ifName(rt.ifName, 'CNI_IFNAME', CNI_ERR.INVALID_ENV)
-    cniArgs(rt.args)
-  }
+  // CNI_IFNAME: checked once, by the runtime (args.ts validateIfName); a typed runtime conf
+  // (libcni/conf.ts) holds values our own edge parsed: not parsed again
+  if (!typed) cniArgs(rt.args)
   const caps = typed ? rt.capabilityArgs : capabilityArgs(rt.capabilityArgs)
   conf.plugins.forEach((p, i) => {
     // other types are looked up in CNI_PATH, which refuses a type that is not a plain file name
