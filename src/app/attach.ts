@@ -1,33 +1,33 @@
 import {join} from 'node:path'
-import {Address4, Address6} from 'ip-address'
 import {listAttachments} from '../libcni/cache.js'
 import {makeRuntime} from './cni.js'
 import {portConflict} from './ports.js'
 import type {Settings} from './settings.js'
+import {type AttachFlags, type AttachRequest, attachRequestOfFlags} from '../netconf/attach-request.js'
 import {ensureDefaultBridgeNetwork} from '../netconf/create.js'
-import {findDefaultNetwork, listNetworks} from '../netconf/store.js'
+import {
+  addToNetworksLabel,
+  CTRNET_NETWORKS_LABEL,
+  CTRNET_PUBLISH_LABEL,
+  formatNetworksLabel,
+  intentOf,
+  isCniNetworkList,
+  NETWORKS_LABEL,
+  parseNetworksLabel,
+  removeFromNetworksLabel,
+} from '../netconf/labels.js'
+import {findDefaultNetwork, listNetworks, NoSuchNetwork} from '../netconf/store.js'
 import {findNetworkConf, loadConfFile, type LoadedConf} from '../libcni/loader.js'
+import {typedRuntimeConf} from '../libcni/conf.js'
 import * as validate from '../libcni/validate.js'
-import * as fields from '../plugins/fields.js'
-import type {PortMappingArg} from '../libcni/validate.js'
 import type {CniRuntime, NetList, RuntimeConf} from '../libcni/runtime.js'
 import type {CniResult, NetConfList} from '../plugins/types.js'
 import {GONE_NETNS, interfacesOf, netnsForDel} from '../kernel/netns.js'
 import {CtrnetError, errorMessage} from '../sys/errors.js'
 import {FileLock, withLock} from '../sys/flock.js'
-import {type ContainerInfo, type ContainerdClient, withClient} from '../containerd/client.js'
-import {
-  cniContainerId,
-  displayName,
-  formatNetworksLabel,
-  isCniNetworkList,
-  NETWORKS_LABEL,
-  parseNetworksLabel,
-  resolveContainer,
-  runningNetns,
-  specHostname,
-} from './containers.js'
-import {addToNetworksLabel, CTRNET_NETWORKS_LABEL, CTRNET_PUBLISH_LABEL, intentOf, removeFromNetworksLabel} from './daemon/intent.js'
+import type {ContainerInfo, ContainerdClient} from '../containerd/client.js'
+import {isLive} from '../containerd/tasks.js'
+import {cniContainerId, displayName, resolveContainer, runningNetns, specHostname, withContainerd} from './containers.js'
 
 /**
  * `network connect` / `network disconnect`: attach a running containerd
@@ -35,17 +35,6 @@ import {addToNetworksLabel, CTRNET_NETWORKS_LABEL, CTRNET_PUBLISH_LABEL, intentO
  * id `<namespace>-<id>`, ifnames ethN, CNI_ARGS IgnoreUnknown=1, ...), and
  * record it in the container's `nerdctl/networks` label.
  */
-
-export interface ConnectRequest {
-  network: string
-  container: string
-  ifName?: string
-  ip?: string
-  ip6?: string
-  publish?: string[]
-  /** names the network's DNS answers for this container, besides its name and ids (--alias) */
-  aliases?: string[]
-}
 
 export interface ConnectResult {
   containerId: string
@@ -84,30 +73,9 @@ function declares(conf: NetConfList, cap: string): boolean {
   return conf.plugins.some((p) => p.capabilities?.[cap] === true)
 }
 
-/** Checks the request before anything is touched; returns the parsed port mappings. */
-function checkRequest(req: ConnectRequest) {
-  if (req.ip !== undefined && (req.ip.includes('/') || !Address4.isValid(req.ip))) {
-    throw new CtrnetError(`--ip ${req.ip}`, 'not an IPv4 address (give the address without a prefix length)')
-  }
-  if (req.ip6 !== undefined && (req.ip6.includes('/') || !Address6.isValid(req.ip6))) {
-    throw new CtrnetError(`--ip6 ${req.ip6}`, 'not an IPv6 address (give the address without a prefix length)')
-  }
-  if (req.ifName !== undefined) fields.ifName(req.ifName, '--ifname')
-  for (const a of req.aliases ?? []) fields.dnsName(a, '--alias')
-  return (req.publish ?? []).map((p) => validate.portSpec(p, '--publish'))
-}
-
 /** Rewrites the `nerdctl/networks` label (removes it when the list is empty). */
 async function writeNetworksLabel(client: ContainerdClient, id: string, nets: string[]): Promise<void> {
   await client.setLabel(id, NETWORKS_LABEL, nets.length ? formatNetworksLabel(nets) : undefined)
-}
-
-/** What to attach: the interface name (else the next free ethN), requested addresses, port mappings. */
-export interface AttachSpec {
-  ifName?: string
-  ip?: string
-  ip6?: string
-  portMappings: PortMappingArg[]
 }
 
 export interface Attached {
@@ -117,14 +85,28 @@ export interface Attached {
   result: CniResult
 }
 
+export interface AttachOptions {
+  /** names the action in errors (default `network connect`) */
+  what?: string
+  /**
+   * What an entry of this network in the task's netns means: `refuse` (the
+   * default: the container is already connected), or `resume` (the
+   * daemon's: a finished entry was attached since its plan, so nothing is
+   * done; a journal entry is an ADD that was killed, undone first, in that
+   * netns, so that what it made inside goes too).
+   */
+  existing?: 'refuse' | 'resume'
+}
+
 /**
  * The one way ctrnet attaches a network to a running container (`network
  * connect` and the daemon): CNI container id `<namespace>-<id>` of
- * s.namespace, the netns of its task `at` (runningNetns), the free ethN,
- * nerdctl's CNI_ARGS. A
- * leftover attachment of an earlier task is released first (never entering
- * its netns). The caller holds the container's lock (withContainerLock) and
- * has checked the spec's values; `what` names the action in errors.
+ * s.namespace, the netns of its task `at` (runningNetns), the requested
+ * interface name or the free ethN, nerdctl's CNI_ARGS. A leftover
+ * attachment of an earlier task is released first (never entering its
+ * netns). The caller holds the container's lock (withContainerLock); `req`
+ * was parsed at its edge, so the runtime takes it as typed. Undefined when
+ * `resume` found the network attached.
  */
 export async function attachNetwork(
   s: Settings,
@@ -132,60 +114,70 @@ export async function attachNetwork(
   c: ContainerInfo,
   at: {pid: number; netns: string},
   net: LoadedConf,
-  spec: AttachSpec,
-  what = 'network connect',
-): Promise<Attached> {
+  req: AttachRequest,
+  opts: AttachOptions = {},
+): Promise<Attached | undefined> {
+  const what = opts.what ?? 'network connect'
   const name = displayName(c)
   const cid = cniContainerId(s.namespace, c.id)
-  const {portMappings} = spec
   const {pid, netns} = at
 
   const netName = net.conf.name
-  if (portMappings.length && !declares(net.conf, 'portMappings')) {
+  if (req.publish.length && !declares(net.conf, 'portMappings')) {
     throw new CtrnetError(`network ${netName}`, 'has no plugin for port mappings (-p needs portmap; internal networks have none)')
   }
-  if (spec.ip6 && !declares(net.conf, 'ips')) {
+  if (req.ip6 && !declares(net.conf, 'ips')) {
     throw new CtrnetError(`network ${netName}`, 'does not take requested IPv6 addresses (--ip6 needs a network created with --ipv6)')
   }
 
-  const present = interfacesOf(pid)
-  const mine = listAttachments(s.cacheDir, {containerId: cid})
-  for (const a of mine.filter((x) => x.networkName === netName)) {
-    if (a.netns === netns) throw new CtrnetError(`container ${name}`, `is already connected to network ${netName} (as ${a.ifName})`)
-    // Left over from an earlier task of this container: release it first.
-    await runtime.delNetworkList(net, {containerId: cid, ifName: a.ifName, netns: GONE_NETNS})
-  }
-  const used = new Set([...present, ...mine.filter((a) => a.netns === netns).map((a) => a.ifName)])
-  let ifName = spec.ifName
-  if (ifName === undefined) {
-    let n = 0
-    while (used.has(`eth${n}`)) n++
-    ifName = `eth${n}`
-  } else if (used.has(ifName)) {
-    throw new CtrnetError(`container ${name}`, `already has an interface ${ifName}`)
-  }
-
-  const args: Array<[string, string]> = [['IgnoreUnknown', '1']]
-  if (spec.ip) args.push(['IP', spec.ip])
-  const hostname = specHostname(c)
-  if (hostname) args.push(['NERDCTL_CNI_DHCP_HOSTNAME', hostname])
-  const capabilityArgs: Record<string, unknown> = {}
-  if (portMappings.length) capabilityArgs.portMappings = portMappings
-  if (spec.ip6) capabilityArgs.ips = [spec.ip6]
-  const rt: RuntimeConf = {containerId: cid, netns, ifName, args, capabilityArgs}
-
   // a published host port is one attachment's: checked, and held from the journal entry on, under one
   // host-wide lock, so that two ADDs (daemon, connect) never both take it
-  const ports = portMappings.length ? await FileLock.acquire(join(s.cacheDir, 'ctrnet', 'locks', 'ports.lock')) : undefined
+  const ports = req.publish.length ? await FileLock.acquire(join(s.cacheDir, 'ctrnet', 'locks', 'ports.lock')) : undefined
   try {
-    const taken = ports && portConflict(portMappings, listAttachments(s.cacheDir), {containerId: cid, netns})
+    // one read of the cache and journal: under the container's lock (its own entries) and the ports' lock (everyone's ports)
+    const all = listAttachments(s.cacheDir)
+    const mine = all.filter((a) => a.containerId === cid && a.networkName === netName)
+    const here = mine.filter((a) => a.netns === netns)
+    if (here.length > 0) {
+      if (opts.existing !== 'resume') throw new CtrnetError(`container ${name}`, `is already connected to network ${netName} (as ${here[0]!.ifName})`)
+      if (here.some((a) => !a.pending)) return undefined // attached since the plan
+    }
+    // A journal entry in this netns (resume) is an ADD that was killed: undone in that netns. An
+    // entry of an earlier task of this container is released without entering its netns.
+    for (const a of mine) await runtime.delNetworkList(net, {containerId: cid, ifName: a.ifName, netns: a.netns === netns ? netns : GONE_NETNS})
+    const left = all.filter((a) => !mine.includes(a))
+    const present = interfacesOf(pid)
+    const used = new Set([...present, ...left.filter((a) => a.containerId === cid && a.netns === netns).map((a) => a.ifName)])
+    let ifName = req.ifname
+    if (ifName === undefined) {
+      let n = 0
+      while (used.has(`eth${n}`)) n++
+      ifName = `eth${n}`
+    } else if (used.has(ifName)) {
+      throw new CtrnetError(`container ${name}`, `already has an interface ${ifName}`)
+    }
+
+    const taken = ports && portConflict(req.publish, left, {containerId: cid, netns})
     if (taken) {
       const {mapping: m, holder: h} = taken
       const port = `${m.hostIP ? `${m.hostIP.includes(':') ? `[${m.hostIP}]` : m.hostIP}:` : ''}${m.hostPort}/${m.protocol}`
       throw new CtrnetError(`${what} ${netName} ${name}`, `host port ${port} is already published by ${h.containerId} on network ${h.networkName}`)
     }
+    let rt: RuntimeConf
     let result: CniResult
     try {
+      const args: Array<[string, string]> = [['IgnoreUnknown', '1']]
+      if (req.ip) args.push(['IP', req.ip])
+      // the hostname comes from the container's spec, which any client writes: parsed here, as CNI_ARGS
+      const hostname = specHostname(c)
+      if (hostname) {
+        validate.cniArgs([['NERDCTL_CNI_DHCP_HOSTNAME', hostname]])
+        args.push(['NERDCTL_CNI_DHCP_HOSTNAME', hostname])
+      }
+      const capabilityArgs: Record<string, unknown> = {}
+      if (req.publish.length) capabilityArgs.portMappings = req.publish
+      if (req.ip6) capabilityArgs.ips = [req.ip6]
+      rt = typedRuntimeConf({containerId: cid, netns, ifName, args, capabilityArgs})
       result = await runtime.addNetworkList(net, rt, {journaled: () => ports?.release()})
     } catch (err) {
       throw new CtrnetError(`${what} ${netName} ${name}`, errorMessage(err))
@@ -196,14 +188,16 @@ export async function attachNetwork(
   }
 }
 
-export async function connectContainer(s: Settings, req: ConnectRequest): Promise<ConnectResult> {
-  const portMappings = checkRequest(req)
+/** `network connect`: the flags are parsed here, once, into the request every later step takes. */
+export async function connectContainer(s: Settings, network: string, container: string, flags: AttachFlags): Promise<ConnectResult> {
+  const req = attachRequestOfFlags(network, flags)
   const runtime = makeRuntime(s)
-  return withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
-    const found = await resolveContainer(client, req.container)
+  return withContainerd(s, async (client) => {
+    const found = await resolveContainer(client, container)
     const cid = cniContainerId(s.namespace, found.id)
     return withContainerLock(s, cid, async () => {
-      // Fresh state under the lock: a concurrent connect may have changed the label.
+      // Fresh state under the lock: a concurrent connect may have changed the labels (every change of
+      // ctrnet's to them is made under this lock, so they are still these after the attach)
       const c: ContainerInfo = (await client.getContainer(found.id)) ?? found
       const name = displayName(c)
       const nets = parseNetworksLabel(c.labels)
@@ -215,21 +209,13 @@ export async function connectContainer(s: Settings, req: ConnectRequest): Promis
       if (intent && 'refused' in intent) throw new CtrnetError(`container ${name}`, `its labels do not parse (${intent.refused}); fix or remove them first`)
       const at = runningNetns(c, await client.getTask(c.id))
       const net = await loadAttachNetwork(s, req.network, true)
-      if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
-      const {netName, ifName, rt, result} = await attachNetwork(s, runtime, c, at, net, {
-        ifName: req.ifName,
-        ip: req.ip,
-        ip6: req.ip6,
-        portMappings,
-      })
+      if (!net) throw new NoSuchNetwork(req.network, s)
+      const {netName, ifName, rt, result} = (await attachNetwork(s, runtime, c, at, net, req))!
       try {
-        const latest = (await client.getContainer(c.id)) ?? c
         // the intent the daemon follows, so the network survives restarts of the task
-        const before = latest.labels[CTRNET_NETWORKS_LABEL]
-        const entry = {network: netName, publish: req.publish, ip: req.ip, ip6: req.ip6, ifname: req.ifName, aliases: req.aliases}
-        await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, addToNetworksLabel(before, entry))
-        const current = parseNetworksLabel(latest.labels) ?? []
-        const next = isCniNetworkList(current) ? current : []
+        const before = c.labels[CTRNET_NETWORKS_LABEL]
+        await client.setLabel(c.id, CTRNET_NETWORKS_LABEL, addToNetworksLabel(before, {...req, network: netName}))
+        const next = isCniNetworkList(nets) ? [...nets] : []
         if (!next.includes(netName)) next.push(netName)
         try {
           await writeNetworksLabel(client, c.id, next)
@@ -253,7 +239,7 @@ export async function connectContainer(s: Settings, req: ConnectRequest): Promis
 
 export async function disconnectContainer(s: Settings, req: DisconnectRequest): Promise<{containerId: string; removed: string[]}> {
   const runtime = makeRuntime(s)
-  return withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
+  return withContainerd(s, async (client) => {
     const net = await loadAttachNetwork(s, req.network, false)
     const netName = net?.conf.name ?? req.network
 
@@ -281,11 +267,11 @@ export async function disconnectContainer(s: Settings, req: DisconnectRequest): 
       const entries = listAttachments(s.cacheDir, {network: netName, containerId: cid})
       const intent = removeFromNetworksLabel(c?.labels[CTRNET_NETWORKS_LABEL], netName)
       if (entries.length === 0 && !nets.includes(netName) && !intent) {
-        if (!net) throw new CtrnetError(`no such network: ${req.network}`, `not found in ${s.confDir} (namespace ${s.namespace})`)
+        if (!net) throw new NoSuchNetwork(req.network, s)
         throw new CtrnetError(`container ${name}`, `is not connected to network ${netName}`)
       }
       const task = c ? await client.getTask(c.id) : undefined
-      const livePid = task && (task.status === 'RUNNING' || task.status === 'PAUSED') && task.pid ? task.pid : undefined
+      const livePid = task && isLive(task) && task.pid ? task.pid : undefined
       const removed: string[] = []
       for (const a of entries) {
         // the network file may be gone: then the config the ADD cached

@@ -11,6 +11,9 @@ import {SUPPORTED_VERSIONS} from '../libcni/version.js'
 import * as validate from '../libcni/validate.js'
 import * as fields from '../plugins/fields.js'
 import {CniRuntime, type RuntimeConf} from '../libcni/runtime.js'
+import {typedRuntimeConf} from '../libcni/conf.js'
+import type {AttachRequest} from '../netconf/attach-request.js'
+import {NoSuchNetwork} from '../netconf/store.js'
 import type {Settings} from './settings.js'
 
 /**
@@ -24,7 +27,7 @@ export function makeRuntime(s: Pick<Settings, 'cniPath' | 'cacheDir' | 'mode' | 
 
 export function loadNetwork(s: Pick<Settings, 'confDir' | 'namespace'>, name: string, warn?: (msg: string) => void): LoadedConf {
   const net = findNetworkConf(s.confDir, s.namespace, name, (file, err) => warn?.(`skipping ${file}: ${err.message}`))
-  if (!net) throw new Error(`network "${name}" not found in ${s.confDir}`)
+  if (!net) throw new NoSuchNetwork(name, s)
   return net
 }
 
@@ -44,14 +47,16 @@ export interface AttachmentFlags {
 }
 
 /**
- * Turns cnitool-like flags into a RuntimeConf. A requested IP goes to the
- * `ips` capability when a plugin of the chain declares it, else to
- * CNI_ARGS `IP=` (with IgnoreUnknown=1, which host-local reads).
+ * `cni add|check|del`'s flags, parsed once: the attachment request (the
+ * interface name, -p, --ip), then cnitool's raw --cap-args and --cni-args,
+ * parsed here as the runtime would. A requested IP goes to the `ips`
+ * capability when a plugin of the chain declares it, else to CNI_ARGS `IP=`
+ * (with IgnoreUnknown=1, which host-local reads). The result is typed: the
+ * runtime does not parse it again.
  */
 export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): RuntimeConf {
-  // the flags are named here; the runtime checks the same values again as CNI_IFNAME/CNI_CONTAINERID
-  fields.ifName(f.ifName, '--ifname', CNI_ERR.INVALID_ENV)
-  const capabilityArgs: Record<string, unknown> = {}
+  const req: AttachRequest = {network: net.conf.name, ifname: fields.ifName(f.ifName, '--ifname', CNI_ERR.INVALID_ENV), publish: [], aliases: []}
+  let capabilityArgs: Record<string, unknown> = {}
   if (f.capArgs) {
     let parsed: unknown
     try {
@@ -60,26 +65,28 @@ export function runtimeConfFromFlags(net: LoadedConf, f: AttachmentFlags): Runti
       throw new Error(`--cap-args is not JSON: ${(err as Error).message}`)
     }
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--cap-args must be a JSON object')
-    Object.assign(capabilityArgs, parsed)
+    capabilityArgs = validate.capabilityArgs(parsed) ?? {}
   }
-  if (f.publish.length > 0) capabilityArgs.portMappings = f.publish.map((p) => validate.portSpec(p, '--publish'))
+  req.publish = f.publish.map((p) => validate.portSpec(p, '--publish'))
+  if (req.publish.length > 0) capabilityArgs.portMappings = req.publish
   const args = parseCniArgs(f.cniArgs ?? '')
+  validate.cniArgs(args)
   if (f.ip) {
-    fields.ipAddress(f.ip, '--ip')
+    req.ip = fields.ipAddress(f.ip, '--ip')
     const declaresIps = net.conf.plugins.some((p) => p.capabilities?.ips)
-    if (declaresIps) capabilityArgs.ips = [f.ip]
+    if (declaresIps) capabilityArgs.ips = [req.ip]
     else {
       if (!args.some(([k]) => k === 'IgnoreUnknown')) args.unshift(['IgnoreUnknown', '1'])
-      args.push(['IP', f.ip])
+      args.push(['IP', req.ip])
     }
   }
-  return {
+  return typedRuntimeConf({
     containerId: f.containerId || defaultContainerId(f.netns),
     netns: f.netns,
-    ifName: f.ifName,
+    ifName: req.ifname!,
     args,
     capabilityArgs,
-  }
+  })
 }
 
 /** What `ctrnet cni plugin` prints and how it exits, by the CNI protocol. */

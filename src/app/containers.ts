@@ -1,17 +1,22 @@
 import {CtrnetError} from '../sys/errors.js'
 import {procNetnsPath, taskNetnsState} from '../kernel/netns.js'
-import type {ContainerInfo, ContainerdClient, TaskInfo} from '../containerd/client.js'
+import {type ContainerInfo, type ContainerdClient, type TaskInfo, withClient} from '../containerd/client.js'
 import {findContainer, ociSpec} from '../containerd/containers.js'
+import {HOSTNAME_LABEL, NAME_LABEL} from '../netconf/labels.js'
+import type {Settings} from './settings.js'
 
 /**
- * containerd containers as nerdctl sees them: its labels, the CNI container
- * id it gives them, which of them have a CNI network list.
+ * containerd containers as nerdctl sees them: their names, the CNI container
+ * id nerdctl gives them, their task's netns (the labels: netconf/labels.ts).
  */
 
-/** nerdctl's labels (pkg/labels/labels.go). */
-export const NAME_LABEL = 'nerdctl/name'
-export const NETWORKS_LABEL = 'nerdctl/networks'
-export const HOSTNAME_LABEL = 'nerdctl/hostname'
+/** What a containerd session needs of the Settings. */
+export type ContainerdSettings = Pick<Settings, 'address' | 'namespace' | 'containerdTimeoutMs'>
+
+/** One containerd session of ctrnet's: connects with the Settings' address, namespace and deadline, runs fn, closes. */
+export function withContainerd<T>(s: ContainerdSettings, fn: (client: ContainerdClient) => Promise<T>): Promise<T> {
+  return withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, fn)
+}
 
 /** The CNI container id nerdctl uses: `<namespace>-<container id>`. */
 export function cniContainerId(namespace: string, id: string): string {
@@ -20,32 +25,6 @@ export function cniContainerId(namespace: string, id: string): string {
 
 export function displayName(c: ContainerInfo): string {
   return c.labels?.[NAME_LABEL] || c.id
-}
-
-/**
- * The `nerdctl/networks` label: a JSON array of network names (Go's
- * json.Marshal of []string). Missing -> []. Unparsable -> undefined.
- */
-export function parseNetworksLabel(labels: Record<string, string> | undefined): string[] | undefined {
-  const raw = labels?.[NETWORKS_LABEL]
-  if (raw === undefined || raw === '') return []
-  try {
-    const v = JSON.parse(raw) as unknown
-    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v
-  } catch {
-    /* fall through */
-  }
-  return undefined
-}
-
-/** nerdctl's nettype: only a list of plain names is a CNI attachment list. */
-export function isCniNetworkList(nets: string[]): boolean {
-  return nets.length > 0 && nets.every((n) => n !== 'host' && n !== 'none' && !n.startsWith('container:') && !n.startsWith('ns:'))
-}
-
-/** Go's json.Marshal of []string (network names never need Go's HTML escapes). */
-export function formatNetworksLabel(nets: string[]): string {
-  return JSON.stringify(nets)
 }
 
 /**

@@ -5,8 +5,11 @@ import {findNetworkConf} from '../libcni/loader.js'
 import type {CniRuntime, GcReport, NetList} from '../libcni/runtime.js'
 import {GONE_NETNS, isProcNetnsPath, procNetnsPath} from '../kernel/netns.js'
 import type {Settings} from './settings.js'
-import {socketExists, withClient} from '../containerd/client.js'
-import {formatNetworksLabel, NETWORKS_LABEL, parseNetworksLabel} from './containers.js'
+import {socketExists} from '../containerd/client.js'
+import {isLive} from '../containerd/tasks.js'
+import {formatNetworksLabel, NETWORKS_LABEL, parseNetworksLabel} from '../netconf/labels.js'
+import {NoSuchNetwork} from '../netconf/store.js'
+import {withContainerd} from './containers.js'
 
 /**
  * `network gc`: the containerd-aware garbage collection. An attachment is
@@ -34,10 +37,10 @@ export async function gcNetworks(s: Settings, names: string[], opts: {dryRun?: b
   // containerd's view: live tasks (cni id -> pid) and every container's label
   const live = new Map<string, number>()
   const containers = new Map<string, {namespace: string; id: string; nets: string[]}>()
-  await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
+  await withContainerd(s, async (client) => {
     for (const ns of await client.listNamespaces()) {
       for (const t of await client.listTasks(ns)) {
-        if (t.status === 'RUNNING' || t.status === 'PAUSED') live.set(`${ns}-${t.id}`, t.pid)
+        if (isLive(t)) live.set(`${ns}-${t.id}`, t.pid)
       }
       for (const c of await client.listContainers([`labels."${NETWORKS_LABEL}"`], ns)) {
         containers.set(`${ns}-${c.id}`, {namespace: ns, id: c.id, nets: parseNetworksLabel(c.labels) ?? []})
@@ -57,7 +60,7 @@ export async function gcNetworks(s: Settings, names: string[], opts: {dryRun?: b
   for (const network of networks) {
     const mine = all.filter((a) => a.networkName === network)
     const net = networkForRelease(s, network, mine)
-    if (!net) throw new Error(`network "${network}" not found in ${s.confDir} and not in the CNI cache`)
+    if (!net) throw new NoSuchNetwork(network, s, true)
     const valid = mine.filter(isValid).map((a) => ({containerId: a.containerId, ifName: a.ifName}))
     const report = await runtime.gcNetworkList(net, valid, opts)
     const labelsUpdated: string[] = []
@@ -66,7 +69,7 @@ export async function gcNetworks(s: Settings, names: string[], opts: {dryRun?: b
       const stillAttached = new Set(valid.map((v) => v.containerId))
       const toUpdate = [...containers.entries()].filter(([cid, c]) => gone.has(cid) && !stillAttached.has(cid) && c.nets.includes(network))
       if (toUpdate.length > 0) {
-        await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
+        await withContainerd(s, async (client) => {
           for (const [cid, c] of toUpdate) {
             const nets = c.nets.filter((n) => n !== network)
             await client.setLabel(c.id, NETWORKS_LABEL, formatNetworksLabel(nets), c.namespace)
@@ -106,6 +109,6 @@ export function networkForRelease(s: Pick<Settings, 'confDir' | 'namespace'>, ne
  */
 export async function releaseAttachment(s: Pick<Settings, 'confDir' | 'namespace'>, runtime: CniRuntime, a: Attachment): Promise<void> {
   const net = networkForRelease(s, a.networkName, [a])
-  if (!net) throw new Error(`network "${a.networkName}" not found in ${s.confDir} and not in the CNI cache`)
+  if (!net) throw new NoSuchNetwork(a.networkName, s, true)
   await runtime.delNetworkList(net, {containerId: a.containerId, ifName: a.ifName, netns: GONE_NETNS})
 }

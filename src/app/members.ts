@@ -1,8 +1,9 @@
 import {listAttachments} from '../libcni/cache.js'
 import {procNetnsPath} from '../kernel/netns.js'
 import {parseCidr, parseIp} from '../kernel/ip/addr.js'
-import {socketExists, withClient} from '../containerd/client.js'
-import {cniContainerId} from './containers.js'
+import {socketExists} from '../containerd/client.js'
+import {isLive} from '../containerd/tasks.js'
+import {cniContainerId, withContainerd} from './containers.js'
 import type {Settings} from './settings.js'
 import {attachmentAddresses} from './usage.js'
 import {isGatewayBridge} from '../plugins/bridge/config.js'
@@ -57,12 +58,12 @@ export async function networkMembers(opts: MemberOpts): Promise<Membership> {
   }
   const done = {members: out, gateways}
   if (cached.length === 0 || !socketExists(opts.address)) return done
-  await withClient({address: opts.address, namespace: opts.namespace, timeoutMs: opts.containerdTimeoutMs}, async (client) => {
+  await withContainerd(opts, async (client) => {
     for (const ns of (await client.listNamespaces()).sort()) {
       const mine = cached.filter((a) => a.containerId.startsWith(`${ns}-`))
       if (mine.length === 0) continue
       const pids = new Map<string, number>()
-      for (const t of await client.listTasks(ns)) if ((t.status === 'RUNNING' || t.status === 'PAUSED') && t.pid) pids.set(t.id, t.pid)
+      for (const t of await client.listTasks(ns)) if (isLive(t) && t.pid) pids.set(t.id, t.pid)
       if (pids.size === 0) continue
       for (const c of (await client.listContainers([], ns)).sort((x, y) => x.id.localeCompare(y.id))) {
         const pid = pids.get(c.id)

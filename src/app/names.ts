@@ -1,7 +1,6 @@
 import type {ContainerInfo} from '../containerd/client.js'
 import {InvalidField, dnsName} from '../plugins/fields.js'
-import {NAME_LABEL} from './containers.js'
-import {intentOf} from './daemon/intent.js'
+import {intentOf, NAME_LABEL} from '../netconf/labels.js'
 
 /**
  * The names a container has on a network's DNS (and in `network inspect`'s

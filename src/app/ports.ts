@@ -1,6 +1,6 @@
 import {Address4, Address6} from 'ip-address'
 import type {Attachment} from '../libcni/cache.js'
-import type {PortMappingArg} from '../libcni/validate.js'
+import type {PortMapping} from '../plugins/types.js'
 
 /**
  * Host ports are the host's: one published host port (protocol, host
@@ -12,16 +12,15 @@ import type {PortMappingArg} from '../libcni/validate.js'
  */
 
 export interface PortConflict {
-  mapping: PortMappingArg
+  mapping: PortMapping
   /** the attachment that publishes it already */
   holder: Pick<Attachment, 'networkName' | 'containerId' | 'ifName'>
 }
 
-interface Published {
-  hostPort: number
-  protocol: string
-  hostIP: string
-}
+/** A port an entry holds: its mapping but the container's side, hostIP '' for every address. */
+type Published = Required<Omit<PortMapping, 'containerPort'>>
+
+const PROTOCOLS: readonly string[] = ['tcp', 'udp', 'sctp'] satisfies Array<PortMapping['protocol']>
 
 /** The port mappings an entry holds, as far as they read as such (entries of any client: never trusted). */
 function publishedBy(a: Attachment): Published[] {
@@ -32,7 +31,10 @@ function publishedBy(a: Attachment): Published[] {
     if (!p || typeof p !== 'object') continue
     const {hostPort, protocol, hostIP} = p as Record<string, unknown>
     if (typeof hostPort !== 'number') continue
-    out.push({hostPort, protocol: typeof protocol === 'string' && protocol !== '' ? protocol.toLowerCase() : 'tcp', hostIP: typeof hostIP === 'string' ? hostIP : ''})
+    const proto = typeof protocol === 'string' && protocol !== '' ? protocol.toLowerCase() : 'tcp'
+    // another protocol is no port we publish (ours are parsed: tcp, udp or sctp)
+    if (!PROTOCOLS.includes(proto)) continue
+    out.push({hostPort, protocol: proto as PortMapping['protocol'], hostIP: typeof hostIP === 'string' ? hostIP : ''})
   }
   return out
 }
@@ -66,7 +68,7 @@ function overlap(a: string, b: string): boolean {
  * Attachments of the same container in another netns (an earlier task's,
  * released before this ADD) do not count.
  */
-export function portConflict(wanted: PortMappingArg[], others: Attachment[], self: {containerId: string; netns: string}): PortConflict | undefined {
+export function portConflict(wanted: PortMapping[], others: Attachment[], self: {containerId: string; netns: string}): PortConflict | undefined {
   for (const a of others) {
     if (a.containerId === self.containerId && a.netns !== self.netns) continue
     for (const p of publishedBy(a)) {

@@ -13,8 +13,10 @@ import {type Attachment, listAttachments} from '../libcni/cache.js'
 import {type IpAddrLink, globalCidrs} from '../kernel/ip/addr.js'
 import {ipJson} from '../kernel/ip/batch.js'
 import {procNetnsPath, taskNetns} from '../kernel/netns.js'
-import {socketExists, withClient} from '../containerd/client.js'
-import {NETWORKS_LABEL, cniContainerId, displayName, isCniNetworkList, parseNetworksLabel} from './containers.js'
+import {socketExists} from '../containerd/client.js'
+import {isLive} from '../containerd/tasks.js'
+import {NETWORKS_LABEL, isCniNetworkList, parseNetworksLabel} from '../netconf/labels.js'
+import {cniContainerId, displayName, withContainerd} from './containers.js'
 import type {Settings} from './settings.js'
 import {dnsNamesOf} from './names.js'
 import type {ContainerInfo} from '../containerd/client.js'
@@ -52,12 +54,12 @@ async function findUses(opts: ContainerdOpts, network: string): Promise<Use[]> {
   if (!socketExists(opts.address)) return []
   // finished attachments only: an ADD still in flight does not make a user
   const cached = listAttachments(opts.cacheDir, {network}).filter((a) => !a.pending)
-  return withClient({address: opts.address, namespace: opts.namespace, timeoutMs: opts.containerdTimeoutMs}, async (client) => {
+  return withContainerd(opts, async (client) => {
     const uses: Use[] = []
     for (const ns of await client.listNamespaces()) {
       const tasks = new Map<string, {status: string; pid: number}>()
       for (const t of await client.listTasks(ns)) {
-        if (t.status === 'RUNNING' || t.status === 'PAUSED') tasks.set(t.id, {status: t.status, pid: t.pid})
+        if (isLive(t)) tasks.set(t.id, {status: t.status, pid: t.pid})
       }
       if (tasks.size === 0) continue
       // Candidates: containers with the label, plus those the cache names.

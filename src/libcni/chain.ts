@@ -3,6 +3,7 @@ import {embeddedPlugin} from '../plugins/registry/index.js'
 import type {CniCommand, CniResult, EmbeddedPlugin, NetConfList, ParseContext, PluginConf, PluginNetConf} from '../plugins/types.js'
 import {requirePrograms} from '../sys/exec.js'
 import * as validate from './validate.js'
+import {isTypedRuntimeConf} from './conf.js'
 
 /**
  * A chain's configs, parsed once per request before the first plugin runs:
@@ -90,7 +91,7 @@ export function parsePlugin(stdin: PluginNetConf, at: string, ctx: ParseContext,
  * prevResult) will be. A refusal that names a field is thrown here.
  */
 export function parseRequest<R extends Attachment>(command: CniCommand, conf: NetConfList, given: R, embedded: boolean): {rt: R; chain: ParsedPlugin[]} {
-  const capabilityArgs = validate.request(conf, given)
+  const capabilityArgs = validate.request(conf, given, isTypedRuntimeConf(given))
   const rt = capabilityArgs === undefined ? given : {...given, capabilityArgs}
   const ctx = parseContext(command, rt)
   const chain = conf.plugins.map((p, i) => parsePlugin(stdinFor(conf, p, undefined, rt), `plugins[${i}]`, ctx, embedded))

@@ -12,6 +12,7 @@ import {
   writeCachedAttachment,
   writePending,
 } from './cache.js'
+import {isTypedRuntimeConf, type RuntimeConf} from './conf.js'
 import {execPlugin, findInPath} from './invoke.js'
 import {firewallBackend} from '../kernel/netfilter/backends/index.js'
 import type {FirewallTx} from '../kernel/netfilter/firewall.js'
@@ -34,14 +35,7 @@ export interface RuntimeOptions {
   iptablesLockPath?: string
 }
 
-/** What libcni calls RuntimeConf: everything about one attachment but the config. */
-export interface RuntimeConf {
-  containerId: string
-  netns: string
-  ifName: string
-  args?: Array<[string, string]>
-  capabilityArgs?: Record<string, unknown>
-}
+export type {RuntimeConf}
 
 export interface GcReport {
   /** Attachments that were (or, in a dry run, would be) deleted. */
@@ -381,8 +375,11 @@ export class CniRuntime {
   private checkNames(conf: NetConfList, rt: RuntimeConf): void {
     validateNetworkName(conf.name)
     assertSupportedVersion(conf.cniVersion)
-    validateContainerId(rt.containerId)
-    validateIfName(rt.ifName)
+    // a typed runtime conf (conf.ts) holds names our own edge checked
+    if (!isTypedRuntimeConf(rt)) {
+      validateContainerId(rt.containerId)
+      validateIfName(rt.ifName)
+    }
     if (!Array.isArray(conf.plugins) || conf.plugins.length === 0) {
       throw new CniError(CNI_ERR.INVALID_NETCONF, `network "${conf.name}" has no plugins`)
     }

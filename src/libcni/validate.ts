@@ -1,9 +1,8 @@
-import {CNI_ERR, type NetConfList} from '../plugins/types.js'
+import {CNI_ERR, type NetConfList, type PortMapping, type Protocol} from '../plugins/types.js'
 import {showToken, tokenFault, valueFault} from '../kernel/tokens.js'
 import {
   dnsName,
   given,
-  ifName,
   ipAddress,
   ipOrCidr,
   list,
@@ -18,7 +17,6 @@ import {
   range,
   refuse,
   dns,
-  type Protocol,
 } from '../plugins/fields.js'
 
 /**
@@ -31,13 +29,6 @@ import {
 
 // ---- capability args ------------------------------------------------------
 
-export interface PortMappingArg {
-  hostPort: number
-  containerPort: number
-  protocol: Protocol
-  hostIP?: string
-}
-
 /**
  * Capability args as a runtime passes them (runtimeConfig). The well-known
  * ones are parsed and returned in canonical form; any other capability is
@@ -48,10 +39,10 @@ export function capabilityArgs(raw: unknown): Record<string, unknown> | undefine
   const c = obj(raw, 'capabilityArgs')
   const out: Record<string, unknown> = {...c}
   if (given(c.portMappings)) {
-    out.portMappings = list(c.portMappings, 'portMappings').map((p, i): PortMappingArg => {
+    out.portMappings = list(c.portMappings, 'portMappings').map((p, i): PortMapping => {
       const f = `portMappings[${i}]`
       const m = obj(p, f)
-      const pm: PortMappingArg = {
+      const pm: PortMapping = {
         hostPort: port(m.hostPort, `${f}.hostPort`),
         containerPort: port(m.containerPort, `${f}.containerPort`),
         protocol: protocol(m.protocol ?? 'tcp', `${f}.protocol`),
@@ -127,17 +118,20 @@ export function cniArgs(pairs: Array<[string, string]> | undefined): void {
 }
 
 /**
- * The request's own values, before the first plugin runs: the network, the
- * attachment's names, CNI_ARGS and the capability args (the conflist entry
- * of each embedded plugin is that plugin's `parse`, libcni/chain.ts).
- * Returns the capability args in canonical form.
+ * The request's own values, before the first plugin runs: the network,
+ * CNI_ARGS and the capability args (the conflist entry of each embedded
+ * plugin is that plugin's `parse`, libcni/chain.ts; CNI_IFNAME is checked
+ * once, by the runtime, args.ts validateIfName). A typed runtime conf
+ * (libcni/conf.ts) holds values our own edge parsed: they are not parsed
+ * again. Returns the capability args in canonical form.
  */
 export function request(
   conf: Pick<NetConfList, 'name'>,
-  rt: {containerId: string; ifName: string; args?: Array<[string, string]>; capabilityArgs?: Record<string, unknown>},
+  rt: {args?: Array<[string, string]>; capabilityArgs?: Record<string, unknown>},
+  typed = false,
 ): Record<string, unknown> | undefined {
   networkName(conf.name)
-  ifName(rt.ifName, 'CNI_IFNAME', CNI_ERR.INVALID_ENV)
+  if (typed) return rt.capabilityArgs
   cniArgs(rt.args)
   return capabilityArgs(rt.capabilityArgs)
 }
@@ -146,9 +140,10 @@ export function request(
 
 /**
  * `[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]` (HOSTIP may be IPv6 in brackets),
- * from a CLI flag or a container label; `field` names where it came from.
+ * from a CLI flag or a container label (netconf/labels.ts); `field` names
+ * where it came from.
  */
-export function portSpec(spec: string, field: string): PortMappingArg {
+export function portSpec(spec: string, field: string): PortMapping {
   if (typeof spec !== 'string' || tokenFault(spec, /^[0-9A-Za-z.:[\]/]+$/, 128)) {
     return refuse(field, `${showToken(spec)} is not [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]${spec && typeof spec === 'string' && tokenFault(spec, /.*/, 128) ? `: it ${tokenFault(spec, /.*/, 128)}` : ''}`)
   }
@@ -175,56 +170,7 @@ export function portSpec(spec: string, field: string): PortMappingArg {
     }
   }
   if (fields.length !== 2) return refuse(field, `${showToken(spec)} is not [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]`)
-  const pm: PortMappingArg = {hostPort: portText(fields[0]!, field), containerPort: portText(fields[1]!, field), protocol: proto}
+  const pm: PortMapping = {hostPort: portText(fields[0]!, field), containerPort: portText(fields[1]!, field), protocol: proto}
   if (hostIP) pm.hostIP = hostIP
   return pm
-}
-
-/**
- * Spaces and tabs around a label's items: what a person types. Not trim(),
- * which also eats U+2028, NBSP, U+3000...: a value the CLI refuses must not
- * pass as a label.
- */
-const blanksTrimmed = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '')
-
-/** Label `ctrnet/publish`: comma-separated port specs. */
-export function publishLabel(v: string, field = 'label ctrnet/publish'): PortMappingArg[] {
-  if (blanksTrimmed(v) === '') return []
-  return v.split(',').map((s) => portSpec(blanksTrimmed(s), field))
-}
-
-export interface NetworkIntent {
-  network: string
-  publish: PortMappingArg[]
-  ip?: string
-  ip6?: string
-  ifname?: string
-  aliases: string[]
-}
-
-/** Label `ctrnet/networks`: `net1,net2` or a JSON list of {network, publish, ip, ip6, ifname, aliases}. */
-export function networksLabel(v: string, field = 'label ctrnet/networks'): NetworkIntent[] {
-  const s = blanksTrimmed(v)
-  if (s === '') return []
-  if (!s.startsWith('[')) return s.split(',').map((n) => ({network: networkName(blanksTrimmed(n), field), publish: [], aliases: []}))
-  let raw: unknown
-  try {
-    raw = JSON.parse(s)
-  } catch {
-    return refuse(field, 'is neither a comma-separated list of networks nor a JSON list')
-  }
-  return list(raw, field).map((e, i) => {
-    const f = `${field}[${i}]`
-    const o = obj(typeof e === 'string' ? {network: e} : e, f)
-    for (const k of Object.keys(o)) if (!['network', 'publish', 'ip', 'ip6', 'ifname', 'aliases'].includes(k)) refuse(`${f}.${k}`, 'is not a known field (network, publish, ip, ip6, ifname, aliases)')
-    const intent: NetworkIntent = {
-      network: networkName(o.network, `${f}.network`),
-      publish: given(o.publish) ? list(o.publish, `${f}.publish`).map((p, j) => portSpec(p as string, `${f}.publish[${j}]`)) : [],
-      aliases: given(o.aliases) ? list(o.aliases, `${f}.aliases`).map((a, j) => dnsName(a, `${f}.aliases[${j}]`)) : [],
-    }
-    if (given(o.ip)) intent.ip = ipAddress(o.ip, `${f}.ip`)
-    if (given(o.ip6)) intent.ip6 = ipAddress(o.ip6, `${f}.ip6`)
-    if (given(o.ifname)) intent.ifname = ifName(o.ifname, `${f}.ifname`)
-    return intent
-  })
 }

@@ -5,7 +5,8 @@ import type {NetConfList, PluginConf} from '../plugins/types.js'
 import {OVERLAY_TYPE} from '../services/overlay/config.js'
 // not validate.ts: it loads ip-address, and `network ls` loads this file
 import {ifNameProblem, showToken} from '../kernel/tokens.js'
-import {DEFAULT_NETWORK_LABEL, DEFAULT_NETWORK_NAME} from './names.js'
+import {DEFAULT_NETWORK_LABEL} from './labels.js'
+import {CREATED_NETWORK_NAME_RULE, DEFAULT_NETWORK_NAME} from './names.js'
 import {
   type Cidr,
   type Subnet,
@@ -41,7 +42,7 @@ import {lastOf, networkOf} from '../kernel/ip/addr.js'
 export const DEFAULT_BRIDGE_DEVICE = 'nerdctl0'
 export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name'
 export const DHCP_SOCKET = '/run/cni/dhcp.sock'
-export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/
+const NAME_PATTERN = new RegExp(CREATED_NETWORK_NAME_RULE)
 
 export interface CreateOptions {
   name: string
@@ -503,7 +504,7 @@ export function validateCreateOptions(o: CreateOptions): void {
   if (!NAME_PATTERN.test(o.name)) {
     throw new CtrnetError(
       'network create',
-      `invalid network name ${JSON.stringify(o.name)}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ (at least 2 characters)`,
+      `invalid network name ${JSON.stringify(o.name)}: must match ${CREATED_NETWORK_NAME_RULE} (at least 2 characters)`,
     )
   }
   if (Buffer.byteLength(o.name) > 200) throw new CtrnetError(what, 'network name is too long (at most 200 bytes)')

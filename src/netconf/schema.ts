@@ -1,6 +1,7 @@
 import Ajv2020Module from 'ajv/dist/2020.js'
 import {CtrnetError} from '../sys/errors.js'
 import {OVERLAY_TYPE} from '../services/overlay/config.js'
+import {CREATED_NETWORK_NAME_RULE} from './names.js'
 
 /**
  * JSON schema of the conflists ctrnet writes (nerdctl's shape). Every write is
@@ -144,7 +145,7 @@ export const CONFLIST_SCHEMA = {
   required: ['cniVersion', 'name', 'nerdctlID', 'plugins'],
   properties: {
     cniVersion: {const: '1.0.0'},
-    name: {type: 'string', pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]+$'},
+    name: {type: 'string', pattern: CREATED_NETWORK_NAME_RULE},
     nerdctlID: {type: 'string', pattern: '^[0-9a-f]{64}$'},
     nerdctlLabels: {type: 'object', additionalProperties: {type: 'string'}},
     plugins: {

@@ -4,7 +4,8 @@ import {CtrnetError, errorMessage} from '../sys/errors.js'
 import {withLock} from '../sys/flock.js'
 import {listConfFiles, loadConfFile} from '../libcni/loader.js'
 import type {NetConfList} from '../plugins/types.js'
-import {DEFAULT_NETWORK_LABEL, DEFAULT_NETWORK_NAME} from './names.js'
+import {DEFAULT_NETWORK_LABEL} from './labels.js'
+import {DEFAULT_NETWORK_NAME} from './names.js'
 
 /**
  * The network store: nerdctl's config dir layout (pkg/netutil/store.go).
@@ -126,4 +127,15 @@ export function removeNetworkFile(what: string, file: string): void {
 /** nerdctl's GetDefaultNetworkConfig: a network labelled nerdctl/default-network, else one named bridge. */
 export function findDefaultNetwork(nets: NetworkEntry[]): NetworkEntry | undefined {
   return nets.find((n) => n.nerdctlLabels && DEFAULT_NETWORK_LABEL in n.nerdctlLabels) ?? nets.find((n) => n.name === DEFAULT_NETWORK_NAME)
+}
+
+/**
+ * The one refusal for a network name that names nothing: in the conflist
+ * folder of the namespace, and (orCache) not in the CNI cache either, whose
+ * entries keep the config their ADD ran with.
+ */
+export class NoSuchNetwork extends CtrnetError {
+  constructor(name: string, where: {confDir: string; namespace: string}, orCache = false) {
+    super(`no such network: ${name}`, `network "${name}" not found in ${where.confDir} (namespace ${where.namespace})${orCache ? ' nor in the CNI cache' : ''}`)
+  }
 }

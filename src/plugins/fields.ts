@@ -1,9 +1,9 @@
 import {Address4, Address6} from 'ip-address'
-import {CNI_ERR, CniError} from './types.js'
-import {assertSysctlValue} from '../kernel/tokens.js'
+import {CNI_ERR, CniError, type Protocol} from './types.js'
 import {iptablesChainFault as chainFault} from '../kernel/netfilter/backends/index.js'
 import {sysctlKeyFromDotted} from '../kernel/sysctl.js'
-import {ifNameProblem, showToken, tokenFault, valueFault} from '../kernel/tokens.js'
+import {assertSysctlValue, ifNameProblem, showToken, tokenFault, valueFault} from '../kernel/tokens.js'
+import {NETWORK_NAME_RULE} from '../sys/names.js'
 
 /**
  * The typed values of untrusted input, each parsed or refused with one line
@@ -38,7 +38,6 @@ export const notA = (what: string, v: unknown): string => `must be ${what}, not 
 
 // ---- scalar types -------------------------------------------------------
 
-export type Protocol = 'tcp' | 'udp' | 'sctp'
 
 export function protocol(v: unknown, field: string): Protocol {
   const p = typeof v === 'string' ? v.toLowerCase() : v
@@ -190,7 +189,7 @@ export function list(v: unknown, field: string): unknown[] {
 export const given = (v: unknown): boolean => v !== undefined && v !== null
 
 export function networkName(v: unknown, field = 'name'): string {
-  const f = valueFault(v, /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 128)
+  const f = valueFault(v, new RegExp(NETWORK_NAME_RULE), 128)
   if (f) return refuse(field, `${showToken(v)} is not a network name: it ${f}`)
   return v as string
 }

@@ -82,10 +82,17 @@ export interface CniResult {
   [key: string]: unknown
 }
 
+export type Protocol = 'tcp' | 'udp' | 'sctp'
+
+/**
+ * One published port, the one type of it from the edge (a -p flag, a label,
+ * capability args: libcni/validate.ts) to portmap's rules. hostIP, when
+ * set, is an address in canonical form.
+ */
 export interface PortMapping {
   hostPort: number
   containerPort: number
-  protocol: string
+  protocol: Protocol
   hostIP?: string
 }
 

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import {ATTACH_BACKOFF, AttachBackoff, attemptEpoch, holdAdds} from '../../src/app/daemon/backoff.js'
-import {intentOf} from '../../src/app/daemon/intent.js'
+import {intentOf} from '../../src/netconf/labels.js'
 
 /** A clock the test moves by hand. */
 class Clock {

@@ -6,7 +6,7 @@
  * in containers under a running daemon.
  */
 import {describe, expect, it} from 'vitest'
-import {intentOf} from '../../src/app/daemon/intent.js'
+import {intentOf} from '../../src/netconf/labels.js'
 import {labelCases} from '../e2e/daemon-bad-labels.js'
 
 describe('daemon labels: the injection corpus', () => {

@@ -1,5 +1,6 @@
 import {describe, expect, it} from 'vitest'
-import {addToNetworksLabel, intentOf, removeFromNetworksLabel} from '../../src/app/daemon/intent.js'
+import {attachRequestOfFlags} from '../../src/netconf/attach-request.js'
+import {addToNetworksLabel, intentOf, removeFromNetworksLabel} from '../../src/netconf/labels.js'
 import {type ObservedAttachment, type ObservedContainer, planReconcile} from '../../src/app/daemon/plan.js'
 import {parseDuration} from '../../src/cli/duration.js'
 
@@ -49,11 +50,11 @@ describe('daemon intent from labels', () => {
 
 describe('network connect records itself in ctrnet/networks', () => {
   it('adds its entry in the JSON form, with the flags given; keeps the others as written; replaces its own', () => {
-    expect(addToNetworksLabel(undefined, {network: 'a', publish: ['8080:80'], ip: '10.1.0.9'})).toBe('[{"network":"a","publish":["8080:80"],"ip":"10.1.0.9"}]')
+    expect(addToNetworksLabel(undefined, attachRequestOfFlags('a', {publish: ['8080:80'], ip: '10.1.0.9'}))).toBe('[{"network":"a","publish":["8080:80"],"ip":"10.1.0.9"}]')
     expect(addToNetworksLabel('x, y', {network: 'a', publish: []})).toBe('["x","y",{"network":"a"}]')
     expect(addToNetworksLabel('[{"network":"a","ip":"10.1.0.2"},"b"]', {network: 'a', ifname: 'eth5', ip6: 'fd00::5'})).toBe('["b",{"network":"a","ip6":"fd00::5","ifname":"eth5"}]')
     // what it writes reads back as the same intent
-    const label = addToNetworksLabel('x', {network: 'a', publish: ['127.0.0.1:8080:80/udp']})
+    const label = addToNetworksLabel('x', attachRequestOfFlags('a', {publish: ['127.0.0.1:8080:80/udp']}))
     expect(intentOf({'ctrnet/networks': label})).toEqual({
       networks: [
         {network: 'x', aliases: [], publish: []},

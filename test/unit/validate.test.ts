@@ -2,6 +2,7 @@ import {describe, expect, it} from 'vitest'
 import * as validate from '../../src/libcni/validate.js'
 import {parseRequest} from '../../src/libcni/chain.js'
 import * as fields from '../../src/plugins/fields.js'
+import * as labels from '../../src/netconf/labels.js'
 import type {NetConfList} from '../../src/plugins/types.js'
 
 // the scalars live in plugins/fields.ts, the request's own values in validate.ts
@@ -111,15 +112,15 @@ describe('validate: CLI flags and labels', () => {
     }
   })
   it('parses the ctrnet/networks and ctrnet/publish labels', () => {
-    expect(v.networksLabel('a,b').map((i) => i.network)).toEqual(['a', 'b'])
-    expect(v.networksLabel('[{"network":"a","publish":["8080:80"],"ip":"10.1.0.9","aliases":["api"]}]')[0]).toEqual({
+    expect(labels.networksLabel('a,b').map((i) => i.network)).toEqual(['a', 'b'])
+    expect(labels.networksLabel('[{"network":"a","publish":["8080:80"],"ip":"10.1.0.9","aliases":["api"]}]')[0]).toEqual({
       network: 'a',
       publish: [{hostPort: 8080, containerPort: 80, protocol: 'tcp'}],
       ip: '10.1.0.9',
       aliases: ['api'],
     })
-    expect(refusal(() => v.networksLabel('[{"network":"a","publish":["8080:80/tcp\\n--flush"]}]'))).toContain('label ctrnet/networks[0].publish[0]')
-    expect(refusal(() => v.networksLabel('[{"network":"a","ifname":"eth0 x"}]'))).toContain('label ctrnet/networks[0].ifname')
-    expect(refusal(() => v.publishLabel('8080:80,9090:90/icmp'))).toContain('label ctrnet/publish')
+    expect(refusal(() => labels.networksLabel('[{"network":"a","publish":["8080:80/tcp\\n--flush"]}]'))).toContain('label ctrnet/networks[0].publish[0]')
+    expect(refusal(() => labels.networksLabel('[{"network":"a","ifname":"eth0 x"}]'))).toContain('label ctrnet/networks[0].ifname')
+    expect(refusal(() => labels.publishLabel('8080:80,9090:90/icmp'))).toContain('label ctrnet/publish')
   })
 })

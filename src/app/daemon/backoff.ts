@@ -1,3 +1,4 @@
+import {type BackoffPolicy, backoffDelay} from '../../sys/timing.js'
 import type {Add, ObservedContainer} from './plan.js'
 
 /**
@@ -16,10 +17,7 @@ import type {Add, ObservedContainer} from './plan.js'
  * way again is only counted (the pass summary's `failed`).
  */
 
-export interface BackoffPolicy {
-  firstMs: number
-  capMs: number
-}
+export type {BackoffPolicy}
 
 export const ATTACH_BACKOFF: BackoffPolicy = {firstMs: 1000, capMs: 300_000}
 
@@ -52,7 +50,7 @@ export class AttachBackoff {
 
   /** The delay after the n-th failure in a row (n >= 1). */
   delayAfter(n: number): number {
-    return Math.min(this.policy.capMs, this.policy.firstMs * 2 ** Math.min(n - 1, 40))
+    return backoffDelay(this.policy, n)
   }
 
   /**

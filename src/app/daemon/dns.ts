@@ -6,7 +6,7 @@ import {networkMembers, type Membership} from '../members.js'
 import {DnsServer} from '../../services/dns/server.js'
 import {upstreamsFromResolvConf} from '../../services/dns/upstream.js'
 import type {Settings} from '../settings.js'
-import type {DaemonLog} from './reconcile.js'
+import type {Logger} from '../../sys/log.js'
 import {SingleFlight} from './single-flight.js'
 
 /**
@@ -25,7 +25,7 @@ export interface DaemonDnsOptions {
   resolvConf: string
   /** nerdctl's --data-root: its hosts store is kept in step when it exists */
   nerdctlDataRoot: string
-  log: DaemonLog
+  log: Logger
   /** how often listeners that could not bind are tried again (default 1 s) */
   retryMs?: number
 }

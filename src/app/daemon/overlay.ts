@@ -7,8 +7,9 @@ import {readState} from '../../services/overlay/state.js'
 import type {PluginNetConf} from '../../plugins/types.js'
 import {type EtcdClient, watchPrefix} from '../../sys/etcd.js'
 import {errorMessage} from '../../sys/errors.js'
+import type {Logger} from '../../sys/log.js'
+import {Backoff, sleep} from '../../sys/timing.js'
 import type {Settings} from '../settings.js'
-import type {DaemonLog} from './reconcile.js'
 import {SingleFlight} from './single-flight.js'
 
 /**
@@ -22,8 +23,7 @@ import {SingleFlight} from './single-flight.js'
  */
 
 const RESCAN_MS = 1000
-const RETRY_MS = 500
-const RETRY_CAP_MS = 30_000
+const RETRY = {firstMs: 500, capMs: 30_000}
 
 /**
  * The overlay networks of every containerd namespace's folder: a host's
@@ -44,19 +44,6 @@ function overlayConfs(s: Pick<Settings, 'confDir'>): OverlayConf[] {
   return out
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve()
-    const t = setTimeout(done, ms)
-    function done() {
-      clearTimeout(t)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done, {once: true})
-  })
-}
-
 /** One joined network: a sync runner (one at a time, coalesced), a renew timer and the watch. */
 class Member {
   private readonly ac = new AbortController()
@@ -72,7 +59,7 @@ class Member {
 
   constructor(
     readonly conf: OverlayConf,
-    private readonly log: DaemonLog,
+    private readonly log: Logger,
     parent: AbortSignal,
   ) {
     this.client = etcdClientOf(conf)
@@ -116,22 +103,21 @@ class Member {
 
   private async renewLoop(): Promise<void> {
     const period = Math.min(10_000, Math.max(1000, Math.floor((this.conf.leaseTtl * 1000) / 3)))
-    let retry = RETRY_MS
+    const retry = new Backoff(RETRY)
     while (!this.ac.signal.aborted) {
       let wait = period
       try {
         await this.sync()
-        retry = RETRY_MS
+        retry.reset()
       } catch {
-        wait = Math.min(retry, period)
-        retry = Math.min(retry * 2, RETRY_CAP_MS)
+        wait = Math.min(retry.next(), period)
       }
       await sleep(wait, this.ac.signal)
     }
   }
 
   private async watchLoop(): Promise<void> {
-    let retry = RETRY_MS
+    const retry = new Backoff(RETRY)
     while (!this.ac.signal.aborted) {
       try {
         await watchPrefix(
@@ -140,7 +126,7 @@ class Member {
           {
             // what changed while we were not watching: a full sync
             onReady: () => {
-              retry = RETRY_MS
+              retry.reset()
               void this.sync().catch(() => undefined)
             },
             onEvents: () => void this.sync().catch(() => undefined),
@@ -150,8 +136,7 @@ class Member {
       } catch {
         // etcd unreachable: the renew loop logs it; the watch retries with backoff
       }
-      await sleep(retry, this.ac.signal)
-      retry = Math.min(retry * 2, RETRY_CAP_MS)
+      await sleep(retry.next(), this.ac.signal)
     }
   }
 }
@@ -163,7 +148,7 @@ export class DaemonOverlay {
 
   constructor(
     private readonly s: Pick<Settings, 'confDir' | 'namespace'>,
-    private readonly log: DaemonLog,
+    private readonly log: Logger,
   ) {}
 
   start(): void {

@@ -1,5 +1,6 @@
-import type {NetworkIntent} from '../../libcni/validate.js'
-import type {Intent} from './intent.js'
+import {isLive} from '../../containerd/tasks.js'
+import type {AttachRequest} from '../../netconf/attach-request.js'
+import type {Intent} from '../../netconf/labels.js'
 
 /**
  * The daemon's reconcile, pure part: what containerd and the CNI cache say
@@ -51,7 +52,7 @@ export interface Add {
   namespace: string
   id: string
   cid: string
-  intent: NetworkIntent
+  intent: AttachRequest
 }
 
 export interface Refusal {
@@ -65,8 +66,6 @@ export interface Plan {
   adds: Add[]
   refusals: Refusal[]
 }
-
-const live = (t: ObservedTask | undefined) => t !== undefined && (t.status === 'RUNNING' || t.status === 'PAUSED')
 
 /**
  * desired = containers with a RUNNING or PAUSED task x their intent; actual =
@@ -96,7 +95,7 @@ export function planReconcile(containers: ObservedContainer[], attachments: Obse
       continue
     }
     const t = c.task
-    if (live(t)) {
+    if (isLive(t)) {
       // a live task whose netns we cannot vouch for (host netns, just exiting) decides nothing
       if (t!.netns !== undefined && a.netns !== t!.netns) release(a, 'task replaced')
       continue

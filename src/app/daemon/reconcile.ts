@@ -3,13 +3,16 @@ import type {CniRuntime} from '../../libcni/runtime.js'
 import type {LoadedConf} from '../../libcni/loader.js'
 import {taskNetns} from '../../kernel/netns.js'
 import {errorMessage, formatError} from '../../sys/errors.js'
-import {type ContainerdClient, withClient} from '../../containerd/client.js'
+import type {ContainerdClient} from '../../containerd/client.js'
+import {isLive} from '../../containerd/tasks.js'
+import {intentOf} from '../../netconf/labels.js'
+import {NoSuchNetwork} from '../../netconf/store.js'
+import type {Logger} from '../../sys/log.js'
 import {makeRuntime} from '../cni.js'
 import type {Settings} from '../settings.js'
 import {attachNetwork, loadAttachNetwork, withContainerLock} from '../attach.js'
 import {inLiveNamedNetns, releaseAttachment} from '../gc.js'
-import {cniContainerId, runningNetns} from '../containers.js'
-import {intentOf} from './intent.js'
+import {cniContainerId, runningNetns, withContainerd} from '../containers.js'
 import {AttachBackoff, type AttachFault, attemptEpoch, holdAdds} from './backoff.js'
 import {type Add, type ObservedContainer, type Plan, planReconcile, type Refusal, type Release} from './plan.js'
 
@@ -20,13 +23,6 @@ import {type Add, type ObservedContainer, type Plan, planReconcile, type Refusal
  * lock, a few containers at a time). A failure is logged and reported; it
  * never stops the pass.
  */
-
-/** What the daemon logs with (a pino logger; tests may pass anything with these methods). */
-export interface DaemonLog {
-  info(obj: object, msg?: string): void
-  warn(obj: object, msg?: string): void
-  error(obj: object, msg?: string): void
-}
 
 /** What the daemon remembers between passes. */
 export interface DaemonState {
@@ -44,7 +40,7 @@ export function newDaemonState(backoff = new AttachBackoff()): DaemonState {
 
 export interface ReconcileOptions {
   graceMs: number
-  log: DaemonLog
+  log: Logger
   now?: () => number
   state?: DaemonState
   /** containers worked on at once (default 4) */
@@ -97,7 +93,7 @@ async function observe(client: ContainerdClient, s: Settings, now: number, state
       seen.add(cid)
       const t = tasks.get(c.id)
       const oc: ObservedContainer = {namespace: ns, id: c.id, cid, intent: intentOf(c.labels)}
-      if (t) oc.task = {status: t.status, netns: t.status === 'RUNNING' || t.status === 'PAUSED' ? taskNetns(t.pid) : undefined}
+      if (t) oc.task = {status: t.status, netns: isLive(t) ? taskNetns(t.pid) : undefined}
       if (!t || t.status === 'STOPPED') {
         if (!state.firstSeenStopped.has(cid)) state.firstSeenStopped.set(cid, now)
         oc.stoppedSince = t?.exitedAt?.getTime() ?? state.firstSeenStopped.get(cid)
@@ -134,7 +130,7 @@ export async function reconcile(s: Settings, opts: ReconcileOptions): Promise<Re
   const runtime = makeRuntime(s)
   // a daemon or CLI killed while writing an entry leaves its temp file: litter, never an entry
   sweepCacheTemps(s.cacheDir)
-  await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
+  await withContainerd(s, async (client) => {
     const seen = await observe(client, s, now(), state)
     const actual = seen.attachments.map((a) => ({...a, inLiveNamedNetns: inLiveNamedNetns(a)}))
     const plan = planReconcile(seen.containers, actual, {now: now(), graceMs: opts.graceMs})
@@ -183,7 +179,7 @@ function groupByContainer(plan: Plan): Map<string, {releases: Release[]; adds: A
   return jobs
 }
 
-async function release(s: Settings, runtime: CniRuntime, log: DaemonLog, report: ReconcileReport, r: Release, container: string, namespace: string | undefined) {
+async function release(s: Settings, runtime: CniRuntime, log: Logger, report: ReconcileReport, r: Release, container: string, namespace: string | undefined) {
   const started = Date.now()
   // under the lock: release only what the plan saw (a concurrent connect may have re-attached it)
   const a = listAttachments(s.cacheDir, {network: r.network, containerId: r.cid}).find((x) => x.ifName === r.ifName)
@@ -211,7 +207,7 @@ async function attach(
   client: ContainerdClient,
   s: Settings,
   runtime: CniRuntime,
-  ctx: {log: DaemonLog; report: ReconcileReport; state: DaemonState; now: () => number},
+  ctx: {log: Logger; report: ReconcileReport; state: DaemonState; now: () => number},
   oc: ObservedContainer,
   adds: Add[],
 ) {
@@ -239,20 +235,15 @@ async function attach(
     const todo = fresh && 'networks' in fresh ? fresh.networks.filter((n) => planned.has(n.network)) : []
     for (const intent of todo) {
       const net = await loadAttachNetwork(s, intent.network, true)
-      if (!net) return fail(`no such network: ${intent.network} : not found in ${s.confDir} (namespace ${s.namespace})`, intent.network)
+      if (!net) return fail(new NoSuchNetwork(intent.network, s), intent.network)
       nets.set(intent.network, net)
     }
     for (const intent of todo) {
       const t0 = Date.now()
-      const net = nets.get(intent.network)!
-      const mine = listAttachments(s.cacheDir, {network: net.conf.name, containerId: oc.cid}).filter((x) => x.netns === at.netns)
-      if (mine.some((x) => !x.pending)) continue // attached since the plan
-      // a journal entry in this netns under the lock: an ADD that was killed; undo it first, in
-      // that netns (the task's current one, read just now), so what the ADD made inside goes too
-      for (const x of mine) await runtime.delNetworkList(net, {containerId: x.containerId, ifName: x.ifName, netns: at.netns})
       const base = {container: oc.id, namespace: oc.namespace, network: intent.network, action: 'attach'}
       try {
-        const done = await attachNetwork(s, runtime, c, at, net, {ifName: intent.ifname, ip: intent.ip, ip6: intent.ip6, portMappings: intent.publish}, 'daemon attach')
+        const done = await attachNetwork(s, runtime, c, at, nets.get(intent.network)!, intent, {what: 'daemon attach', existing: 'resume'})
+        if (!done) continue // attached since the plan
         report.attached.push({namespace: oc.namespace, container: oc.id, network: done.netName, ifName: done.ifName})
         log.info({...base, ifname: done.ifName, ms: Date.now() - t0, outcome: 'ok'}, `attached ${done.netName} ${oc.cid} ${done.ifName}`)
       } catch (err) {

@@ -1,9 +1,11 @@
 import {join} from 'node:path'
-import {withClient} from '../../containerd/client.js'
 import {FileLock} from '../../sys/flock.js'
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
+import {Backoff, sleep as delay} from '../../sys/timing.js'
+import type {Logger} from '../../sys/log.js'
 import type {Settings} from '../settings.js'
-import {type DaemonLog, newDaemonState, reconcile, type ReconcileReport} from './reconcile.js'
+import {withContainerd} from '../containers.js'
+import {newDaemonState, reconcile, type ReconcileReport} from './reconcile.js'
 import {DaemonDns, type DaemonDnsOptions} from './dns.js'
 import {DaemonOverlay} from './overlay.js'
 
@@ -24,7 +26,7 @@ export interface DaemonOptions {
   graceMs: number
   once: boolean
   runDir: string
-  log: DaemonLog
+  log: Logger
   /** how long a stop waits for the pass in flight (default 10 s) */
   stopGraceMs?: number
   /** the names service (not with once); undefined: none */
@@ -143,8 +145,7 @@ class Wake {
 }
 
 /** After a broken event stream, wait this long before the next try (doubling up to the cap). */
-const EVENTS_RETRY_MS = 500
-const EVENTS_RETRY_CAP_MS = 30_000
+const EVENTS_RETRY = {firstMs: 500, capMs: 30_000}
 const EVENT_FILTERS = ['topic=="/tasks/start"', 'topic=="/tasks/exit"', 'topic=="/tasks/delete"', 'topic=="/containers/delete"', 'topic=="/containers/update"']
 
 /**
@@ -152,16 +153,16 @@ const EVENT_FILTERS = ['topic=="/tasks/start"', 'topic=="/tasks/exit"', 'topic==
  * wake-ups; reconnects with capped backoff, one log line per change of state.
  */
 async function watchEvents(s: Settings, opts: DaemonOptions, wake: Wake, dns: DaemonDns | undefined, signal: AbortSignal): Promise<void> {
-  let retryMs = EVENTS_RETRY_MS
+  const retry = new Backoff(EVENTS_RETRY)
   let lastError: string | undefined
   while (!signal.aborted) {
     try {
-      await withClient({address: s.address, namespace: s.namespace, timeoutMs: s.containerdTimeoutMs}, async (client) => {
+      await withContainerd(s, async (client) => {
         const events = client.subscribe(EVENT_FILTERS, signal)[Symbol.asyncIterator]()
         const first = events.next() // the subscription is live once containerd answers
         opts.log.info({action: 'events', outcome: lastError === undefined ? 'ok' : 'recovered'}, 'following containerd events')
         lastError = undefined
-        retryMs = EVENTS_RETRY_MS
+        retry.reset()
         wake.at(0) // what happened while we were not listening: a full pass
         for (let r = await first; !r.done; r = await events.next()) {
           const e = r.value.event
@@ -180,21 +181,6 @@ async function watchEvents(s: Settings, opts: DaemonOptions, wake: Wake, dns: Da
       lastError = msg
     }
     if (signal.aborted) break
-    await delay(retryMs, signal)
-    retryMs = Math.min(retryMs * 2, EVENTS_RETRY_CAP_MS)
+    await delay(retry.next(), signal)
   }
-}
-
-/** Resolves after ms, or at once when signal aborts (the timer keeps the process alive until then). */
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve()
-    const done = () => {
-      clearTimeout(t)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    const t = setTimeout(done, ms)
-    signal?.addEventListener('abort', done, {once: true})
-  })
 }

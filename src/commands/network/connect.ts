@@ -27,9 +27,6 @@ export default class NetworkConnect extends BaseCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkConnect)
     const {connectContainer} = await import('../../app/attach.js')
-    await connectContainer(
-      runtimeSettings(flags),
-      {network: args.network, container: args.container, ifName: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish ?? [], aliases: flags.alias},
-    )
+    await connectContainer(runtimeSettings(flags), args.network, args.container, {ifname: flags.ifname, ip: flags.ip, ip6: flags.ip6, publish: flags.publish, alias: flags.alias})
   }
 }

@@ -1,4 +1,5 @@
 import {CniError, CNI_ERR, type CniRoute, type ParseContext, type PluginNetConf} from '../types.js'
+import {isNetworkName} from '../../sys/names.js'
 import {bigToIp, cidrContains, ipToBig, lastOf, networkOf, parseCidr, parseIp, type Cidr} from '../../kernel/ip/addr.js'
 import {loadArgs} from '../cniargs.js'
 import * as f from '../fields.js'
@@ -170,7 +171,7 @@ export function loadHostLocalConf(conf: PluginNetConf, args: Array<[string, stri
   // the reference takes a relative dataDir relative to its cwd; we refuse it
   if (!dataDir.startsWith('/') || dataDir.split('/').includes('..')) throw bad(`invalid dataDir ${JSON.stringify(dataDir)}: must be an absolute path without ".."`)
   const name = conf.name
-  if (typeof name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) throw bad(`invalid network name ${JSON.stringify(name)}`)
+  if (!isNetworkName(name)) throw bad(`invalid network name ${JSON.stringify(name)}`)
   return {
     name,
     cniVersion: conf.cniVersion,

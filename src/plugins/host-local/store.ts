@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import {writeFileAtomic} from '../../sys/atomic.js'
 import {withLock} from '../../sys/flock.js'
 import {parseIp} from '../../kernel/ip/addr.js'
+import {isNetworkName} from '../../sys/names.js'
 import type {IpStore} from './allocator.js'
 
 /**
@@ -69,7 +70,7 @@ export class DiskStore implements IpStore {
   readonly dir: string
 
   constructor(dataDir: string, network: string) {
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(network)) throw new Error(`invalid network name ${JSON.stringify(network)}`)
+    if (!isNetworkName(network)) throw new Error(`invalid network name ${JSON.stringify(network)}`)
     this.dir = join(dataDir, network)
   }
 

@@ -16,7 +16,7 @@
  */
 import {writeSysctl} from '../../kernel/sysctl.js'
 import {routeGetDev} from '../../kernel/ip/route-get.js'
-import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type ParseContext, type PluginNetConf, type PluginRequest, type PortMapping} from '../types.js'
+import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type ParseContext, type PluginNetConf, type PluginRequest, type PortMapping, type Protocol} from '../types.js'
 import * as f from '../fields.js'
 import {FIREWALL_PROGRAMS} from '../programs.js'
 import type {Family} from '../../kernel/ip/addr.js'
@@ -39,6 +39,17 @@ export interface PortMapConf {
 
 function invalid(msg: string): CniError {
   return new CniError(CNI_ERR.INVALID_NETCONF, msg)
+}
+
+/**
+ * A mapping's protocol: tcp, udp or sctp, as iptables takes them (any case).
+ * The runtime has parsed the capability args of every chain it runs; this
+ * is for a netconf another runtime wrote (`ctrnet cni plugin`).
+ */
+function protocolOf(v: unknown): Protocol {
+  const p = String(v ?? '').toLowerCase()
+  if (p !== 'tcp' && p !== 'udp' && p !== 'sctp') throw invalid(`Invalid protocol: ${JSON.stringify(String(v ?? ''))}`)
+  return p
 }
 
 /** parseConfig of the reference: defaults, validation, container IP per family. */
@@ -67,7 +78,7 @@ export function loadPortMapConf(config: PluginNetConf, containerId: string): Por
   const portMappings: PortMapping[] = pms.map((p: Record<string, unknown>) => ({
     hostPort: Number(p.hostPort ?? 0),
     containerPort: Number(p.containerPort ?? 0),
-    protocol: String(p.protocol ?? ''),
+    protocol: protocolOf(p.protocol),
     ...(p.hostIP ? {hostIP: String(p.hostIP)} : {}),
   }))
   for (const pm of portMappings) {

@@ -7,6 +7,7 @@ import {type Counters, newCounters} from './stats.js'
 import {serveTcpClient} from './tcp.js'
 import {MAX_UPSTREAMS, type Upstream, parseUpstream, tcpAttempt, udpAttempt} from './upstream.js'
 import {FORMERR, NOERROR, NOTIMP, type Proto, type Query, type Reply, SERVFAIL, plausible, responseTo, toAnswer, udpLimit} from './wire.js'
+import type {Logger} from '../../sys/log.js'
 
 /**
  * The embedded DNS server of `ctrnet daemon`: UDP and TCP listeners per
@@ -46,12 +47,6 @@ import {FORMERR, NOERROR, NOTIMP, type Proto, type Query, type Reply, SERVFAIL, 
  * members and listener addresses.
  */
 
-/** A logger with pino's call shape. */
-export interface DnsLog {
-  info(o: object, m?: string): void
-  warn(o: object, m?: string): void
-  error(o: object, m?: string): void
-}
 
 export interface DnsServerOptions {
   /** default 53 (tests use another) */
@@ -72,7 +67,7 @@ export interface DnsServerOptions {
   maxTcpMessageBytes?: number
   /** default 256 forwarded queries in flight (each holds a socket, so a file descriptor); beyond that, SERVFAIL at once */
   maxForwards?: number
-  log?: DnsLog
+  log?: Logger
 }
 
 /** A listener address that could not be bound, and why. */
@@ -110,7 +105,7 @@ export class DnsServer {
   private readonly maxTcpConnections: number
   private readonly maxTcpMessageBytes: number
   private readonly maxForwards: number
-  private readonly log?: DnsLog
+  private readonly log?: Logger
   private readonly zones = new Map<string, Zone>()
   private readonly listeners = new Map<string, Map<string, Listener>>()
   private readonly ops = new Map<string, Promise<unknown>>()

@@ -1,3 +1,4 @@
+import {isNetworkName} from '../../sys/names.js'
 import {type Cidr, formatCidr, networkOf, parseCidr, parseIp} from '../../kernel/ip/addr.js'
 import {assertIfName, validIfName} from '../../kernel/ip/link.js'
 import {EtcdClient, type EtcdTls, parseEndpoints, tlsProblem} from '../../sys/etcd.js'
@@ -96,7 +97,7 @@ export function checkSlices(subnet: Cidr, size: number): string | undefined {
 /** The overlay entry parsed and checked; an OverlayError (fault `config`) names what is wrong. */
 export function loadOverlayConf(c: OverlayEntry): OverlayConf {
   // the name names this host's state file
-  if (typeof c.name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
+  if (!isNetworkName(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
   const etcdText = str(c.etcd, 'etcd')
   let etcd: string[]
   try {
