@@ -19,7 +19,7 @@ import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {HostNs, PrivateContainerd, sh} from './containerd-harness.js'
-import {BAD_NET, fitsContainerd, type LabelCase, labelCases} from './daemon-bad-labels.js'
+import {BAD_NET, fitsContainerd, type LabelCase, labelCases} from '../fixtures/daemon-bad-labels.js'
 import {DaemonFixture, type LogLine, logLines, type RunningDaemon} from './daemon-lib.js'
 
 const NS = 'dbi'

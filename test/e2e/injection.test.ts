@@ -40,7 +40,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {CLI, HostNs, PrivateContainerd, ROOT} from './containerd-harness.js'
 import {addDummy, createNetns, destroyNetns, netnsPath, useNetnsCleanup} from '../helpers/netns.js'
 import {nerdctlChain} from './reliability-lib.js'
-import {PAYLOADS} from './injection-payloads.js'
+import {PAYLOADS} from '../fixtures/injection-payloads.js'
 
 useNetnsCleanup(afterAll)
 

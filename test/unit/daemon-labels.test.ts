@@ -7,7 +7,7 @@
  */
 import {describe, expect, it} from 'vitest'
 import {intentOf} from '../../src/netconf/labels.js'
-import {labelCases} from '../e2e/daemon-bad-labels.js'
+import {labelCases} from '../fixtures/daemon-bad-labels.js'
 
 describe('daemon labels: the injection corpus', () => {
   const cases = labelCases()

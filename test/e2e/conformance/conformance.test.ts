@@ -24,7 +24,7 @@ import type {ExecResult} from '../../../src/sys/exec.js'
 import {useNetnsCleanup} from '../../helpers/netns.js'
 import {CheckNotSupportedError, type ReferenceRunner} from '../../helpers/reference.js'
 import {diffStates, leftovers, maskValue, type KernelState} from '../../helpers/state.js'
-import {CASES} from './cases.js'
+import {CASES} from '../../fixtures/conformance-cases.js'
 import {describeFailure, newContainerId, Side, type ConfCase} from './harness.js'
 
 useNetnsCleanup(afterAll)

@@ -15,7 +15,7 @@ import type {CniResult, NetConfList} from '../../../src/plugins/types.js'
 import {addDummy, createNetns, destroyNetns, ipIn, linkNetns, netnsPath, nsSpawn, nsTry, useNetnsCleanup} from '../../helpers/netns.js'
 import {ReferenceRunner, type RefRuntimeConf} from '../../helpers/reference.js'
 import {dumpState, leftovers} from '../../helpers/state.js'
-import {nerdctlChain} from './cases.js'
+import {nerdctlChain} from '../../fixtures/conformance-cases.js'
 import {describeFailure, newContainerId, PREFIX, REF_PATH, runCtrnet} from './harness.js'
 
 useNetnsCleanup(afterAll)
