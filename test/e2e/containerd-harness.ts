@@ -249,7 +249,13 @@ export class PrivateContainerd {
       const nss = sh('ctr', ['-a', this.address, 'namespaces', 'ls', '-q']).stdout.split('\n').filter(Boolean)
       for (const ns of nss) {
         const ids = sh('ctr', ['-a', this.address, '-n', ns, 'containers', 'ls', '-q']).stdout.split('\n').filter(Boolean)
-        for (const id of ids) this.removeContainer(ns, id)
+        for (const id of ids) {
+          this.removeContainer(ns, id)
+          // a turn of the worker's event loop between containers: dozens of synchronous
+          // ctr calls in one stretch (a minute and more on a loaded machine) leave the reply
+          // to vitest's onTaskUpdate RPC unread past its fixed 60 s timeout
+          await new Promise((r) => setImmediate(r))
+        }
       }
     }
     if (this.proc && this.proc.exitCode === null) {
