@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 import {CtrnetError} from '../sys/errors.js'
 import {isTlsFilePath} from '../sys/etcd.js'
 import type {NetConfList, PluginConf} from '../plugins/types.js'
-import {OVERLAY_TYPE} from '../services/overlay/config.js'
+import {OVERLAY_TYPE, overlayBridge} from '../plugins/overlay/config.js'
 // not validate.ts: it loads ip-address, and `network ls` loads this file
 import {ifNameProblem, showToken} from '../kernel/tokens.js'
 import {DEFAULT_NETWORK_LABEL} from './labels.js'
@@ -494,7 +494,7 @@ function buildOverlay(what: string, o: CreateOptions, ctx: RenderContext): Plugi
   if (underlay) overlay.underlay = underlay
   if (mtu) overlay.mtu = mtu
   if (ttl) overlay.leaseTTL = ttl
-  overlay.bridge = `ctrov${vni}`
+  overlay.bridge = overlayBridge(vni)
   return [overlay, {type: 'portmap', capabilities: {portMappings: true}}, {type: 'firewall', ingressPolicy: 'same-bridge'}, {type: 'tuning'}]
 }
 

@@ -1,6 +1,6 @@
 import Ajv2020Module from 'ajv/dist/2020.js'
 import {CtrnetError} from '../sys/errors.js'
-import {OVERLAY_TYPE} from '../services/overlay/config.js'
+import {OVERLAY_TYPE} from '../plugins/overlay/config.js'
 import {CREATED_NETWORK_NAME_RULE} from './names.js'
 
 /**

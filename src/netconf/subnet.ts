@@ -13,7 +13,7 @@ import {
 } from '../kernel/ip/addr.js'
 import {hostInterfaceSubnets, hostOnLinkRouteSubnets} from '../kernel/ip/host-subnets.js'
 import type {NetConfList} from '../plugins/types.js'
-import {isOverlayType} from '../services/overlay/config.js'
+import {isOverlayType} from '../plugins/overlay/config.js'
 
 export type {Cidr, Family}
 

@@ -14,7 +14,7 @@ import {cmdFdbReplace, cmdNeighReplace, cmdRouteReplaceOnlink, cmdVxlanAdd} from
 import {validateConflist} from '../../src/netconf/schema.js'
 import {defaultCreateOptions, renderNetwork} from '../../src/netconf/render.js'
 import {confSubnets, parseCidr as netconfCidr} from '../../src/netconf/subnet.js'
-import {isOverlayType, loadOverlayConf, OVERLAY_TYPE} from '../../src/services/overlay/config.js'
+import {isOverlayType, loadOverlayConf, OVERLAY_TYPE} from '../../src/plugins/overlay/config.js'
 import {embeddedPlugin} from '../../src/plugins/registry/index.js'
 import {vtepMac, vtepOf} from '../../src/services/overlay/dataplane.js'
 import {candidateSlices, parseRecord, sliceKey} from '../../src/services/overlay/lease.js'

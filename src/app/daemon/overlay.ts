@@ -1,10 +1,10 @@
 import {loadConfFile} from '../../libcni/loader.js'
 import {allConfFiles} from '../../netconf/bridges.js'
-import {type OverlayConf, etcdClientOf, isOverlayType, loadOverlayConf} from '../../services/overlay/config.js'
+import {type OverlayConf, etcdClientOf} from '../../services/overlay/config.js'
 import {joinOverlay} from '../../services/overlay/host.js'
 import {subnetsPrefix} from '../../services/overlay/lease.js'
 import {readState} from '../../services/overlay/state.js'
-import type {PluginNetConf} from '../../plugins/types.js'
+import {overlayNetworkOf} from '../../plugins/overlay/config.js'
 import {type EtcdClient, watchPrefix} from '../../sys/etcd.js'
 import {errorMessage} from '../../sys/errors.js'
 import type {Logger} from '../../sys/log.js'
@@ -33,10 +33,8 @@ function overlayConfs(s: Pick<Settings, 'confDir'>): OverlayConf[] {
   const out: OverlayConf[] = []
   for (const file of allConfFiles(s.confDir)) {
     try {
-      const {conf} = loadConfFile(file)
-      const p = conf.plugins[0]
-      if (!isOverlayType(p?.type)) continue
-      out.push(loadOverlayConf({...p, name: conf.name, cniVersion: conf.cniVersion} as PluginNetConf))
+      const o = overlayNetworkOf(loadConfFile(file).conf)
+      if (o) out.push(o)
     } catch {
       // unreadable, or a broken entry: the ADD reports it
     }

@@ -2,8 +2,8 @@ import {existsSync} from 'node:fs'
 import {type CreatedNetwork, createNetworkLocked} from '../../netconf/create.js'
 import {type CreateOptions, DHCP_SOCKET, defaultCreateOptions, renderNetwork} from '../../netconf/render.js'
 import {registerNetwork} from '../../services/overlay/lease.js'
-import {etcdClientOf, loadOverlayConf} from '../../services/overlay/config.js'
-import type {PluginNetConf} from '../../plugins/types.js'
+import {etcdClientOf} from '../../services/overlay/config.js'
+import {overlayNetworkOf} from '../../plugins/overlay/config.js'
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import type {Settings} from '../settings.js'
 import {type Warn, skipper} from './common.js'
@@ -32,9 +32,9 @@ export async function createNetwork(
  */
 async function registerOverlay(opts: CreateOptions): Promise<void> {
   const what = `network create ${opts.name}`
-  const overlay = renderNetwork(opts, {usedSubnets: []}).conf.plugins[0]!
+  const {conf} = renderNetwork(opts, {usedSubnets: []})
   try {
-    const o = loadOverlayConf({...overlay, name: opts.name, cniVersion: '1.0.0'} as PluginNetConf)
+    const o = overlayNetworkOf(conf)!
     await registerNetwork(etcdClientOf(o), o.vni, o.subnet, o.hostSubnetSize)
   } catch (err) {
     throw new CtrnetError(what, errorMessage(err))

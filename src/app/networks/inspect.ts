@@ -1,9 +1,9 @@
 import {CtrnetError, errorMessage} from '../../sys/errors.js'
 import {formatCidr} from '../../kernel/ip/addr.js'
-import {etcdClientOf, isOverlayType, loadOverlayConf} from '../../services/overlay/config.js'
+import {etcdClientOf} from '../../services/overlay/config.js'
 import {listSlices} from '../../services/overlay/lease.js'
 import {readState} from '../../services/overlay/state.js'
-import type {PluginNetConf} from '../../plugins/types.js'
+import {overlayNetworkOf} from '../../plugins/overlay/config.js'
 import type {NetworkEntry} from '../../netconf/store.js'
 import {inspectContainers, type ContainerdOpts} from '../usage.js'
 import {type Warn, matchNetworks, single, visible} from './common.js'
@@ -38,15 +38,14 @@ function ipamConfig(conf: NetworkEntry['conf']): Array<Record<string, string>> {
  * with a warning, when etcd does not answer). Only for overlay networks.
  */
 async function overlayInfo(n: NetworkEntry, warn: Warn): Promise<Record<string, unknown> | undefined> {
-  const p = n.conf.plugins[0]
-  if (!isOverlayType(p?.type)) return undefined
   let o
   try {
-    o = loadOverlayConf({...p, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf)
+    o = overlayNetworkOf(n.conf)
   } catch (err) {
     warn(`network ${JSON.stringify(n.name)}: ${errorMessage(err)}`)
     return undefined
   }
+  if (!o) return undefined
   const mine = readState(o.stateDir, o.name)
   let hosts: unknown[] | null = null
   try {

@@ -3,9 +3,8 @@ import {bridgeNamesOf, bridgeUsers, describeUser, forgetOwnedBridge, ownsBridge}
 import {DEFAULT_NETWORK_NAME} from '../../netconf/names.js'
 import {type NetworkEntry, removeNetworkFile, withStoreLock} from '../../netconf/store.js'
 import {deleteLinkIfExists, isBridge, linkExists} from '../../kernel/ip/link.js'
-import {isOverlayType, loadOverlayConf} from '../../services/overlay/config.js'
+import {isOverlayType, overlayNetworkOf} from '../../plugins/overlay/config.js'
 import {leaveOverlay} from '../../services/overlay/host.js'
-import type {PluginNetConf} from '../../plugins/types.js'
 import {networkUsers, type ContainerdOpts} from '../usage.js'
 import {PSEUDO_NETWORKS, type Warn, matchNetworks, single, visible} from './common.js'
 
@@ -63,7 +62,7 @@ async function removeOne(dir: string, n: NetworkEntry, what: string, warn: Warn)
 async function leaveOverlayNetwork(n: NetworkEntry, what: string, warn: Warn): Promise<void> {
   let o
   try {
-    o = loadOverlayConf({...n.conf.plugins[0]!, name: n.conf.name, cniVersion: n.conf.cniVersion} as PluginNetConf)
+    o = overlayNetworkOf(n.conf)!
   } catch (err) {
     warn(`network ${JSON.stringify(n.name)}: ${errorMessage(err)}; its VXLAN device and etcd record are left`)
     return

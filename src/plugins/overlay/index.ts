@@ -1,10 +1,10 @@
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import {formatCidr, parseCidr} from '../../kernel/ip/addr.js'
-import {type OverlayConf, loadOverlayConf} from '../../services/overlay/config.js'
 import {joinOverlay, overlayMtu} from '../../services/overlay/host.js'
 import {readState} from '../../services/overlay/state.js'
 import {OverlayError, type OverlayFault} from '../../services/overlay/errors.js'
 import {FIREWALL_PROGRAMS} from '../programs.js'
+import {type OverlayPluginConf, loadOverlayConf} from './config.js'
 
 /**
  * The `overlay` meta plugin (flannel's CNI plugin and its vxlan backend in
@@ -37,8 +37,8 @@ function asCniError(err: unknown): unknown {
   return err instanceof OverlayError ? new CniError(CNI_CODE[err.fault], err.message) : err
 }
 
-/** The plugin's config: the overlay service's, its faults as CNI errors. */
-function parse(conf: PluginNetConf): OverlayConf {
+/** The plugin's config (./config.ts), parsed once; its faults as CNI errors. */
+function parse(conf: PluginNetConf): OverlayPluginConf {
   try {
     return loadOverlayConf(conf)
   } catch (err) {
@@ -47,7 +47,7 @@ function parse(conf: PluginNetConf): OverlayConf {
 }
 
 /** The bridge entry this host delegates to: the slice as host-local's only range. */
-export function bridgeConfFor(o: OverlayConf, given: PluginNetConf, slice: string, mtu: number): PluginNetConf {
+export function bridgeConfFor(o: OverlayPluginConf, given: PluginNetConf, slice: string, mtu: number): PluginNetConf {
   const ipam: Record<string, unknown> = {type: 'host-local', ranges: [[{subnet: slice}]], routes: [{dst: '0.0.0.0/0'}]}
   if (o.ipamDataDir) ipam.dataDir = o.ipamDataDir
   const conf: PluginNetConf = {
@@ -64,7 +64,7 @@ export function bridgeConfFor(o: OverlayConf, given: PluginNetConf, slice: strin
   return conf
 }
 
-async function add(req: PluginRequest, o: OverlayConf): Promise<CniResult> {
+async function add(req: PluginRequest, o: OverlayPluginConf): Promise<CniResult> {
   const {slice, mtu} = await asCni(() => joinOverlay(o))
   const result = (await req.invokeDelegate('ADD', bridgeConfFor(o, req.config, slice, mtu)))!
   const v4 = (result.ips ?? []).filter((i) => !i.address.includes(':'))
@@ -77,21 +77,21 @@ async function add(req: PluginRequest, o: OverlayConf): Promise<CniResult> {
   return result
 }
 
-function localSlice(o: OverlayConf): string {
+function localSlice(o: OverlayPluginConf): string {
   const s = readState(o.stateDir, o.name)
   return s && s.vni === o.vni ? s.slice : formatCidr(parseCidr(formatCidr(o.subnet)))
 }
 
-async function del(req: PluginRequest, o: OverlayConf): Promise<void> {
+async function del(req: PluginRequest, o: OverlayPluginConf): Promise<void> {
   await req.firewall.removeMasquerade({network: o.name, containerId: req.containerId, addresses: [formatCidr(o.subnet)]})
   await req.invokeDelegate('DEL', bridgeConfFor(o, req.config, localSlice(o), o.mtu))
 }
 
-async function check(req: PluginRequest, o: OverlayConf): Promise<void> {
+async function check(req: PluginRequest, o: OverlayPluginConf): Promise<void> {
   await req.invokeDelegate('CHECK', bridgeConfFor(o, req.config, localSlice(o), await overlayMtu(o)))
 }
 
-const plugin: EmbeddedPlugin<OverlayConf> = {
+const plugin: EmbeddedPlugin<OverlayPluginConf> = {
   parse,
   // its own device and peers (ip, bridge fdb), its state lock, then the bridge it delegates to
   programs: () => ['ip', 'bridge', 'flock', 'nsenter', 'sh', ...FIREWALL_PROGRAMS],

@@ -1,35 +1,25 @@
-import {isNetworkName} from '../../sys/names.js'
-import {type Cidr, formatCidr, networkOf, parseCidr, parseIp} from '../../kernel/ip/addr.js'
-import {assertIfName, validIfName} from '../../kernel/ip/link.js'
-import {EtcdClient, type EtcdTls, parseEndpoints, tlsProblem} from '../../sys/etcd.js'
-import {OverlayError} from './errors.js'
+import type {Cidr} from '../../kernel/ip/addr.js'
+import {EtcdClient, type EtcdTls} from '../../sys/etcd.js'
 
 /**
- * The CNI type of an overlay network's plugin entry: the name of the exec'd
- * plugin (`ctrnet cni plugin --install` puts it in /opt/cni/bin), so nerdctl
- * and containerd's CRI run the same conflist. The driver is still `overlay`.
- */
-export const OVERLAY_TYPE = 'ctrnet-overlay'
-
-/** An overlay plugin entry's type: `ctrnet-overlay`, or `overlay` as conflists written before it have it. */
-export function isOverlayType(t: unknown): boolean {
-  return t === OVERLAY_TYPE || t === 'overlay'
-}
-
-/**
- * The `overlay` plugin's netconf: the entry `network create -d overlay`
- * writes (netconf/render.ts), parsed and checked. Every host of the network
- * has the same entry; what differs per host (its slice, its underlay) comes
- * from etcd and the host's interfaces.
+ * An overlay network as the overlay service takes it: the typed values the
+ * control plane (etcd leases, this host's state) and the data plane (the
+ * VXLAN device, the peers' entries) need. The overlay plugin parses its
+ * conflist entry into it (src/plugins/overlay/config.ts); the service never
+ * reads a conflist. Every host of the network has the same values; what
+ * differs per host (its slice, its underlay) comes from etcd and the host's
+ * interfaces.
  */
 export interface OverlayConf {
+  /** the network's name: it names this host's state file (sys/names.ts's rule) */
   name: string
-  cniVersion: string
+  /** etcd's endpoints */
   etcd: string[]
-  /** PEM files for https endpoints: etcdCert/etcdKey/etcdCa in the netconf */
+  /** PEM files for https endpoints */
   etcdTls?: EtcdTls
   vni: number
   subnet: Cidr
+  /** the prefix length of each host's slice of the subnet */
   hostSubnetSize: number
   /** interface name or address; undefined: the interface of the default route */
   underlay?: {dev?: string; ip?: string}
@@ -37,117 +27,20 @@ export interface OverlayConf {
   mtu: number
   /** seconds a host's slice lives in etcd without renewal */
   leaseTtl: number
-  bridge: string
   /** where this host keeps its slice between runs (one JSON file per network) */
   stateDir: string
-  /** host-local's dataDir, when not its default */
-  ipamDataDir?: string
 }
 
 export const VXLAN_PORT = 4789
 export const VXLAN_OVERHEAD = 50
-export const DEFAULT_LEASE_TTL = 86400
-export const DEFAULT_STATE_DIR = '/var/lib/ctrnet/overlay'
+/** The largest VNI (24 bits). */
 export const MAX_VNI = 16777215
+/** Where a host keeps its slices between runs, unless the network says otherwise. */
+export const DEFAULT_STATE_DIR = '/var/lib/ctrnet/overlay'
 
 /** The VXLAN device of a network: ctrnet.<vni> (at most 15 characters for any VNI). */
 export function vxlanDevice(vni: number): string {
   return `ctrnet.${vni}`
-}
-
-/** The default bridge of a network: ctrov<vni>. */
-export function overlayBridge(vni: number): string {
-  return `ctrov${vni}`
-}
-
-function invalid(msg: string): OverlayError {
-  return new OverlayError('config', `overlay: ${msg}`)
-}
-
-/**
- * An overlay plugin entry as a conflist holds it, with its network's name and
- * cniVersion (the plugin's netconf; the network commands and the daemon build
- * it from the conflist).
- */
-export interface OverlayEntry {
-  readonly name?: unknown
-  readonly cniVersion: string
-  readonly [key: string]: unknown
-}
-
-function int(v: unknown, key: string, min: number, max: number, dflt?: number): number {
-  if (v === undefined && dflt !== undefined) return dflt
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalid(`${key} must be an integer ${min}..${max}`)
-  return v
-}
-
-function str(v: unknown, key: string): string {
-  if (typeof v !== 'string' || v === '') throw invalid(`${key} must be a non-empty string`)
-  return v
-}
-
-/** Checks that a subnet leaves room for at least two host slices of `size`. */
-export function checkSlices(subnet: Cidr, size: number): string | undefined {
-  if (subnet.v6) return 'only IPv4 subnets are supported'
-  if (size < 8 || size > 30) return `host-subnet-size ${size} must be 8..30`
-  if (subnet.prefix >= size) return `subnet ${formatCidr(subnet)} is too small for host subnets of /${size} (it needs a prefix shorter than /${size})`
-  return undefined
-}
-
-/** The overlay entry parsed and checked; an OverlayError (fault `config`) names what is wrong. */
-export function loadOverlayConf(c: OverlayEntry): OverlayConf {
-  // the name names this host's state file
-  if (!isNetworkName(c.name)) throw invalid(`network name ${JSON.stringify(c.name)} is not a file name`)
-  const etcdText = str(c.etcd, 'etcd')
-  let etcd: string[]
-  try {
-    etcd = parseEndpoints(etcdText)
-  } catch (err) {
-    throw invalid((err as Error).message)
-  }
-  let etcdTls: EtcdTls | undefined
-  for (const [k, f] of [['etcdCert', 'cert'], ['etcdKey', 'key'], ['etcdCa', 'ca']] as const) {
-    if (c[k] !== undefined) (etcdTls ??= {})[f] = str(c[k], k)
-  }
-  const tlsWhy = tlsProblem(etcd, etcdTls)
-  if (tlsWhy) throw invalid(tlsWhy)
-  const vni = int(c.vni, 'vni', 1, MAX_VNI)
-  let subnet: Cidr
-  try {
-    subnet = parseCidr(str(c.subnet, 'subnet'))
-  } catch {
-    throw invalid(`subnet ${JSON.stringify(c.subnet)} is not a CIDR`)
-  }
-  if (formatCidr(networkOf(subnet)) !== formatCidr(subnet)) throw invalid(`subnet ${formatCidr(subnet)} has host bits set`)
-  const hostSubnetSize = int(c.hostSubnetSize, 'hostSubnetSize', 8, 30, 24)
-  const why = checkSlices(subnet, hostSubnetSize)
-  if (why) throw invalid(why)
-  let underlay: OverlayConf['underlay']
-  if (c.underlay !== undefined) {
-    const u = str(c.underlay, 'underlay')
-    try {
-      underlay = {ip: parseIp(u).ip}
-    } catch {
-      if (!validIfName(u)) throw invalid(`underlay ${JSON.stringify(u)} is neither an address nor an interface name`)
-      underlay = {dev: u}
-    }
-  }
-  const conf: OverlayConf = {
-    name: c.name,
-    cniVersion: c.cniVersion,
-    etcd,
-    vni,
-    subnet,
-    hostSubnetSize,
-    underlay,
-    mtu: int(c.mtu, 'mtu', 0, 65535, 0),
-    leaseTtl: int(c.leaseTTL, 'leaseTTL', 5, 10 * 365 * 86400, DEFAULT_LEASE_TTL),
-    bridge: assertIfName(c.bridge ?? overlayBridge(vni), 'bridge name'),
-    stateDir: c.stateDir === undefined ? DEFAULT_STATE_DIR : str(c.stateDir, 'stateDir'),
-  }
-  if (etcdTls) conf.etcdTls = etcdTls
-  if (c.ipamDataDir !== undefined) conf.ipamDataDir = str(c.ipamDataDir, 'ipamDataDir')
-  return conf
 }
 
 /** A client for the network's etcd (its endpoints and TLS files). */
