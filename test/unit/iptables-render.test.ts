@@ -25,8 +25,8 @@ import {
   splitPortList,
   splitSaveLine,
 } from '../../src/kernel/netfilter/iptables/index.js'
-import {parseConfig} from '../../src/plugins/portmap/index.js'
-import {parseFirewallConf} from '../../src/plugins/firewall/index.js'
+import {parseConfig, portForwarding} from '../../src/plugins/portmap/index.js'
+import {forwardPolicy, forwardedContainer, parseFirewallConf} from '../../src/plugins/firewall/index.js'
 import type {CniResult, PluginNetConf} from '../../src/plugins/types.js'
 
 // What the reference plugins 1.1.1 left in iptables-save on this machine for
@@ -173,7 +173,7 @@ describe('portmap rendering (reference 1.1.1)', () => {
       const tx = new Tx(new Ruleset(fam))
       // bridge's masquerade first, as in a chain ADD
       planIpMasq(tx, 't1', 'cid1', [net])
-      planForwardPorts(tx, c, net)
+      planForwardPorts(tx, portForwarding(c), net)
       expect(aLines(tx.state, 'nat')).toBe(ref.trim())
       expect(tx.restoreInput().startsWith('*nat\n-N CNI-db476744e784e26c7cfaffa0\n')).toBe(true)
     }
@@ -183,9 +183,9 @@ describe('portmap rendering (reference 1.1.1)', () => {
     const state = Ruleset.parse(4, `*nat\n:PREROUTING ACCEPT [0:0]\n${REF_NAT4.trim()}\nCOMMIT\n`)
     const tx = new Tx(state)
     planIpMasq(tx, 't1', 'cid1', [c.contIPv4!])
-    planForwardPorts(tx, c, c.contIPv4!)
+    planForwardPorts(tx, portForwarding(c), c.contIPv4!)
     expect(tx.empty).toBe(true)
-    expect(checkPortsIn(state, c, c.contIPv4!)).toBeUndefined()
+    expect(checkPortsIn(state, portForwarding(c), c.contIPv4!)).toBeUndefined()
   })
   it('teardown removes per-container chains and jumps only', () => {
     const state = Ruleset.parse(4, `*nat\n${REF_NAT4.trim()}\nCOMMIT\n`)
@@ -211,7 +211,7 @@ describe('portmap rendering (reference 1.1.1)', () => {
       containerId: 'cid1',
       ifName: 'eth0',
     })
-    const dn = dnatChain(c, c.contIPv4!)
+    const dn = dnatChain(portForwarding(c), c.contIPv4!)
     expect(dn.rules).toEqual(['-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.0.2:80'])
     expect(dn.entryRules).toEqual([
       '! -d 192.168.0.0/16 -p tcp -m comment --comment "dnat name: \\"t1\\" id: \\"cid1\\"" -m multiport --dports 8080 -j CNI-DN-db476744e784e26c7cfaf',
@@ -219,7 +219,7 @@ describe('portmap rendering (reference 1.1.1)', () => {
     expect(setMarkRule(0)).toBe('-m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x1/0x1')
     expect(markMasqRule(31)).toBe('-m mark --mark 0x80000000/0x80000000 -j MASQUERADE')
     const ext = parseConfig({config: conf({externalSetMarkChain: 'KUBE-MARK-MASQ'}), containerId: 'cid1', ifName: 'eth0'}).conf
-    expect(dnatChain(ext, ext.contIPv4!).rules[0]).toBe('-s 10.99.0.0/24 -p tcp -m tcp --dport 8080 -j KUBE-MARK-MASQ')
+    expect(dnatChain(portForwarding(ext), ext.contIPv4!).rules[0]).toBe('-s 10.99.0.0/24 -p tcp -m tcp --dport 8080 -j KUBE-MARK-MASQ')
     expect(() => parseConfig({config: conf({externalSetMarkChain: 'X', markMasqBit: 3}), containerId: 'c', ifName: 'eth0'})).toThrow(/Cannot specify/)
     expect(() => parseConfig({config: conf({markMasqBit: 32}), containerId: 'c', ifName: 'eth0'})).toThrow(/between 0 and 31/)
   })
@@ -261,26 +261,26 @@ describe('ipmasq rendering', () => {
 
 describe('firewall rendering (reference 1.1.1)', () => {
   it('renders the reference filter state with same-bridge, FORWARD order included', () => {
-    const fc = parseFirewallConf({cniVersion: '1.0.0', name: 't1', type: 'firewall', backend: 'iptables', ingressPolicy: 'same-bridge'})
+    const fc = forwardPolicy(parseFirewallConf({cniVersion: '1.0.0', name: 't1', type: 'firewall', backend: 'iptables', ingressPolicy: 'same-bridge'}))
     const tx = new Tx(new Ruleset(4))
-    planAdd(tx, fc, PREV)
+    planAdd(tx, fc, forwardedContainer(PREV))
     expect(aLines(tx.state, 'filter')).toBe(REF_FILTER4.trim())
     // idempotent, CHECK passes, DEL removes the per-IP rules only
     const again = new Tx(tx.state)
-    planAdd(again, fc, PREV)
+    planAdd(again, fc, forwardedContainer(PREV))
     expect(again.empty).toBe(true)
-    expect(checkIn(tx.state, fc, PREV)).toBeUndefined()
+    expect(checkIn(tx.state, fc, forwardedContainer(PREV))).toBeUndefined()
     const del = new Tx(tx.state)
-    planDel(del, PREV)
+    planDel(del, forwardedContainer(PREV))
     for (const r of privChainRules('10.99.0.2/24')) expect(del.state.hasRule('filter', 'CNI-FORWARD', r)).toBe(false)
     expect(del.state.rules('filter', 'CNI-ISOLATION-STAGE-1')).toHaveLength(2)
-    expect(checkIn(del.state, fc, PREV)).toMatch(/expected rule/)
+    expect(checkIn(del.state, fc, forwardedContainer(PREV))).toMatch(/expected rule/)
   })
   it('inserts a second bridge before the first in stage 1 and 2', () => {
-    const fc = parseFirewallConf({cniVersion: '1.0.0', name: 't1', type: 'firewall', ingressPolicy: 'same-bridge'})
+    const fc = forwardPolicy(parseFirewallConf({cniVersion: '1.0.0', name: 't1', type: 'firewall', ingressPolicy: 'same-bridge'}))
     const tx = new Tx(new Ruleset(4))
-    planAdd(tx, fc, PREV)
-    planAdd(tx, fc, {...PREV, interfaces: [{name: 'br-t2'}], ips: [{address: '10.98.0.2/24'}]})
+    planAdd(tx, fc, forwardedContainer(PREV))
+    planAdd(tx, fc, forwardedContainer({...PREV, interfaces: [{name: 'br-t2'}], ips: [{address: '10.98.0.2/24'}]}))
     expect(tx.state.rules('filter', 'CNI-ISOLATION-STAGE-1')[0]).toBe(isolationRules('br-t2').stage1Bridge)
     expect(tx.state.rules('filter', 'FORWARD')).toHaveLength(2)
   })

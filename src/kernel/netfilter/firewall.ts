@@ -16,12 +16,16 @@
  * no lock and work on a closed transaction too (CHECK and STATUS
  * get a closed one: a change on it throws).
  *
+ * The seam has its own vocabulary: its types describe needs, not a plugin's
+ * config; each plugin maps its parsed config onto them, so that only the
+ * plugin's folder knows its conflist keys.
+ *
  * Removals take what identifies the container's rules (network name and
  * container id) and tolerate a host without IPv6.
  */
 import type {Family} from '../ip/addr.js'
 
-/** Masquerade the container's traffic that leaves its subnet (bridge ipMasq, overlay). */
+/** Masquerade the container's traffic that leaves its subnet (the bridge plugin's masquerade, overlay). */
 export interface Masquerade {
   /** The network name and container id: they name the rules, and let them go without addresses. */
   network: string
@@ -53,29 +57,35 @@ export interface PublishedPort {
 }
 
 /**
- * Publish host ports to one container (portmap). The field names are
- * portmap's own, so that its parsed config is the intent.
+ * How the traffic that reaches a container through one of its published
+ * ports from the container's own subnet (hairpin) or from the host's
+ * localhost (IPv4) is masqueraded:
+ *  - none: it is not;
+ *  - mark: the backend marks it with this bit (0..31) and masquerades what
+ *    carries the mark, in shared rules of its own;
+ *  - chain: it is sent to this existing chain, which someone else (e.g.
+ *    kube-proxy) marks and masquerades.
  */
+export type HairpinMasquerade = {kind: 'none'} | {kind: 'mark'; bit: number} | {kind: 'chain'; chain: string}
+
+/** Publish host ports to one container. */
 export interface PortForwarding {
-  /** The network name. */
-  name: string
+  /** The network name and container id: they name the rules, and let them go without ports or addresses. */
+  network: string
   containerId: string
-  portMappings: readonly PublishedPort[]
-  /** The container's address per family (CIDR, with the subnet prefix); a family without one is left alone. */
-  contIPv4?: string
-  contIPv6?: string
+  ports: readonly PublishedPort[]
   /**
-   * Masquerade what reaches the container through a published port from
-   * its own subnet (hairpin) or from localhost (IPv4), by marking it with
-   * bit `markMasqBit`, or by sending it to `externalSetMarkChain` (which
-   * someone else marks and masquerades).
+   * The container's address per family (CIDR, with the subnet prefix: the
+   * hairpin source); a family without one is left alone.
    */
-  snat: boolean
-  markMasqBit: number
-  externalSetMarkChain?: string
-  /** Extra match arguments for the entry rules, per family, as portmap's config gives them (iptables syntax). */
-  conditionsV4?: readonly string[]
-  conditionsV6?: readonly string[]
+  addresses: Readonly<Partial<Record<Family, string>>>
+  hairpinMasquerade: HairpinMasquerade
+  /**
+   * Extra match arguments per family, added to the rules that catch the
+   * published ports (an argument list in iptables syntax, each argument
+   * already checked by whoever states the need).
+   */
+  extraMatch?: Readonly<Partial<Record<Family, readonly string[]>>>
 }
 
 /** The published ports of one container, to remove (with or without the mappings). */
@@ -86,18 +96,23 @@ export interface PortForwardingRemoval {
   families: readonly Family[]
 }
 
-/** How forwarded traffic of a container is let through (the firewall plugin). */
+/** How a container's forwarded traffic is let through. */
 export interface ForwardPolicy {
-  /** The chain jumped to before the per-container rules, which the admin fills (iptablesAdminChainName). */
+  /** The chain jumped to before the per-container rules, which the admin fills. */
   adminChain: string
-  /** open: accept the container's traffic; same-bridge: also drop what crosses from its bridge to another. */
-  ingressPolicy: 'open' | 'same-bridge'
+  /**
+   * none: accept the container's traffic; bridge: also isolate the
+   * container's bridge, dropping what it forwards to another isolated bridge.
+   */
+  isolation: 'none' | 'bridge'
 }
 
-/** A container as its bridge plugin reports it: its addresses (CIDR) and, first of its interfaces, the bridge. */
-export interface BridgeAttachment {
-  interfaces?: ReadonlyArray<{name: string}>
-  ips?: ReadonlyArray<{address: string}>
+/** The container whose forwarded traffic is accepted. */
+export interface ForwardedContainer {
+  /** Its addresses (CIDR; only the address counts). */
+  addresses: readonly string[]
+  /** The bridge it is attached to: needed by isolation 'bridge'. */
+  bridge?: string
 }
 
 /** The firewall transaction of one chain. */
@@ -112,12 +127,12 @@ export interface FirewallTx {
   unpublishPorts(p: PortForwardingRemoval): Promise<void>
   /** Reads whether the container's ports are published: the first problem found, or undefined. */
   checkPorts(p: PortForwarding): Promise<string | undefined>
-  /** Records that the container's forwarded traffic is accepted (and, same-bridge, its bridge isolated). */
-  acceptForwarding(policy: ForwardPolicy, on: BridgeAttachment): Promise<void>
+  /** Records that the container's forwarded traffic is accepted (and, with isolation, its bridge isolated). */
+  acceptForwarding(policy: ForwardPolicy, on: ForwardedContainer): Promise<void>
   /** Records the removal of the container's own accept rules (the shared ones and a bridge's isolation stay). */
-  removeForwarding(on: BridgeAttachment): Promise<void>
+  removeForwarding(on: ForwardedContainer): Promise<void>
   /** Reads whether the container's forwarded traffic is accepted: the first problem found, or undefined. */
-  checkForwarding(policy: ForwardPolicy, on: BridgeAttachment): Promise<string | undefined>
+  checkForwarding(policy: ForwardPolicy, on: ForwardedContainer): Promise<string | undefined>
   /** Applies everything recorded (the runtime calls it once, after the whole chain succeeded). */
   commit(): Promise<void>
   /** Drops the lock; idempotent. Released without a commit, the transaction has applied nothing. */

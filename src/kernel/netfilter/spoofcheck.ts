@@ -2,10 +2,12 @@ import {normalizeMac} from '../ip/link.js'
 import {nftApply, nftBaseChain, nftJson, nftQuoted, nftToken, type NftCmd} from './nft.js'
 
 /**
- * macspoofchk (pkg/link/spoofcheck.go v1.1.1): table bridge nat, base chain
- * PREROUTING (filter, prerouting, priority -300), per attachment chains
+ * The bridge plugin's MAC spoof check, as the reference's
+ * (pkg/link/spoofcheck.go v1.1.1): table bridge nat, base chain PREROUTING
+ * (filter, prerouting, priority -300), per attachment chains
  * cni-br-iface-<cid>-<ifname>[-mac]: only the container's MAC may leave its
- * veth. One nft transaction (the reference needs two).
+ * veth. One nft transaction (the reference needs two). The rule comment
+ * "macspoofchk-<cid>-<ifname>" is the reference's rule text, byte for byte.
  */
 function spoofNames(containerId: string, ifName: string) {
   const ref = `${nftToken(containerId)}-${nftToken(ifName)}`

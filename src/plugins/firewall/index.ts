@@ -14,6 +14,7 @@ import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginNetCo
 import * as f from '../fields.js'
 import {FIREWALL_PROGRAMS} from '../programs.js'
 import {familyOf, type Family} from '../../kernel/ip/addr.js'
+import type {ForwardPolicy, ForwardedContainer} from '../../kernel/netfilter/firewall.js'
 
 export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN'
 const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0']
@@ -75,6 +76,17 @@ function familiesOf(result: CniResult | undefined): Family[] {
   return [...new Set((result?.ips ?? []).map((ip) => familyOf(ip.address.split('/')[0]!)))]
 }
 
+/** What the firewall plugin's config asks of the firewall, in the seam's words. */
+export function forwardPolicy(conf: FirewallConf): ForwardPolicy {
+  return {adminChain: conf.adminChain, isolation: conf.ingressPolicy === 'same-bridge' ? 'bridge' : 'none'}
+}
+
+/** The container as the previous result reports it: its addresses and, first of its interfaces, its bridge. */
+export function forwardedContainer(result: Pick<CniResult, 'interfaces' | 'ips'>): ForwardedContainer {
+  const bridge = result.interfaces?.[0]?.name
+  return {addresses: (result.ips ?? []).map((ip) => ip.address), ...(bridge ? {bridge} : {})}
+}
+
 /** Records a change on the chain's firewall transaction; a refusal is the plugin's error. */
 async function recorded(change: Promise<void>): Promise<void> {
   try {
@@ -114,7 +126,7 @@ const firewall: EmbeddedPlugin<FirewallConf> = {
       if (!prev.interfaces[0]!.name) throw invalid('got empty bridge name')
     }
     if (fams.length === 0) return prev
-    await recorded(req.firewall.acceptForwarding(conf, prev))
+    await recorded(req.firewall.acceptForwarding(forwardPolicy(conf), forwardedContainer(prev)))
     return prev
   },
 
@@ -122,7 +134,7 @@ const firewall: EmbeddedPlugin<FirewallConf> = {
     const prev = req.config.prevResult
     const fams = familiesOf(prev)
     if (fams.length === 0) return // nothing to identify the rules by (as the reference)
-    await recorded(req.firewall.removeForwarding(prev!))
+    await recorded(req.firewall.removeForwarding(forwardedContainer(prev!)))
   },
 
   async check(req, conf) {
@@ -130,7 +142,7 @@ const firewall: EmbeddedPlugin<FirewallConf> = {
     if (!prev) throw invalid('missing prevResult from earlier plugin')
     const fams = familiesOf(prev)
     if (fams.length === 0) return
-    const problem = await req.firewall.checkForwarding(conf, prev)
+    const problem = await req.firewall.checkForwarding(forwardPolicy(conf), forwardedContainer(prev))
     if (problem) throw new CniError(CNI_ERR.INTERNAL, problem)
   },
 }

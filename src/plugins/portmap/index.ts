@@ -20,6 +20,7 @@ import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type ParseContex
 import * as f from '../fields.js'
 import {FIREWALL_PROGRAMS} from '../programs.js'
 import type {Family} from '../../kernel/ip/addr.js'
+import type {HairpinMasquerade, PortForwarding} from '../../kernel/netfilter/firewall.js'
 
 const DEFAULT_MARK_BIT = 13
 
@@ -119,6 +120,32 @@ function withPrevResult(parsed: PortMapConf, req: Pick<PluginRequest, 'config' |
   return {conf, ...(prev ? {prevResult: prev} : {})}
 }
 
+/**
+ * What portmap's config asks of the firewall, in the seam's words: the
+ * network's name, the mappings, the container's address per family, the
+ * hairpin masquerade (snat, markMasqBit, externalSetMarkChain) and the extra
+ * match arguments (conditionsV4/V6).
+ */
+export function portForwarding(conf: PortMapConf): PortForwarding {
+  const hairpin: HairpinMasquerade = !conf.snat
+    ? {kind: 'none'}
+    : conf.externalSetMarkChain != null
+      ? {kind: 'chain', chain: conf.externalSetMarkChain}
+      : {kind: 'mark', bit: conf.markMasqBit}
+  const extraMatch: Partial<Record<Family, readonly string[]>> = {
+    ...(conf.conditionsV4 ? {4: conf.conditionsV4} : {}),
+    ...(conf.conditionsV6 ? {6: conf.conditionsV6} : {}),
+  }
+  return {
+    network: conf.name,
+    containerId: conf.containerId,
+    ports: conf.portMappings,
+    addresses: {...(conf.contIPv4 ? {4: conf.contIPv4} : {}), ...(conf.contIPv6 ? {6: conf.contIPv6} : {})},
+    hairpinMasquerade: hairpin,
+    ...(conf.conditionsV4 || conf.conditionsV6 ? {extraMatch} : {}),
+  }
+}
+
 function families(conf: PortMapConf): Array<[Family, string]> {
   const out: Array<[Family, string]> = []
   if (conf.contIPv4) out.push([4, conf.contIPv4])
@@ -164,7 +191,7 @@ const portmap: EmbeddedPlugin<PortMapConf> = {
             if (dev) writeSysctl(`net/ipv4/conf/${dev}/route_localnet`, '1')
           })
         : Promise.resolve()
-    const ports = req.firewall.publishPorts(conf)
+    const ports = req.firewall.publishPorts(portForwarding(conf))
     const [a, b] = await Promise.allSettled([localnet, ports])
     if (b.status === 'rejected') throw wrap('unable to setup DNAT', b.reason)
     if (a.status === 'rejected') throw wrap('unable to enable route_localnet', a.reason)
@@ -188,7 +215,7 @@ const portmap: EmbeddedPlugin<PortMapConf> = {
     if (conf.portMappings.length === 0) return
     const fams = families(conf)
     if (fams.length === 0) return
-    const problem = await req.firewall.checkPorts(conf)
+    const problem = await req.firewall.checkPorts(portForwarding(conf))
     if (problem) throw new CniError(CNI_ERR.INTERNAL, problem)
   },
 }

@@ -20,8 +20,8 @@ export function firewallBackend(name: FirewallBackendName = DEFAULT_FIREWALL_BAC
 }
 
 /**
- * Why a value cannot name an iptables chain (the options that do: the
- * firewall plugin's iptablesAdminChainName, portmap's externalSetMarkChain),
- * or undefined: the iptables backend's own rule.
+ * Why a value cannot name an iptables chain (the plugin options that do:
+ * the firewall plugin's admin chain, portmap's external mark chain), or
+ * undefined: the iptables backend's own rule.
  */
 export const iptablesChainFault: (name: unknown) => string | undefined = chainFault

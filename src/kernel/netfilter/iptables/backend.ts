@@ -5,9 +5,9 @@
  * applied by its commit; the checks read iptables-save without the lock.
  */
 import type {
-  BridgeAttachment,
   FirewallBackend,
   FirewallTx,
+  ForwardedContainer,
   ForwardPolicy,
   Masquerade,
   MasqueradeRemoval,
@@ -44,15 +44,15 @@ export class IptablesFirewall implements FirewallTx {
     return checkPorts(p)
   }
 
-  acceptForwarding(policy: ForwardPolicy, on: BridgeAttachment): Promise<void> {
+  acceptForwarding(policy: ForwardPolicy, on: ForwardedContainer): Promise<void> {
     return acceptForwarding(this.netfilter, policy, on)
   }
 
-  removeForwarding(on: BridgeAttachment): Promise<void> {
+  removeForwarding(on: ForwardedContainer): Promise<void> {
     return removeForwarding(this.netfilter, on)
   }
 
-  checkForwarding(policy: ForwardPolicy, on: BridgeAttachment): Promise<string | undefined> {
+  checkForwarding(policy: ForwardPolicy, on: ForwardedContainer): Promise<string | undefined> {
     return checkForwarding(policy, on)
   }
 

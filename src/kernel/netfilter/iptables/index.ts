@@ -6,7 +6,7 @@
  *   ruleset.ts      the parsed iptables-save model and the Tx simulation
  *   io.ts           iptables-save / iptables-restore processes, the lock, iptablesStats
  *   transaction.ts  NetfilterTx: plan under the lock, commit once
- *   masquerade.ts   CNI-<hash> masquerade chains (bridge ipMasq, overlay)
+ *   masquerade.ts   CNI-<hash> masquerade chains (bridge's masquerade, overlay)
  *   portmap.ts      CNI-HOSTPORT-* and CNI-DN-<hash> (published ports)
  *   forwarding.ts   CNI-FORWARD, CNI-ADMIN, CNI-ISOLATION-STAGE-1/2 (firewall)
  *   backend.ts      the seam's FirewallTx on top of them

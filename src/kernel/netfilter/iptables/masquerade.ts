@@ -1,7 +1,7 @@
 /**
  * Masquerade, as the reference plugins' IP masquerade rules
  * (pkg/ip/ipmasq_linux.go and pkg/utils/utils.go, containernetworking/plugins
- * v1.1.1), used by bridge (ipMasq) and overlay:
+ * v1.1.1), used by the bridge plugin's masquerade and by overlay:
  *
  *   nat POSTROUTING -s <ip>/32 -m comment --comment "name: \"<net>\" id: \"<cid>\"" -j CNI-<hash>
  *   CNI-<hash>      -d <subnet> -m comment --comment ... -j ACCEPT

@@ -57,17 +57,19 @@ export interface DnatChain {
 }
 
 /** genDnatChain + fillDnatRules for one container address (CIDR). */
-export function dnatChain(conf: PortForwarding, containerNet: string): DnatChain {
+export function dnatChain(p: PortForwarding, containerNet: string): DnatChain {
   const isV6 = containerNet.includes(':')
-  const name = formatChainName(conf.name, conf.containerId, 'DN-')
-  const comment = trimComment(`dnat name: "${conf.name}" id: "${conf.containerId}"`)
-  const setMarkChain = conf.externalSetMarkChain ?? SET_MARK_CHAIN
-  const conditions = (isV6 ? conf.conditionsV6 : conf.conditionsV4) ?? []
+  const name = formatChainName(p.network, p.containerId, 'DN-')
+  const comment = trimComment(`dnat name: "${p.network}" id: "${p.containerId}"`)
+  const hairpin = p.hairpinMasquerade
+  // where hairpin and localhost traffic is sent to be marked (none: nowhere)
+  const setMarkChain = hairpin.kind === 'chain' ? hairpin.chain : hairpin.kind === 'mark' ? SET_MARK_CHAIN : undefined
+  const conditions = p.extraMatch?.[isV6 ? 6 : 4] ?? []
 
   // entry rules: grouped by protocol (sorted), at most 15 ports each; every
   // mapping counts here, whatever its hostIP family (as in the reference)
   const byProto = new Map<string, number[]>()
-  for (const e of conf.portMappings) byProto.set(e.protocol, [...(byProto.get(e.protocol) ?? []), e.hostPort])
+  for (const e of p.ports) byProto.set(e.protocol, [...(byProto.get(e.protocol) ?? []), e.hostPort])
   const entryRules: string[] = []
   for (const proto of [...byProto.keys()].sort()) {
     for (const ports of splitPortList(byProto.get(proto)!)) {
@@ -79,7 +81,7 @@ export function dnatChain(conf: PortForwarding, containerNet: string): DnatChain
 
   const ip = containerNet.split('/')[0]!
   const rules: string[] = []
-  for (const e of conf.portMappings) {
+  for (const e of p.ports) {
     let dst: string | undefined
     if (e.hostIP) {
       const hostV6 = e.hostIP.includes(':')
@@ -87,7 +89,7 @@ export function dnatChain(conf: PortForwarding, containerNet: string): DnatChain
       if (!isUnspecified(e.hostIP)) dst = e.hostIP
     }
     const base = ['-p', e.protocol, '--dport', String(e.hostPort), ...(dst ? ['-d', dst] : [])]
-    if (conf.snat) {
+    if (setMarkChain) {
       rules.push(saveForm([...base, '-s', containerNet, '-j', setMarkChain]))
       if (!isV6) rules.push(saveForm([...base, '-s', '127.0.0.1', '-j', setMarkChain]))
     }
@@ -111,18 +113,19 @@ export function markMasqRule(bit: number): string {
 export const MARK_MASQ_ENTRY = saveForm(['-m', 'comment', '--comment', 'CNI portfwd requiring masquerade', '-j', MARK_MASQ_CHAIN])
 
 /** forwardPorts for one family, in the reference's order. */
-export function planForwardPorts(tx: Tx, conf: PortForwarding, containerNet: string): void {
-  if (conf.snat && conf.externalSetMarkChain == null) {
+export function planForwardPorts(tx: Tx, p: PortForwarding, containerNet: string): void {
+  const hairpin = p.hairpinMasquerade
+  if (hairpin.kind === 'mark') {
     tx.ensureChain('nat', SET_MARK_CHAIN)
-    tx.appendUnique('nat', SET_MARK_CHAIN, setMarkRule(conf.markMasqBit))
+    tx.appendUnique('nat', SET_MARK_CHAIN, setMarkRule(hairpin.bit))
     tx.ensureChain('nat', MARK_MASQ_CHAIN)
-    tx.appendUnique('nat', MARK_MASQ_CHAIN, markMasqRule(conf.markMasqBit))
+    tx.appendUnique('nat', MARK_MASQ_CHAIN, markMasqRule(hairpin.bit))
     tx.insertUnique('nat', 'POSTROUTING', MARK_MASQ_ENTRY)
   }
   tx.ensureChain('nat', TOP_LEVEL_DNAT_CHAIN)
   tx.appendUnique('nat', 'PREROUTING', TOP_LEVEL_ENTRY)
   tx.appendUnique('nat', 'OUTPUT', TOP_LEVEL_ENTRY)
-  const dn = dnatChain(conf, containerNet)
+  const dn = dnatChain(p, containerNet)
   tx.ensureChain('nat', dn.name)
   for (const r of dn.rules) tx.appendUnique('nat', dn.name, r)
   for (const r of dn.entryRules) tx.appendUnique('nat', TOP_LEVEL_DNAT_CHAIN, r)
@@ -135,8 +138,8 @@ export function planUnforwardPorts(tx: Tx, netName: string, containerId: string)
 }
 
 /** checkPorts for one family: the chain, its rules and its entry rules. Returns the problem or undefined. */
-export function checkPortsIn(state: Ruleset, conf: PortForwarding, containerNet: string): string | undefined {
-  const dn = dnatChain(conf, containerNet)
+export function checkPortsIn(state: Ruleset, p: PortForwarding, containerNet: string): string | undefined {
+  const dn = dnatChain(p, containerNet)
   const fam = state.family === 6 ? 'ipv6' : 'ipv4'
   if (!state.hasChain('nat', dn.name)) return `could not check ${fam} dnat: chain ${dn.name} not found in iptables table nat`
   for (const r of dn.rules) {
@@ -153,8 +156,9 @@ export function checkPortsIn(state: Ruleset, conf: PortForwarding, containerNet:
 /** The container's address per family it has one of, IPv4 first. */
 function addressesOf(p: PortForwarding): Array<[Family, string]> {
   const out: Array<[Family, string]> = []
-  if (p.contIPv4) out.push([4, p.contIPv4])
-  if (p.contIPv6) out.push([6, p.contIPv6])
+  const {4: v4, 6: v6} = p.addresses
+  if (v4) out.push([4, v4])
+  if (v6) out.push([6, v6])
   return out
 }
 
