@@ -150,7 +150,8 @@ export default async function bench() {
     for (let r = 0; r < ROUNDS; r++) for (const s of servers) qps[s.name].push(dnsperf(cns, queries, s.port).qps)
     const load = median(qps.dnsmasq) / 2
     const lat = {dnsmasq: [], ctrnet: []}
-    for (let r = 0; r < ROUNDS; r++) for (const s of servers) lat[s.name].push(...dnsperf(cns, queries, s.port, {maxQps: load, verbose: true}).latencies)
+    // concat, not push(...): a round holds more latencies than a call's arguments may
+    for (let r = 0; r < ROUNDS; r++) for (const s of servers) lat[s.name] = lat[s.name].concat(dnsperf(cns, queries, s.port, {maxQps: load, verbose: true}).latencies)
     const q = {dnsmasq: median(qps.dnsmasq), ctrnet: median(qps.ctrnet)}
     const p99 = {dnsmasq: percentile(lat.dnsmasq, 99), ctrnet: percentile(lat.ctrnet, 99)}
     const p50 = {dnsmasq: percentile(lat.dnsmasq, 50), ctrnet: percentile(lat.ctrnet, 50)}
