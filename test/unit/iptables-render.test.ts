@@ -33,7 +33,7 @@ import {
   splitSaveLine,
 } from '../../src/kernel/netfilter/iptables/index.js'
 import {parseConfig, portForwarding} from '../../src/plugins/portmap/index.js'
-import {forwardPolicy, forwardedContainer, parseFirewallConf} from '../../src/plugins/firewall/index.js'
+import firewallPlugin, {forwardPolicy, forwardedContainer, parseFirewallConf} from '../../src/plugins/firewall/index.js'
 import type {CniResult, PluginNetConf} from '../../src/plugins/types.js'
 
 // What the reference plugins 1.1.1 left in iptables-save on this machine for
@@ -311,6 +311,11 @@ describe('firewall rendering: isolated (reference 1.7.1), exposure and removeBri
       `-m comment --comment ${D} -j RETURN`,
     ])
     expect(tx.state.rules('filter', 'CNI-ISOLATION-STAGE-2')).toEqual([`-o br-t1 -m comment --comment ${D} -j DROP`, `-m comment --comment ${D} -j RETURN`])
+  })
+  it('refuses a gateway mode that is not nat or routed, by field name', () => {
+    const c = {cniVersion: '1.0.0', name: 't1', type: 'firewall', gatewayModeIPv4: 'isolated'}
+    expect(() => firewallPlugin.parse(c, 'plugins[2]', {} as never)).toThrow(/plugins\[2\]\.gatewayModeIPv4: must be nat or routed/)
+    expect(firewallPlugin.parse({...c, gatewayModeIPv4: 'nat'}, 'plugins[2]', {} as never).exposure).toEqual({4: 'published', 6: 'published'})
   })
   it('parses the gateway modes into a per-family exposure', () => {
     expect(forwardPolicy(conf({}))).toMatchObject({isolation: 'none', exposure: 'published'})
