@@ -41,7 +41,6 @@ import {lastOf, networkOf} from '../kernel/ip/addr.js'
 
 export const DEFAULT_BRIDGE_DEVICE = 'nerdctl0'
 export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name'
-/** Docker's gateway modes (nat, routed: new connections from outside reach the containers directly too). */
 export const [GATEWAY_MODE_IPV4, GATEWAY_MODE_IPV6] = ['ipv4', 'ipv6'].map((f) => `com.docker.network.bridge.gateway_mode_${f}`) as [string, string]
 export const DHCP_SOCKET = '/run/cni/dhcp.sock'
 const NAME_PATTERN = new RegExp(CREATED_NETWORK_NAME_RULE)
@@ -352,7 +351,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
           case BRIDGE_NAME_OPTION:
             device = ifNameOption(what, k, v)
             break
-          case GATEWAY_MODE_IPV4:
+          case GATEWAY_MODE_IPV4: // Docker's gateway modes: nat, or routed (new connections from outside reach the containers too)
           case GATEWAY_MODE_IPV6:
             if (v !== 'nat' && v !== 'routed') throw new CtrnetError(what, `invalid -o ${k}: ${showToken(v)} is not one of nat, routed`)
             routed[k === GATEWAY_MODE_IPV4 ? 4 : 6] = v === 'routed'
@@ -374,8 +373,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
       if (o.ipv6) bridge.capabilities = {ips: true}
       // icc=false: "isolated" as nerdctl writes it (reference >= v1.7.1); ctrnet's own keys only when asked for
       const firewall: PluginConf = {type: 'firewall', ingressPolicy: icc ? 'same-bridge' : 'isolated'}
-      if (routed[4]) firewall.gatewayModeIPv4 = 'routed'
-      if (routed[6]) firewall.gatewayModeIPv6 = 'routed'
+      for (const f of [4, 6] as const) if (routed[f]) firewall[`gatewayModeIPv${f}`] = 'routed'
       const plugins: PluginConf[] = [bridge]
       if (!o.internal) plugins.push({type: 'portmap', capabilities: {portMappings: true}})
       plugins.push(firewall, {type: 'tuning'})
