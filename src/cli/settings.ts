@@ -23,6 +23,11 @@ export function settings(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.en
   }
 }
 
+/** The settings of a command that changes the firewall without a chain (`network rm|prune`): also CTRNET_IPTABLES_LOCK. */
+export function firewallSettings(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): Settings {
+  return {...settings(flags, env), iptablesLockPath: env.CTRNET_IPTABLES_LOCK || undefined}
+}
+
 /**
  * The settings of a command that runs plugin chains (`cni add|check|del|gc`,
  * `network connect|disconnect|gc`): also --cni-mode and the runtime's

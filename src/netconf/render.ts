@@ -41,6 +41,7 @@ import {lastOf, networkOf} from '../kernel/ip/addr.js'
 
 export const DEFAULT_BRIDGE_DEVICE = 'nerdctl0'
 export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name'
+export const [GATEWAY_MODE_IPV4, GATEWAY_MODE_IPV6] = ['ipv4', 'ipv6'].map((f) => `com.docker.network.bridge.gateway_mode_${f}`) as [string, string]
 export const DHCP_SOCKET = '/run/cni/dhcp.sock'
 const NAME_PATTERN = new RegExp(CREATED_NETWORK_NAME_RULE)
 
@@ -322,13 +323,14 @@ function buildIpam(what: string, o: CreateOptions, ctx: RenderContext, warnings:
   }
 }
 
-function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unknown>, ctx: RenderContext, warnings: string[]): PluginConf[] {
+function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unknown>, ctx: RenderContext): PluginConf[] {
   const opts = kvMap(o.options)
   switch (o.driver) {
     case 'bridge': {
       let mtu = 0
       let ipMasq = true
       let icc = true
+      const routed: Record<4 | 6, boolean> = {4: false, 6: false}
       let device = o.name === DEFAULT_NETWORK_NAME ? DEFAULT_BRIDGE_DEVICE : 'br-' + networkId(o.name).slice(0, 12)
       for (const [k, v] of opts) {
         switch (k) {
@@ -349,6 +351,11 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
           case BRIDGE_NAME_OPTION:
             device = ifNameOption(what, k, v)
             break
+          case GATEWAY_MODE_IPV4: // Docker's gateway modes: nat, or routed (new connections from outside reach the containers too)
+          case GATEWAY_MODE_IPV6:
+            if (v !== 'nat' && v !== 'routed') throw new CtrnetError(what, `invalid -o ${k}: ${showToken(v)} is not one of nat, routed`)
+            routed[k === GATEWAY_MODE_IPV4 ? 4 : 6] = v === 'routed'
+            break
           default:
             throw new CtrnetError(what, `unsupported ${JSON.stringify(o.driver)} network option ${JSON.stringify(k)}`)
         }
@@ -357,9 +364,6 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
       if (owner !== undefined && owner !== o.name) {
         throw new CtrnetError(what, `bridge ${JSON.stringify(device)} is already used by network ${JSON.stringify(owner)}`)
       }
-      if (!icc) {
-        warnings.push('icc=false needs the "isolated" firewall ingress policy (firewall plugin >= 1.7.1); the embedded firewall implements "same-bridge", which is used instead')
-      }
       const bridge: PluginConf = {type: 'bridge', bridge: device}
       if (!o.internal) bridge.isGateway = true
       if (!o.internal && ipMasq) bridge.ipMasq = true
@@ -367,7 +371,9 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
       bridge.hairpinMode = true
       bridge.ipam = ipam as PluginConf['ipam']
       if (o.ipv6) bridge.capabilities = {ips: true}
-      const firewall = {type: 'firewall', ingressPolicy: 'same-bridge'}
+      // icc=false: "isolated" as nerdctl writes it (reference >= v1.7.1); ctrnet's own keys only when asked for
+      const firewall: PluginConf = {type: 'firewall', ingressPolicy: icc ? 'same-bridge' : 'isolated'}
+      for (const f of [4, 6] as const) if (routed[f]) firewall[`gatewayModeIPv${f}`] = 'routed'
       const plugins: PluginConf[] = [bridge]
       if (!o.internal) plugins.push({type: 'portmap', capabilities: {portMappings: true}})
       plugins.push(firewall, {type: 'tuning'})
@@ -527,7 +533,7 @@ export function renderNetwork(o: CreateOptions, ctx: RenderContext): Rendered {
   const warnings: string[] = []
   // an overlay network's IPAM is per host (its slice): the overlay plugin builds it
   const ipam = o.driver === 'overlay' ? {} : buildIpam(what, o, ctx, warnings)
-  const plugins = buildPlugins(what, o, ipam, ctx, warnings)
+  const plugins = buildPlugins(what, o, ipam, ctx)
   const id = networkId(o.name)
   const labels = kvMap(o.labels)
   // Key order of cniNetworkConfig: cniVersion, name, nerdctlID, nerdctlLabels (omitempty), plugins.

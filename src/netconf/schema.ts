@@ -133,7 +133,14 @@ const firewall = {
   type: 'object',
   additionalProperties: false,
   required: ['type', 'ingressPolicy'],
-  properties: {type: {const: 'firewall'}, backend: {enum: ['iptables', 'firewalld']}, ingressPolicy: {enum: ['same-bridge', 'isolated']}},
+  properties: {
+    type: {const: 'firewall'},
+    backend: {enum: ['iptables', 'firewalld']},
+    ingressPolicy: {enum: ['same-bridge', 'isolated']},
+    // ctrnet's own (-o com.docker.network.bridge.gateway_mode_ipv4/ipv6=routed); the reference plugin ignores them
+    gatewayModeIPv4: {const: 'routed'},
+    gatewayModeIPv6: {const: 'routed'},
+  },
 }
 
 const tuning = {type: 'object', additionalProperties: false, required: ['type'], properties: {type: {const: 'tuning'}}}

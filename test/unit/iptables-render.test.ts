@@ -1,24 +1,31 @@
 import {describe, expect, it} from 'vitest'
 import {
+  ACCEPT_CHAIN,
+  EXPOSURE_CHAIN,
   MARK_MASQ_ENTRY,
   Ruleset,
   Tx,
   checkIn,
   checkPortsIn,
   dnatChain,
+  exposureJump,
+  exposureRules,
   formatChainName,
   formatComment,
   isolationRules,
   markMasqRule,
   masqRules,
   normalizeCidr,
+  overlayReturn,
   planAdd,
   planDel,
+  planExposure,
   planForwardPorts,
   planIpMasq,
   planIpMasqTeardown,
   planUnforwardPorts,
   privChainRules,
+  removeBridgeRules,
   saveForm,
   saveString,
   setMarkRule,
@@ -26,7 +33,7 @@ import {
   splitSaveLine,
 } from '../../src/kernel/netfilter/iptables/index.js'
 import {parseConfig, portForwarding} from '../../src/plugins/portmap/index.js'
-import {forwardPolicy, forwardedContainer, parseFirewallConf} from '../../src/plugins/firewall/index.js'
+import firewallPlugin, {forwardPolicy, forwardedContainer, parseFirewallConf} from '../../src/plugins/firewall/index.js'
 import type {CniResult, PluginNetConf} from '../../src/plugins/types.js'
 
 // What the reference plugins 1.1.1 left in iptables-save on this machine for
@@ -287,5 +294,60 @@ describe('firewall rendering (reference 1.1.1)', () => {
   it('rejects firewalld and unknown policies', () => {
     expect(() => parseFirewallConf({cniVersion: '1.0.0', name: 'n', type: 'firewall', backend: 'firewalld'})).toThrow(/firewalld/)
     expect(() => parseFirewallConf({cniVersion: '1.0.0', name: 'n', type: 'firewall', ingressPolicy: 'x'})).toThrow(/unknown ingress policy/)
+  })
+})
+
+describe('firewall rendering: isolated (reference 1.7.1), exposure and removeBridge', () => {
+  const conf = (extra: Record<string, unknown>) => parseFirewallConf({cniVersion: '1.0.0', name: 't1', type: 'firewall', ...extra})
+  it('renders ingressPolicy "isolated" as the reference v1.7.1 does, comments byte for byte', () => {
+    const tx = new Tx(new Ruleset(4))
+    planAdd(tx, forwardPolicy(conf({ingressPolicy: 'isolated'})), forwardedContainer(PREV))
+    const D = '"CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)"'
+    const I = '"CNI firewall plugin rules (ingressPolicy: isolated)"'
+    expect(tx.state.rules('filter', 'FORWARD')[0]).toBe(`-m comment --comment ${D} -j CNI-ISOLATION-STAGE-1`)
+    expect(tx.state.rules('filter', 'CNI-ISOLATION-STAGE-1')).toEqual([
+      `-i br-t1 -o br-t1 -m comment --comment ${I} -j DROP`,
+      `-i br-t1 ! -o br-t1 -m comment --comment ${I} -j CNI-ISOLATION-STAGE-2`,
+      `-m comment --comment ${D} -j RETURN`,
+    ])
+    expect(tx.state.rules('filter', 'CNI-ISOLATION-STAGE-2')).toEqual([`-o br-t1 -m comment --comment ${D} -j DROP`, `-m comment --comment ${D} -j RETURN`])
+  })
+  it('refuses a gateway mode that is not nat or routed, by field name', () => {
+    const c = {cniVersion: '1.0.0', name: 't1', type: 'firewall', gatewayModeIPv4: 'isolated'}
+    expect(() => firewallPlugin.parse(c, 'plugins[2]', {} as never)).toThrow(/plugins\[2\]\.gatewayModeIPv4: must be nat or routed/)
+    expect(firewallPlugin.parse({...c, gatewayModeIPv4: 'nat'}, 'plugins[2]', {} as never).exposure).toEqual({4: 'published', 6: 'published'})
+  })
+  it('parses the gateway modes into a per-family exposure', () => {
+    expect(forwardPolicy(conf({}))).toMatchObject({isolation: 'none', exposure: 'published'})
+    const c = conf({ingressPolicy: 'isolated', gatewayModeIPv6: 'routed'})
+    expect(forwardPolicy(c, 4)).toMatchObject({isolation: 'isolated', exposure: 'published'})
+    expect(forwardPolicy(c, 6)).toMatchObject({isolation: 'isolated', exposure: 'routed'})
+  })
+  it('plans a bridge exposure idempotently, switches it, and removeBridgeRules leaves no rule naming the bridge', () => {
+    const tx = new Tx(new Ruleset(4))
+    const fc = forwardPolicy(conf({ingressPolicy: 'same-bridge'}))
+    planAdd(tx, fc, forwardedContainer(PREV), {bridge: 'br-t1', exposure: 'published'})
+    planAdd(tx, fc, forwardedContainer({...PREV, interfaces: [{name: 'br-t2'}], ips: [{address: '10.98.0.2/24'}]}), {bridge: 'br-t2', exposure: 'routed'})
+    const r1 = exposureRules('br-t1')
+    expect(tx.state.rules('filter', EXPOSURE_CHAIN)).toEqual([exposureRules('br-t2').inside, r1.inside, overlayReturn(), r1.published])
+    expect(r1.published).toBe('-o br-t1 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "ctrnet: published ports only" -j DROP')
+    expect(tx.state.rules('filter', ACCEPT_CHAIN)).toContain(exposureRules('br-t2').routed)
+    expect(tx.state.rules('filter', ACCEPT_CHAIN)).not.toContain(r1.routed)
+    expect(tx.state.rules('filter', 'FORWARD')[0]).toBe(exposureJump())
+    const again = new Tx(tx.state)
+    planAdd(again, fc, forwardedContainer(PREV), {bridge: 'br-t1', exposure: 'published'})
+    expect(again.empty).toBe(true)
+    const routed = new Tx(tx.state)
+    planExposure(routed, {bridge: 'br-t1', exposure: 'routed'})
+    expect(routed.state.hasRule('filter', EXPOSURE_CHAIN, r1.published)).toBe(false)
+    expect(routed.state.hasRule('filter', ACCEPT_CHAIN, r1.routed)).toBe(true)
+    const rm = new Tx(tx.state)
+    removeBridgeRules(rm, 'br-t1')
+    expect(rm.state.toText()).not.toMatch(/br-t1\b/)
+    expect(rm.state.toText()).toMatch(/br-t2/)
+    expect(rm.state.rules('filter', 'CNI-ISOLATION-STAGE-1')).toHaveLength(2)
+    const twice = new Tx(rm.state)
+    removeBridgeRules(twice, 'br-t1')
+    expect(twice.empty).toBe(true)
   })
 })

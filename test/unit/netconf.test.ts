@@ -98,9 +98,18 @@ describe('renderNetwork (nerdctl v2.3 conflist)', () => {
     expect(q[0]!.mtu).toBe(9000)
     expect(q[0]!.ipMasq).toBe(true)
     const r = render('opts3', {options: ['icc=false']})
-    expect((r.conf.plugins[2] as Record<string, unknown>).ingressPolicy).toBe('same-bridge')
-    expect(r.warnings.join()).toMatch(/isolated/)
+    expect(r.conf.plugins[2]).toEqual({type: 'firewall', ingressPolicy: 'isolated'})
+    expect(r.warnings).toEqual([])
+    expect(plugins('opts5', {options: ['com.docker.network.bridge.enable_icc=true']})[2]).toEqual({type: 'firewall', ingressPolicy: 'same-bridge'})
     expect(plugins('opts4', {options: ['mtu=0']})[0]!.mtu).toBeUndefined()
+  })
+
+  it('-o com.docker.network.bridge.gateway_mode_ipv4/ipv6: routed recorded on the firewall entry, nat writes nothing', () => {
+    expect(plugins('gm1', {options: ['com.docker.network.bridge.gateway_mode_ipv4=routed']})[2]).toEqual({type: 'firewall', ingressPolicy: 'same-bridge', gatewayModeIPv4: 'routed'})
+    const q = plugins('gm2', {ipv6: true, options: ['com.docker.network.bridge.gateway_mode_ipv6=routed', 'com.docker.network.bridge.gateway_mode_ipv4=nat', 'icc=false']})
+    expect(q[2]).toEqual({type: 'firewall', ingressPolicy: 'isolated', gatewayModeIPv6: 'routed'})
+    expect(plugins('gm3', {options: ['com.docker.network.bridge.gateway_mode_ipv4=nat']})[2]).toEqual({type: 'firewall', ingressPolicy: 'same-bridge'})
+    expect(() => plugins('gm4', {options: ['com.docker.network.bridge.gateway_mode_ipv4=isolated']})).toThrow(/gateway_mode_ipv4: "?isolated"? is not one of nat, routed/)
   })
 
   it('-o com.docker.network.bridge.name chooses the device', () => {

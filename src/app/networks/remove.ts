@@ -3,6 +3,7 @@ import {bridgeNamesOf, bridgeUsers, describeUser, forgetOwnedBridge, ownsBridge}
 import {DEFAULT_NETWORK_NAME} from '../../netconf/names.js'
 import {type NetworkEntry, removeNetworkFile, withStoreLock} from '../../netconf/store.js'
 import {deleteLinkIfExists, isBridge, linkExists} from '../../kernel/ip/link.js'
+import {firewallBackend} from '../../kernel/netfilter/backends/index.js'
 import {isOverlayType, overlayNetworkOf} from '../../plugins/overlay/config.js'
 import {leaveOverlay} from '../../services/overlay/host.js'
 import {networkUsers, type ContainerdOpts} from '../usage.js'
@@ -13,7 +14,7 @@ import {PSEUDO_NETWORKS, type Warn, matchNetworks, single, visible} from './comm
  * in use by a running or paused container (app/usage.ts) stays.
  */
 
-type RemoveSettings = ContainerdOpts & {confDir: string}
+type RemoveSettings = ContainerdOpts & {confDir: string; iptablesLockPath?: string}
 
 /**
  * Deletes the file and then the bridge link (nerdctl's fsRemove + clean), under
@@ -22,11 +23,20 @@ type RemoveSettings = ContainerdOpts & {confDir: string}
  * other config (any namespace folder) names it; otherwise it stays, with one
  * warning line when it exists.
  */
-async function removeOne(dir: string, n: NetworkEntry, what: string, warn: Warn): Promise<void> {
+async function removeOne(s: RemoveSettings, n: NetworkEntry, what: string, warn: Warn): Promise<void> {
+  const dir = s.confDir
   const devs = [...new Set(bridgeNamesOf(n.conf))]
   const owned = devs.map((dev) => ownsBridge(dir, n, dev))
+  const shared = devs.map((dev) => bridgeUsers(dir, dev, n.file))
   removeNetworkFile(what, n.file)
-  if (isOverlayType(n.conf.plugins[0]?.type)) await leaveOverlayNetwork(n, what, warn)
+  const overlay = isOverlayType(n.conf.plugins[0]?.type)
+  if (overlay) await leaveOverlayNetwork(n, what, warn)
+  // the firewall plugin's rules of each bridge no other network names (isolation, exposure) go with the network
+  if (n.conf.plugins.some((p) => p?.type === 'firewall')) {
+    const overlayBridge = overlay ? overlayBridgeOf(n) : undefined
+    const gone = [...devs.filter((_, i) => shared[i]!.length === 0), ...(overlayBridge && !devs.includes(overlayBridge) ? [overlayBridge] : [])]
+    for (const dev of gone) await removeBridgeRules(s, n, dev, warn)
+  }
   if (devs.length === 0) return
   const net = JSON.stringify(n.name)
   for (const [i, dev] of devs.entries()) {
@@ -37,7 +47,7 @@ async function removeOne(dir: string, n: NetworkEntry, what: string, warn: Warn)
       warn(`${left} was not created by ctrnet for this network; left in place`)
       continue
     }
-    const others = bridgeUsers(dir, dev, n.file)
+    const others = shared[i]!
     if (others.length > 0) {
       warn(`${left} is also used by ${describeUser(others[0]!)}; left in place`)
       continue
@@ -51,6 +61,23 @@ async function removeOne(dir: string, n: NetworkEntry, what: string, warn: Warn)
     } catch (err) {
       throw new CtrnetError(what, `failed to remove network interface ${dev}: ${errorMessage(err)}`)
     }
+  }
+}
+
+/** The firewall backend's rules of one bridge (the seam's removeBridge); a failure is a warning (the file is gone). */
+async function removeBridgeRules(s: RemoveSettings, n: NetworkEntry, dev: string, warn: Warn): Promise<void> {
+  try {
+    await firewallBackend().removeBridge(dev, {lockPath: s.iptablesLockPath})
+  } catch (err) {
+    warn(`network ${JSON.stringify(n.name)}: the firewall rules of bridge ${JSON.stringify(dev)} are left: ${errorMessage(err)}`)
+  }
+}
+
+function overlayBridgeOf(n: NetworkEntry): string | undefined {
+  try {
+    return overlayNetworkOf(n.conf)?.bridge
+  } catch {
+    return undefined
   }
 }
 
@@ -114,7 +141,7 @@ export async function removeNetworks(s: RemoveSettings, reqs: string[], warn: Wa
         continue
       }
       try {
-        await removeOne(s.confDir, n, `network rm ${m.req}`, warn)
+        await removeOne(s, n, `network rm ${m.req}`, warn)
         removed.push(m.req)
       } catch (err) {
         errors.push(err instanceof CtrnetError ? err.why : errorMessage(err))
@@ -134,7 +161,7 @@ export async function pruneNetworks(s: RemoveSettings, warn: Warn): Promise<Remo
       if (n.nerdctlID === undefined || n.file === '') continue
       if ((await networkUsers(s, n.name)).length > 0) continue
       try {
-        await removeOne(s.confDir, n, `network prune`, warn)
+        await removeOne(s, n, `network prune`, warn)
         removed.push(n.name)
       } catch (err) {
         errors.push(`failed to remove network ${n.name}: ${err instanceof CtrnetError ? err.why : errorMessage(err)}`)

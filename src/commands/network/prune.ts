@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
-import {settings} from '../../cli/settings.js'
+import {firewallSettings} from '../../cli/settings.js'
 
 /** Reads the first whitespace-separated word from stdin ('' at end of input), like Go's Fscanf("%s"). */
 async function readWord(): Promise<string> {
@@ -34,7 +34,7 @@ export default class NetworkPrune extends BaseCommand {
       if ((await readWord()).toLowerCase() !== 'y') return
     }
     const {pruneNetworks} = await import('../../app/networks/remove.js')
-    const {removed, errors} = await pruneNetworks(settings(flags), (m) => this.warnLine(m))
+    const {removed, errors} = await pruneNetworks(firewallSettings(flags), (m) => this.warnLine(m))
     for (const e of errors) process.stderr.write(`ctrnet: network prune : ${e}\n`)
     if (removed.length) process.stdout.write('Deleted Networks:\n' + removed.map((n) => n + '\n').join('') + '\n')
   }

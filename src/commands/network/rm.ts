@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
-import {settings} from '../../cli/settings.js'
+import {firewallSettings} from '../../cli/settings.js'
 import {CtrnetError} from '../../sys/errors.js'
 
 export default class NetworkRm extends BaseCommand {
@@ -16,7 +16,7 @@ export default class NetworkRm extends BaseCommand {
   async run(): Promise<void> {
     const {argv, flags} = await this.parse(NetworkRm)
     const {removeNetworks} = await import('../../app/networks/remove.js')
-    const {removed, errors} = await removeNetworks(settings(flags), argv as string[], (m) => this.warnLine(m))
+    const {removed, errors} = await removeNetworks(firewallSettings(flags), argv as string[], (m) => this.warnLine(m))
     if (removed.length) process.stdout.write(removed.map((r) => r + '\n').join(''))
     if (errors.length) {
       for (const e of errors.slice(0, -1)) process.stderr.write(`ctrnet: network rm : ${e}\n`)

@@ -102,9 +102,17 @@ export interface ForwardPolicy {
   adminChain: string
   /**
    * none: accept the container's traffic; bridge: also isolate the
-   * container's bridge, dropping what it forwards to another isolated bridge.
+   * container's bridge, dropping what it forwards to another isolated bridge;
+   * isolated: bridge, and also drop traffic between the containers of the
+   * bridge (icc=false), keeping their way out and their published ports.
    */
-  isolation: 'none' | 'bridge'
+  isolation: 'none' | 'bridge' | 'isolated'
+  /**
+   * published: new connections from outside the host reach the containers
+   * of the bridge only through published ports (Docker 28's default);
+   * routed: directly too (Docker's gateway_mode_ipv4/ipv6=routed).
+   */
+  exposure: 'published' | 'routed'
 }
 
 /** The container whose forwarded traffic is accepted. */
@@ -148,4 +156,10 @@ export interface FirewallBackend {
   open(opts?: {lockPath?: string}): FirewallTx
   /** A transaction that takes no changes (its checks work): for CHECK and STATUS. */
   closed(): FirewallTx
+  /**
+   * Removes everything the backend keeps for one bridge (its isolation and
+   * exposure rules), for `network rm`: idempotent; never the shared parts
+   * other bridges use.
+   */
+  removeBridge(bridge: string, opts?: {lockPath?: string}): Promise<void>
 }

@@ -14,7 +14,7 @@ import type {
   PortForwarding,
   PortForwardingRemoval,
 } from '../firewall.js'
-import {acceptForwarding, checkForwarding, removeForwarding} from './forwarding.js'
+import {acceptForwarding, checkForwarding, removeBridge, removeForwarding} from './forwarding.js'
 import {IPTABLES_PROGRAMS} from './io.js'
 import {setupIpMasq, teardownIpMasq} from './masquerade.js'
 import {checkPorts, forwardPorts, unforwardPorts} from './portmap.js'
@@ -73,5 +73,14 @@ export const iptablesBackend: FirewallBackend = {
     const nf = new NetfilterTx()
     nf.release()
     return new IptablesFirewall(nf)
+  },
+  async removeBridge(bridge, opts = {}) {
+    const nf = new NetfilterTx(opts.lockPath)
+    try {
+      await removeBridge(nf, bridge)
+      await nf.commit()
+    } finally {
+      nf.release()
+    }
   },
 }

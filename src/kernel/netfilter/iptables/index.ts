@@ -9,6 +9,7 @@
  *   masquerade.ts   CNI-<hash> masquerade chains (bridge's masquerade, overlay)
  *   portmap.ts      CNI-HOSTPORT-* and CNI-DN-<hash> (published ports)
  *   forwarding.ts   CNI-FORWARD, CNI-ADMIN, CNI-ISOLATION-STAGE-1/2 (firewall)
+ *   exposure.ts     CTRNET-FORWARD, CTRNET-ACCEPT (per bridge: published ports only, FORWARD DROP)
  *   backend.ts      the seam's FirewallTx on top of them
  */
 export {IptablesFirewall, iptablesBackend} from './backend.js'
@@ -20,3 +21,4 @@ export {NetfilterTx, type TransactOptions} from './transaction.js'
 export * from './masquerade.js'
 export * from './portmap.js'
 export * from './forwarding.js'
+export * from './exposure.js'
