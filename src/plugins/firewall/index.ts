@@ -1,6 +1,6 @@
 /**
  * firewall, as containernetworking/plugins v1.1.1 (plugins/meta/firewall),
- * backend iptables only, ingressPolicy "open" and "same-bridge": its config,
+ * backend iptables (no firewalld), ingressPolicy "open" and "same-bridge": its config,
  * versions and errors. ADD and DEL state what the container's forwarded
  * traffic needs on the request's firewall transaction
  * (kernel/netfilter/firewall.ts), which the runtime commits once for the
@@ -12,7 +12,6 @@
 import {existsSync, readFileSync} from 'node:fs'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import * as f from '../fields.js'
-import {FIREWALL_PROGRAMS} from '../programs.js'
 import {familyOf, type Family} from '../../kernel/ip/addr.js'
 import type {ForwardPolicy, ForwardedContainer} from '../../kernel/netfilter/firewall.js'
 
@@ -20,6 +19,8 @@ export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN'
 const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0']
 
 export interface FirewallConf {
+  /** `"backend": "iptables"` given (the reference's choice between iptables and firewalld). */
+  backend?: 'iptables'
   adminChain: string
   ingressPolicy: 'open' | 'same-bridge'
 }
@@ -58,7 +59,7 @@ export function parseFirewallConf(config: PluginRequest['config']): FirewallConf
   const policy = c.ingressPolicy == null || c.ingressPolicy === '' ? 'open' : String(c.ingressPolicy)
   if (policy !== 'open' && policy !== 'same-bridge') throw invalid(`unknown ingress policy: ${JSON.stringify(policy)}`)
   const admin = c.iptablesAdminChainName ? String(c.iptablesAdminChainName) : DEFAULT_ADMIN_CHAIN
-  return {adminChain: admin, ingressPolicy: policy}
+  return {...(backend === 'iptables' ? {backend} : {}), adminChain: admin, ingressPolicy: policy}
 }
 
 function checkVersion(config: PluginRequest['config']): void {
@@ -114,7 +115,9 @@ function parse(config: PluginNetConf, at: string): FirewallConf {
 
 const firewall: EmbeddedPlugin<FirewallConf> = {
   parse,
-  programs: () => [...FIREWALL_PROGRAMS],
+  programs: () => [],
+  // the reference plugin has no nftables mode: ctrnet's follows the network's backend, or iptables when the entry names it
+  firewallUse: (conf) => ({needs: true, ...(conf.backend ? {named: conf.backend} : {}), otherwise: 'network'}),
   async add(req, conf) {
     const prev = req.config.prevResult
     if (!prev) throw invalid('missing prevResult from earlier plugin')

@@ -1,22 +1,56 @@
 /**
  * The firewall backends ctrnet has, and the one place that picks one: the
- * runtime opens each chain's transaction here and the plugin registry asks
- * here which programs a chain needs. A new backend (nftables) is one more
- * folder beside iptables/ implementing FirewallBackend, and one more line in
+ * runtime opens each chain's transactions here (one per backend the chain's
+ * plugins use) and asks here which programs a backend runs. A backend is one
+ * folder beside iptables/ implementing FirewallBackend, and one line in
  * BACKENDS.
+ *
+ * Which backend a plugin uses is its config's choice, in the reference
+ * plugins' own fields (bridge `ipMasqBackend`, portmap `backend`, CNI plugins
+ * >= 1.6); a config that names none gets the reference's rule,
+ * defaultFirewallBackend() below.
  */
 import type {FirewallBackend} from '../firewall.js'
 import {chainFault, iptablesBackend} from '../iptables/index.js'
+import {nftablesBackend} from '../nftables/index.js'
+import {haveProgram} from '../../../sys/exec.js'
 
-const BACKENDS = {iptables: iptablesBackend} as const satisfies Record<string, FirewallBackend>
+const BACKENDS = {iptables: iptablesBackend, nftables: nftablesBackend} as const satisfies Record<string, FirewallBackend>
 
 export type FirewallBackendName = keyof typeof BACKENDS
 
-/** The backend every chain uses. */
+/** Every backend, in the order a chain commits its transactions. */
+export const FIREWALL_BACKENDS: readonly FirewallBackendName[] = ['iptables', 'nftables']
+
+/** The backend preferred where it can run (the reference plugins' preference). */
 export const DEFAULT_FIREWALL_BACKEND: FirewallBackendName = 'iptables'
+
+export function isFirewallBackendName(v: unknown): v is FirewallBackendName {
+  return typeof v === 'string' && Object.hasOwn(BACKENDS, v)
+}
 
 export function firewallBackend(name: FirewallBackendName = DEFAULT_FIREWALL_BACKEND): FirewallBackend {
   return BACKENDS[name]
+}
+
+/** Whether a program is installed (sys/exec.ts haveProgram; tests hand in their own). */
+export type ProgramLookup = (program: string) => boolean
+
+/** Whether a backend can run on this host: every program it runs is installed. */
+export function backendUsable(name: FirewallBackendName, has: ProgramLookup = (p) => haveProgram(p)): boolean {
+  return BACKENDS[name].programs.every((p) => has(p))
+}
+
+/**
+ * The backend of a config that names none: the reference plugins' rule
+ * (pkg/ip SetupIPMasqForNetworks, portmap ensureBackend): nftables only when
+ * iptables cannot be used and nftables can; iptables otherwise. "Can be
+ * used" is read as "its programs are installed" (the reference runs
+ * `iptables -t filter -L INPUT` and `nft --check`); a host with neither gets
+ * iptables, whose missing program the runtime then names.
+ */
+export function defaultFirewallBackend(has: ProgramLookup = (p) => haveProgram(p)): FirewallBackendName {
+  return !backendUsable('iptables', has) && backendUsable('nftables', has) ? 'nftables' : 'iptables'
 }
 
 /**
