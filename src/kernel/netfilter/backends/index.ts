@@ -36,21 +36,32 @@ export function firewallBackend(name: FirewallBackendName = DEFAULT_FIREWALL_BAC
 /** Whether a program is installed (sys/exec.ts haveProgram; tests hand in their own). */
 export type ProgramLookup = (program: string) => boolean
 
-/** Whether a backend can run on this host: every program it runs is installed. */
-export function backendUsable(name: FirewallBackendName, has: ProgramLookup = (p) => haveProgram(p)): boolean {
-  return BACKENDS[name].programs.every((p) => has(p))
+/**
+ * The programs whose presence says a backend is installed on the host (any
+ * one of them): the reference probes the `iptables` and `nft` commands.
+ */
+const INSTALLED_BY: Readonly<Record<FirewallBackendName, readonly string[]>> = {
+  iptables: ['iptables-save', 'iptables-restore'],
+  nftables: ['nft'],
+}
+
+/** Whether a backend is installed on this host (one of INSTALLED_BY's programs is). */
+export function backendInstalled(name: FirewallBackendName, has: ProgramLookup = (p) => haveProgram(p)): boolean {
+  return INSTALLED_BY[name].some((p) => has(p))
 }
 
 /**
  * The backend of a config that names none: the reference plugins' rule
  * (pkg/ip SetupIPMasqForNetworks, portmap ensureBackend): nftables only when
  * iptables cannot be used and nftables can; iptables otherwise. "Can be
- * used" is read as "its programs are installed" (the reference runs
- * `iptables -t filter -L INPUT` and `nft --check`); a host with neither gets
- * iptables, whose missing program the runtime then names.
+ * used" is read as "is installed" (the reference runs `iptables -t filter
+ * -L INPUT` and `nft --check`): a host without iptables-save and
+ * iptables-restore but with nft gets nftables. A host with only one of the
+ * two, or with neither backend, gets iptables, whose missing program the
+ * runtime then names (a broken install is reported, not worked around).
  */
 export function defaultFirewallBackend(has: ProgramLookup = (p) => haveProgram(p)): FirewallBackendName {
-  return !backendUsable('iptables', has) && backendUsable('nftables', has) ? 'nftables' : 'iptables'
+  return !backendInstalled('iptables', has) && backendInstalled('nftables', has) ? 'nftables' : 'iptables'
 }
 
 /**
