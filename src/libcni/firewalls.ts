@@ -1,5 +1,5 @@
 import {FIREWALL_BACKENDS, firewallBackend, type FirewallBackendName} from '../kernel/netfilter/backends/index.js'
-import type {FirewallTx} from '../kernel/netfilter/firewall.js'
+import type {FirewallBackend, FirewallTx} from '../kernel/netfilter/firewall.js'
 
 /**
  * The firewall transactions of one chain: one per backend its plugins use
@@ -16,13 +16,17 @@ import type {FirewallTx} from '../kernel/netfilter/firewall.js'
 export class ChainFirewalls {
   private readonly txs = new Map<FirewallBackendName, FirewallTx>()
 
-  constructor(private readonly opts: {lockPath?: string; closed?: boolean} = {}) {}
+  /** `backendOf`: where a backend is found (backends/index.ts; tests hand in their own). */
+  constructor(
+    private readonly opts: {lockPath?: string; closed?: boolean} = {},
+    private readonly backendOf: (name: FirewallBackendName) => FirewallBackend = firewallBackend,
+  ) {}
 
   /** The chain's transaction on this backend. */
   tx(name: FirewallBackendName): FirewallTx {
     let tx = this.txs.get(name)
     if (!tx) {
-      const backend = firewallBackend(name)
+      const backend = this.backendOf(name)
       tx = this.opts.closed ? backend.closed() : backend.open({lockPath: this.opts.lockPath})
       this.txs.set(name, tx)
     }
