@@ -1,6 +1,7 @@
 import type {Settings} from '../app/settings.js'
 import type {GlobalFlags} from './base-command.js'
 import {CtrnetError} from '../sys/errors.js'
+import {showToken} from '../kernel/tokens.js'
 
 /**
  * The one reader of ctrnet's configuration: the global flags (declared in
@@ -63,4 +64,17 @@ export function cniPluginEnv(env: NodeJS.ProcessEnv = process.env): CniPluginEnv
     cniArgs: env.CNI_ARGS ?? '',
     cniPath: (env.CNI_PATH ?? '').split(':').filter(Boolean),
   }
+}
+
+/** The values of `network create --firewall-backend` (netconf/firewall-backend.ts). */
+export type FirewallBackendChoice = 'auto' | 'iptables' | 'nftables'
+
+/**
+ * `network create --firewall-backend`: the flag, else CTRNET_FIREWALL_BACKEND,
+ * else auto; checked here, naming where the value came from.
+ */
+export function firewallBackendChoice(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): FirewallBackendChoice {
+  const [what, v] = flag !== undefined ? ['--firewall-backend', flag] : ['CTRNET_FIREWALL_BACKEND', env.CTRNET_FIREWALL_BACKEND || 'auto']
+  if (v !== 'auto' && v !== 'iptables' && v !== 'nftables') throw new CtrnetError(what, `must be auto, iptables or nftables, not ${showToken(v)}`)
+  return v
 }

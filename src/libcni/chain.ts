@@ -1,6 +1,7 @@
 import {InvalidField} from '../plugins/fields.js'
 import {embeddedPlugin} from '../plugins/registry/index.js'
-import type {CniCommand, CniResult, EmbeddedPlugin, NetConfList, ParseContext, PluginConf, PluginNetConf} from '../plugins/types.js'
+import type {CniCommand, CniResult, EmbeddedPlugin, FirewallUse, NetConfList, ParseContext, PluginConf, PluginNetConf} from '../plugins/types.js'
+import {defaultFirewallBackend, firewallBackend, type FirewallBackendName} from '../kernel/netfilter/backends/index.js'
 import {requirePrograms} from '../sys/exec.js'
 import * as validate from './validate.js'
 import {isTypedRuntimeConf} from './conf.js'
@@ -11,6 +12,11 @@ import {isTypedRuntimeConf} from './conf.js'
  * embedded plugin (and the embedded IPAM plugin of a main plugin) parses it
  * with its own `parse` into the typed config it then gets for ADD, CHECK,
  * DEL and GC. Exec'd plugins parse their own config.
+ *
+ * The firewall backend of each plugin is resolved here too, once: the one
+ * its config names (EmbeddedPlugin.firewallUse), else the reference's rule
+ * or the network's backend (the first one a plugin of the chain names).
+ * The runtime hands each plugin the transaction of its backend.
  */
 
 /** The attachment values a stdin and a parse depend on (runtime.ts RuntimeConf). */
@@ -38,6 +44,12 @@ export interface ParsedPlugin {
   error?: unknown
   /** The IPAM plugin named by the netconf's `ipam.type` (embedded main plugins only), on the same netconf. */
   ipam?: ParsedPlugin
+  /**
+   * The firewall backend whose transaction the plugin gets (`req.firewall`;
+   * its IPAM plugin and its delegates share it): its config's choice, else
+   * the network's.
+   */
+  backend: FirewallBackendName
 }
 
 /** One plugin's stdin, as libcni's buildOneConfig: the entry, name, cniVersion, prevResult, the declared runtimeConfig. */
@@ -69,19 +81,59 @@ function parseWith(plugin: EmbeddedPlugin, stdin: PluginNetConf, at: string, ctx
 /**
  * Parses one plugin's stdin with its embedded plugin (`embedded`: whether
  * embedded types run in-process), then with its embedded IPAM plugin.
+ * `network`: the network's firewall backend (a delegate's: its caller's);
+ * not given, the plugin is its whole chain.
  */
-export function parsePlugin(stdin: PluginNetConf, at: string, ctx: ParseContext, embedded: boolean): ParsedPlugin {
+export function parsePlugin(stdin: PluginNetConf, at: string, ctx: ParseContext, embedded: boolean, network?: FirewallBackendName): ParsedPlugin {
+  const p = parseOne(stdin, at, ctx, embedded)
+  const auto = once(defaultFirewallBackend)
+  return withBackend(p, network ?? networkBackend([p], auto), auto)
+}
+
+function parseOne(stdin: PluginNetConf, at: string, ctx: ParseContext, embedded: boolean): ParsedPlugin {
   const type = stdin.type
   const plugin = embedded && typeof type === 'string' ? embeddedPlugin(type) : undefined
-  if (!plugin) return {type, at}
-  const parsed: ParsedPlugin = {type, at, plugin, ...parseWith(plugin, stdin, at, ctx)}
+  // the backend is set once the chain is parsed (withBackend)
+  if (!plugin) return {type, at, backend: 'iptables'}
+  const parsed: ParsedPlugin = {type, at, plugin, backend: 'iptables', ...parseWith(plugin, stdin, at, ctx)}
   // an exec'd main plugin execs its IPAM plugin itself
   const ipamType = stdin.ipam?.type
   if (typeof ipamType === 'string' && ipamType !== '') {
     const ipam = embeddedPlugin(ipamType)
-    parsed.ipam = {type: ipamType, at, ...(ipam ? {plugin: ipam, ...parseWith(ipam, stdin, at, ctx)} : {})}
+    parsed.ipam = {type: ipamType, at, backend: 'iptables', ...(ipam ? {plugin: ipam, ...parseWith(ipam, stdin, at, ctx)} : {})}
   }
   return parsed
+}
+
+function once<T>(fn: () => T): () => T {
+  let v: {value: T} | undefined
+  return () => (v ??= {value: fn()}).value
+}
+
+/** What a parsed plugin's config asks of the firewall (none when it did not parse). */
+function firewallUseOf(p: ParsedPlugin): FirewallUse | undefined {
+  return p.plugin && p.error === undefined ? p.plugin.firewallUse?.(p.conf) : undefined
+}
+
+/**
+ * The network's firewall backend: the first one a plugin of the chain names
+ * (bridge `ipMasqBackend`, portmap `backend`), else the reference's rule
+ * (backends/index.ts defaultFirewallBackend; `auto`: it, looked up once).
+ */
+export function networkBackend(chain: ParsedPlugin[], auto: () => FirewallBackendName = defaultFirewallBackend): FirewallBackendName {
+  for (const p of chain) {
+    const named = firewallUseOf(p)?.named
+    if (named) return named
+  }
+  return auto()
+}
+
+/** Sets the backend of a plugin (and of its IPAM plugin): its config's choice, else the reference's rule or the network's. */
+function withBackend(p: ParsedPlugin, network: FirewallBackendName, auto: () => FirewallBackendName): ParsedPlugin {
+  const use = firewallUseOf(p)
+  p.backend = use?.named ?? (use?.otherwise === 'default' ? auto() : network)
+  if (p.ipam) p.ipam.backend = p.backend
+  return p
 }
 
 /**
@@ -94,7 +146,10 @@ export function parseRequest<R extends Attachment>(command: CniCommand, conf: Ne
   const capabilityArgs = validate.request(conf, given, isTypedRuntimeConf(given))
   const rt = capabilityArgs === undefined ? given : {...given, capabilityArgs}
   const ctx = parseContext(command, rt)
-  const chain = conf.plugins.map((p, i) => parsePlugin(stdinFor(conf, p, undefined, rt), `plugins[${i}]`, ctx, embedded))
+  const chain = conf.plugins.map((p, i) => parseOne(stdinFor(conf, p, undefined, rt), `plugins[${i}]`, ctx, embedded))
+  const auto = once(defaultFirewallBackend)
+  const network = networkBackend(chain, auto)
+  for (const p of chain) withBackend(p, network, auto)
   return {rt, chain}
 }
 
@@ -107,11 +162,14 @@ function allOf(chain: ParsedPlugin[]): ParsedPlugin[] {
  * Fails before anything runs when a program an embedded plugin of the chain
  * needs with its config is not installed (one line naming it and its Debian
  * package), so a missing `nft` or `iptables-restore` never leaves a half-done
- * ADD or DEL.
+ * ADD or DEL. A plugin that states firewall needs also needs the programs
+ * of its backend (and only of its backend).
  */
 export function requireProgramsOf(chain: ParsedPlugin[], network: string): void {
   for (const p of allOf(chain)) {
-    if (p.plugin && p.error === undefined) requirePrograms(p.plugin.programs(p.conf), `by the ${p.type} plugin of network "${network}"`)
+    if (!p.plugin || p.error !== undefined) continue
+    const fw = firewallUseOf(p)?.needs ? firewallBackend(p.backend).programs : []
+    requirePrograms([...p.plugin.programs(p.conf), ...fw], `by the ${p.type} plugin of network "${network}"`)
   }
 }
 

@@ -14,8 +14,7 @@ import {
 } from './cache.js'
 import {isTypedRuntimeConf, type RuntimeConf} from './conf.js'
 import {execPlugin, findInPath} from './invoke.js'
-import {firewallBackend} from '../kernel/netfilter/backends/index.js'
-import type {FirewallTx} from '../kernel/netfilter/firewall.js'
+import {ChainFirewalls} from './firewalls.js'
 import type {LoadedConf} from './loader.js'
 import {isProcNetnsPath} from '../kernel/netns.js'
 import {embeddedPlugin} from '../plugins/registry/index.js'
@@ -54,12 +53,13 @@ export interface NetList {
  * Plugins of an embedded type run in-process; every other type is exec'd
  * from CNI_PATH by the CNI protocol (mode `exec` execs them all).
  *
- * Each ADD, DEL and GC chain has one explicit firewall transaction
- * (FirewallTx, kernel/netfilter/firewall.ts), handed to every embedded plugin
- * in its request: the plugins state their firewall needs on it, and the
- * runtime commits it once, after the whole chain: with the iptables backend,
- * one lock, one iptables-save and one iptables-restore per family for bridge
- * masquerade + portmap + firewall. An ADD chain that fails
+ * Each ADD, DEL and GC chain has one explicit firewall transaction per
+ * backend its plugins use (FirewallTx, kernel/netfilter/firewall.ts;
+ * ChainFirewalls, firewalls.ts), each embedded plugin getting the one of its
+ * backend in its request: the plugins state their firewall needs on it, and
+ * the runtime commits them once, after the whole chain: with the iptables
+ * backend, one lock, one iptables-save and one iptables-restore per family
+ * for bridge masquerade + portmap + firewall. An ADD chain that fails
  * midway has applied no rule at all; a DEL chain applies what its plugins
  * recorded, even when one of them failed (every plugin gets its DEL).
  */
@@ -94,7 +94,7 @@ export class CniRuntime {
     const refused = command === 'ADD' ? firstParseError([parsed]) : undefined
     if (refused) throw refused.error
     const plugin: PluginNetConf = prevResult ? {...stdin, prevResult: toInternalResult(prevResult)} : stdin
-    const nf = command === 'CHECK' ? closedFirewall() : this.firewall()
+    const nf = command === 'CHECK' ? closedFirewalls() : this.firewalls()
     try {
       const res = await this.run(command, parsed, plugin, rt, nf)
       if (command !== 'CHECK') await nf.commit()
@@ -124,8 +124,8 @@ export class CniRuntime {
     let prev: CniResult | undefined
     let started = 0
     let chainDone = false
+    const nf = this.firewalls()
     try {
-      const nf = this.firewall()
       try {
         let journaled = ''
         for (const [i, plugin] of conf.plugins.entries()) {
@@ -152,7 +152,7 @@ export class CniRuntime {
       const undoErrors = await this.undo(conf, chain, started, prev, rt)
       if (undoErrors.length === 0) removePending(this.opts.cacheDir, key)
       const plugin = conf.plugins[started - 1]
-      const e = wrap(err, chainDone ? 'applying iptables rules failed (add)' : `plugin type="${plugin?.type}" failed (add)`)
+      const e = wrap(err, chainDone ? `applying ${nf.label} rules failed (add)` : `plugin type="${plugin?.type}" failed (add)`)
       if (undoErrors.length) e.details = [e.details, `cleanup also failed: ${undoErrors.join('; ')}`].filter(Boolean).join('; ')
       throw e
     }
@@ -168,7 +168,7 @@ export class CniRuntime {
    */
   private async undo(conf: NetConfList, chain: ParsedPlugin[], started: number, prev: CniResult | undefined, rt: RuntimeConf): Promise<string[]> {
     const errors: string[] = []
-    const nf = this.firewall()
+    const nf = this.firewalls()
     try {
       for (let i = started - 1; i >= 0; i--) {
         try {
@@ -180,7 +180,7 @@ export class CniRuntime {
       }
       await nf.commit()
     } catch (err) {
-      errors.push(`iptables: ${(err as Error).message}`)
+      errors.push(`${nf.label}: ${(err as Error).message}`)
     } finally {
       nf.release()
     }
@@ -224,7 +224,7 @@ export class CniRuntime {
       }
     }
     const errors: CniError[] = []
-    const nf = this.firewall()
+    const nf = this.firewalls()
     try {
       for (let i = conf.plugins.length - 1; i >= 0; i--) {
         try {
@@ -235,7 +235,7 @@ export class CniRuntime {
       }
       await nf.commit()
     } catch (err) {
-      errors.push(wrap(err, 'applying iptables changes failed (delete)'))
+      errors.push(wrap(err, `applying ${nf.label} changes failed (delete)`))
     } finally {
       nf.release()
     }
@@ -268,7 +268,7 @@ export class CniRuntime {
     const prev = toInternalResult(cached.result)
     for (const [i, plugin] of conf.plugins.entries()) {
       try {
-        await this.run('CHECK', chain[i]!, stdinFor(conf, plugin, prev, effective), effective, closedFirewall())
+        await this.run('CHECK', chain[i]!, stdinFor(conf, plugin, prev, effective), effective, closedFirewalls())
       } catch (err) {
         throw wrap(err, `plugin type="${plugin.type}" failed (check)`)
       }
@@ -307,7 +307,8 @@ export class CniRuntime {
     }
     if (opts.dryRun) return report
     const validAttachments = valid ? valid.map((v) => ({containerID: v.containerId, ifname: v.ifName})) : survivors
-    const nf = this.firewall()
+    // each plugin's GC gets the transaction of its own backend (a stale attachment's DEL above used its cached config's)
+    const nf = this.firewalls()
     try {
       const rt = {containerId: '', netns: '', ifName: ''}
       for (const [i, plugin] of conf.plugins.entries()) {
@@ -323,7 +324,7 @@ export class CniRuntime {
       }
       await nf.commit()
     } catch (err) {
-      report.errors.push(`applying iptables changes failed (gc): ${(err as Error).message}`)
+      report.errors.push(`applying ${nf.label} changes failed (gc): ${(err as Error).message}`)
     } finally {
       nf.release()
     }
@@ -341,7 +342,7 @@ export class CniRuntime {
       // an embedded plugin without STATUS is available: its config is not read
       if (embedded && !embedded.status) continue
       const stdin: PluginNetConf = {...plugin, name: conf.name, cniVersion: conf.cniVersion}
-      await this.run('STATUS', parsePlugin(stdin, `plugins[${i}]`, parseContext('STATUS', rt), this.mode === 'embedded'), stdin, rt, closedFirewall())
+      await this.run('STATUS', parsePlugin(stdin, `plugins[${i}]`, parseContext('STATUS', rt), this.mode === 'embedded'), stdin, rt, closedFirewalls())
     }
   }
 
@@ -398,13 +399,13 @@ export class CniRuntime {
   }
 
   /**
-   * The firewall transaction of one chain (see the class comment), from the
-   * backend backends/index.ts picks. It takes the lock only when a plugin records a
-   * change on it, so a chain of exec'd plugins (which manage iptables
-   * themselves) costs nothing.
+   * The firewall transactions of one chain (see the class comment), one per
+   * backend a plugin gets. A transaction takes the lock only when a plugin
+   * records a change on it, so a chain of exec'd plugins (which manage the
+   * firewall themselves) costs nothing.
    */
-  private firewall(): FirewallTx {
-    return firewallBackend().open({lockPath: this.opts.iptablesLockPath})
+  private firewalls(): ChainFirewalls {
+    return new ChainFirewalls({lockPath: this.opts.iptablesLockPath})
   }
 
   /** Fails before anything runs when a plugin of the chain cannot be found. */
@@ -425,7 +426,7 @@ export class CniRuntime {
     }
   }
 
-  private request(command: CniCommand, p: ParsedPlugin, stdin: PluginNetConf, rt: Invocation, nf: FirewallTx): PluginRequest {
+  private request(command: CniCommand, p: ParsedPlugin, stdin: PluginNetConf, rt: Invocation, nf: ChainFirewalls): PluginRequest {
     const args = rt.args ?? []
     return {
       command,
@@ -438,8 +439,12 @@ export class CniRuntime {
       config: stdin,
       // the IPAM plugin gets the main plugin's netconf unchanged, as ipam.ExecAdd does
       invokeIpam: (cmd) => (p.ipam ? this.run(cmd, p.ipam, stdin, rt, nf) : Promise.reject(new CniError(CNI_ERR.INVALID_NETCONF, 'no IPAM type in config'))),
-      invokeDelegate: async (cmd, conf) => this.run(cmd, parsePlugin(conf, `${p.at}.delegate`, parseContext(cmd, rt), this.mode === 'embedded'), conf, rt, nf),
-      firewall: nf,
+      // a delegate's plugins that follow the network follow its caller's backend
+      invokeDelegate: async (cmd, conf) => this.run(cmd, parsePlugin(conf, `${p.at}.delegate`, parseContext(cmd, rt), this.mode === 'embedded', p.backend), conf, rt, nf),
+      // the transaction of the plugin's own backend, opened when first asked for
+      get firewall() {
+        return nf.tx(p.backend)
+      },
     }
   }
 
@@ -447,7 +452,7 @@ export class CniRuntime {
    * Runs one plugin with its parsed config: in-process for an embedded type,
    * else exec'd from CNI_PATH by the CNI protocol with `stdin`.
    */
-  private async run(command: CniCommand, p: ParsedPlugin, stdin: PluginNetConf, rt: Invocation, nf: FirewallTx): Promise<CniResult | undefined> {
+  private async run(command: CniCommand, p: ParsedPlugin, stdin: PluginNetConf, rt: Invocation, nf: ChainFirewalls): Promise<CniResult | undefined> {
     const embedded = p.plugin
     if (!embedded) {
       const path = findInPath(p.type, this.opts.cniPath)
@@ -490,11 +495,11 @@ export class CniRuntime {
 type Invocation = Pick<RuntimeConf, 'containerId' | 'netns' | 'ifName' | 'args'>
 
 /**
- * A transaction that takes no plans, for the invocations that only read
- * (CHECK, STATUS): a plan() on it throws.
+ * Transactions that take no plans, for the invocations that only read
+ * (CHECK, STATUS): a change on one throws.
  */
-function closedFirewall(): FirewallTx {
-  return firewallBackend().closed()
+function closedFirewalls(): ChainFirewalls {
+  return new ChainFirewalls({closed: true})
 }
 
 /** Refuses, before anything runs, a cache or journal entry that is a symlink (it would be written through). */

@@ -5,6 +5,7 @@ import {CtrnetError, errorMessage} from '../sys/errors.js'
 import {claimBridge} from './bridges.js'
 import {BRIDGE_NAME_OPTION, type CreateOptions, defaultBridgeOptions, kvMap, renderNetwork, validateCreateOptions} from './render.js'
 import {validateConflist} from './schema.js'
+import {validateFirewallBackendChoice, withFirewallBackend} from './firewall-backend.js'
 import {confSubnets, hostUsedSubnets, type Cidr} from './subnet.js'
 import {type NetworkEntry, type SkipHandler, checkNamespace, configPathFor, findDefaultNetwork, listNetworks, withStoreLock} from './store.js'
 
@@ -56,6 +57,7 @@ export async function createNetworkLocked(
 ): Promise<CreatedNetwork> {
   validateCreateOptions(opts)
   const what = `network create ${opts.name}`
+  validateFirewallBackendChoice(what, opts.firewallBackend)
   checkNamespace(namespace)
   return withStoreLock(dir, what, async () => {
     const nets = listNetworks(dir, namespace, onSkip)
@@ -66,7 +68,7 @@ export async function createNetworkLocked(
       }
       throw new CtrnetError(what, `network with name ${opts.name} already exists`)
     }
-    const rendered = renderNetwork(opts, {usedSubnets: usedSubnets(nets)})
+    const rendered = withFirewallBackend(renderNetwork(opts, {usedSubnets: usedSubnets(nets)}), opts.firewallBackend)
     await validateConflist(what, rendered.conf)
     const file = configPathFor(dir, namespace, opts.name)
     // Bridge devices are host-wide: refuse one any other config names (every namespace folder),
@@ -101,8 +103,8 @@ export async function ensureDefaultBridgeNetwork(dir: string, namespace: string,
     const nets = listNetworks(dir, namespace, onSkip)
     const again = findDefaultNetwork(nets)
     if (again) return {id: again.nerdctlID ?? '', name: again.name, file: again.file, created: false, warnings: []}
-    // Same path as create, but we already hold the lock: render and write here.
-    const rendered = renderNetwork(opts, {usedSubnets: usedSubnets(nets)})
+    // Same path as create, but we already hold the lock: render and write here (firewall backend: auto).
+    const rendered = withFirewallBackend(renderNetwork(opts, {usedSubnets: usedSubnets(nets)}))
     await validateConflist(what, rendered.conf)
     const file = configPathFor(dir, namespace, opts.name)
     writeNetworkFile(what, file, rendered.text)

@@ -61,6 +61,8 @@ export interface CreateOptions {
   ipv6: boolean
   ipv4: boolean
   internal: boolean
+  /** --firewall-backend, written by netconf/firewall-backend.ts (not here: nerdctl has no such flag); default auto */
+  firewallBackend?: 'auto' | 'iptables' | 'nftables'
 }
 
 export interface RenderContext {

@@ -67,6 +67,8 @@ const mtu = {type: 'integer', minimum: 1}
 /** an absolute file path without control characters */
 const absPath = {type: 'string', pattern: '^/[^\\x00-\\x1f\\x7f]*$'}
 const ipsCap = {type: 'object', additionalProperties: false, required: ['ips'], properties: {ips: {const: true}}}
+/** bridge `ipMasqBackend`, portmap `backend` (firewall-backend.ts) */
+const firewallBackend = {enum: ['iptables', 'nftables']}
 
 const bridge = {
   type: 'object',
@@ -77,6 +79,7 @@ const bridge = {
     bridge: ifName,
     isGateway: {const: true},
     ipMasq: {const: true},
+    ipMasqBackend: firewallBackend,
     mtu,
     hairpinMode: {const: true},
     ipam,
@@ -125,6 +128,7 @@ const portmap = {
   required: ['type', 'capabilities'],
   properties: {
     type: {const: 'portmap'},
+    backend: firewallBackend,
     capabilities: {type: 'object', additionalProperties: false, required: ['portMappings'], properties: {portMappings: {const: true}}},
   },
 }

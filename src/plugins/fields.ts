@@ -1,6 +1,6 @@
 import {Address4, Address6} from 'ip-address'
 import {CNI_ERR, CniError, type Protocol} from './types.js'
-import {iptablesChainFault as chainFault} from '../kernel/netfilter/backends/index.js'
+import {FIREWALL_BACKENDS, iptablesChainFault as chainFault, isFirewallBackendName, type FirewallBackendName} from '../kernel/netfilter/backends/index.js'
 import {sysctlKeyFromDotted} from '../kernel/sysctl.js'
 import {assertSysctlValue, ifNameProblem, showToken, tokenFault, valueFault} from '../kernel/tokens.js'
 import {NETWORK_NAME_RULE} from '../sys/names.js'
@@ -117,6 +117,12 @@ export function intIn(v: unknown, field: string, min: number, max: number): numb
 
 export function bool(v: unknown, field: string): boolean {
   if (typeof v !== 'boolean') return refuse(field, notA('true or false', v))
+  return v
+}
+
+/** A firewall backend's name (bridge `ipMasqBackend`, portmap `backend`): iptables or nftables. */
+export function firewallBackendName(v: unknown, field: string): FirewallBackendName {
+  if (!isFirewallBackendName(v)) return refuse(field, notA(FIREWALL_BACKENDS.join(' or '), v))
   return v
 }
 

@@ -4,6 +4,7 @@
  * and from 0.3.x/0.4.0 lives in libcni/version.ts.
  */
 import type {FirewallTx} from '../kernel/netfilter/firewall.js'
+import type {FirewallBackendName} from '../kernel/netfilter/backends/index.js'
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION'
 
@@ -166,13 +167,33 @@ export interface PluginRequest {
   invokeDelegate(command: 'ADD' | 'DEL' | 'CHECK', conf: PluginNetConf): Promise<CniResult | undefined>
   /**
    * The firewall transaction of the chain this invocation belongs to
-   * (kernel/netfilter/firewall.ts): the plugin states what it needs
+   * (kernel/netfilter/firewall.ts), on the backend the plugin's config
+   * chose (EmbeddedPlugin.firewallUse): the plugin states what it needs
    * (masquerade, published ports, accepted forwarding) on it; the runtime
    * commits it, with what the other plugins stated, once the whole chain has
-   * succeeded (nothing is applied when it fails). CHECK and STATUS only
-   * read: they get a closed one, whose changes throw and whose checks work.
+   * succeeded (nothing is applied when it fails). A chain has one
+   * transaction per backend its plugins use. CHECK and STATUS only read:
+   * they get a closed one, whose changes throw and whose checks work.
    */
   firewall: FirewallTx
+}
+
+/**
+ * Which firewall backend a plugin's needs go to, with its config
+ * (EmbeddedPlugin.firewallUse); the runtime resolves it once per chain
+ * (libcni/chain.ts) and hands the plugin that backend's transaction.
+ */
+export interface FirewallUse {
+  /** Whether the config states firewall needs: the backend's programs are then required. */
+  needs: boolean
+  /** The backend the config names in its own field (bridge `ipMasqBackend`, portmap `backend`). */
+  named?: FirewallBackendName
+  /**
+   * With none named: `default`, the reference plugins' rule
+   * (backends/index.ts defaultFirewallBackend), or `network`, the network's
+   * backend: the first one a plugin of the chain names, else that rule.
+   */
+  otherwise: 'default' | 'network'
 }
 
 /** What a plugin's `parse` knows of the invocation besides its netconf. */
@@ -199,8 +220,14 @@ export interface ParseContext {
  */
 export interface EmbeddedPlugin<C = unknown> {
   parse(conf: PluginNetConf, at: string, ctx: ParseContext): C
-  /** The programs the plugin runs with this config (the runtime refuses a request when one is missing). */
+  /**
+   * The programs the plugin runs with this config (the runtime refuses a
+   * request when one is missing); those of its firewall backend are added
+   * by the runtime (firewallUse).
+   */
   programs(conf: C): string[]
+  /** Which firewall backend its needs go to; absent: it states none. */
+  firewallUse?(conf: C): FirewallUse
   add(req: PluginRequest, conf: C): Promise<CniResult>
   del(req: PluginRequest, conf: C): Promise<void>
   check(req: PluginRequest, conf: C): Promise<void>

@@ -506,6 +506,8 @@ const confFields: Array<Field & {put: ConfEdit}> = [
   },
   {path: 'plugins[0].ipam.routes[1].gw', base: '10.92.0.254', put: (c, v) => (p(c, 0).ipam.routes = [{dst: '0.0.0.0/0'}, {dst: '192.168.0.0/16', gw: v}])},
   {path: 'plugins[0].ipam.dataDir', base: DATADIR, pathLike: true, wrong: ['relative/dir', `${DATADIR}/x/../../ipam2`], put: (c, v) => (p(c, 0).ipam.dataDir = labPath(v))},
+  {path: 'plugins[0].ipMasqBackend', base: 'iptables', wrong: ['x', 'firewalld', '', 5, true], put: (c, v) => (p(c, 0).ipMasqBackend = v)},
+  {path: 'plugins[1].backend', base: 'iptables', wrong: ['x', 'nft', '', 5], put: (c, v) => (p(c, 1).backend = v)},
   {path: 'plugins[1].externalSetMarkChain', base: 'SETMARK', wrong: ['-SETMARK', 'S'.repeat(29)], put: (c, v) => (p(c, 1).externalSetMarkChain = v)},
   {path: 'plugins[1].conditionsV4[0]', base: '-d', wrong: [5], put: (c, v) => (p(c, 1).conditionsV4 = [v, '10.0.0.0/8'])},
   {path: 'plugins[2].iptablesAdminChainName', base: 'ADMIN', wrong: ['-ADMIN', 'A'.repeat(29)], put: (c, v) => (p(c, 2).iptablesAdminChainName = v)},
@@ -550,6 +552,7 @@ const createFields: Array<Field & {args: (v: string) => string[]}> = [
   {path: '-o mtu', base: '1500', wrong: ['fast'], args: (v) => ['-o', `mtu=${v}`]},
   {path: '-o com.docker.network.bridge.name', base: 'br-injc', wrong: ['br-0123456789abcdef'], args: (v) => ['-o', `com.docker.network.bridge.name=${v}`]},
   {path: '-o ip-masq', base: 'true', wrong: ['maybe'], args: (v) => ['-o', `ip-masq=${v}`]},
+  {path: '--firewall-backend', base: 'iptables', wrong: ['nft', 'IPTABLES', ''], args: (v) => [`--firewall-backend=${v}`]},
 ]
 
 /** The corpus: every field with every payload and its wrong-typed values. */

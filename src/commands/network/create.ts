@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
-import {settings} from '../../cli/settings.js'
+import {firewallBackendChoice, settings} from '../../cli/settings.js'
 
 /** Go-style `--flag=true|false` for our boolean flags (oclif wants --flag / --no-flag). */
 function goBoolArgs(argv: string[], names: string[]): string[] {
@@ -20,6 +20,7 @@ export default class NetworkCreate extends BaseCommand {
     '<%= config.bin %> network create mynet',
     '<%= config.bin %> network create -d bridge --subnet 10.244.0.0/16 --gateway 10.244.0.1 mynet',
     '<%= config.bin %> network create --ipv6 --subnet 10.5.0.0/16 --subnet fd00:5::/64 dual',
+    '<%= config.bin %> network create --firewall-backend nftables mynet',
     '<%= config.bin %> network create -d macvlan -o parent=eth0 --subnet 192.168.5.0/24 mv',
     '<%= config.bin %> network create -d overlay --subnet 10.200.0.0/16 -o etcd=http://10.0.0.10:2379 -o vni=4200 ovl',
   ]
@@ -38,11 +39,16 @@ export default class NetworkCreate extends BaseCommand {
     ipv6: Flags.boolean({description: 'enable IPv6', default: false, allowNo: true}),
     ipv4: Flags.boolean({description: 'enable IPv4 (--ipv4=false with --ipv6 and an IPv6 subnet: IPv6-only)', default: true, allowNo: true}),
     internal: Flags.boolean({description: 'restrict external access to the network', default: false, allowNo: true}),
+    'firewall-backend': Flags.string({
+      description:
+        'firewall backend of the network: auto (nftables where the iptables programs are missing, else iptables, which writes nothing), iptables or nftables; written as bridge ipMasqBackend and portmap backend [default: $CTRNET_FIREWALL_BACKEND, else auto]',
+    }),
     ignore: Flags.boolean({description: 'exit 0 and print the existing ID when a network of that name exists', default: false}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(NetworkCreate, goBoolArgs(this.argv, ['ipv4', 'ipv6', 'internal', 'ignore']))
+    const firewallBackend = firewallBackendChoice(flags['firewall-backend'])
     const {createNetwork} = await import('../../app/networks/create.js')
     const res = await createNetwork(
       settings(flags),
@@ -59,6 +65,7 @@ export default class NetworkCreate extends BaseCommand {
         ipv6: flags.ipv6,
         ipv4: flags.ipv4,
         internal: flags.internal,
+        firewallBackend,
       },
       {ignore: flags.ignore, warn: (m) => this.warnLine(m)},
     )

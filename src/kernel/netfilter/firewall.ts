@@ -4,13 +4,13 @@
  * need from the host's firewall in typed terms (masquerade this container,
  * publish these ports to it, accept its forwarded traffic), never rules; a
  * backend (kernel/netfilter/<backend>/) renders that into its own rules,
- * chains and comments. backends/index.ts picks the backend; today only iptables
- * exists (kernel/netfilter/iptables/: the reference plugins' layout, so that
- * they and ctrnet undo each other's attachments).
+ * chains and comments. backends/index.ts holds the backends (iptables:
+ * the reference plugins' layout, so that they and ctrnet undo each other's
+ * attachments; nftables); each plugin's config chooses one.
  *
- * One FirewallTx per CNI chain: the runtime opens it, hands it to every
- * plugin of the chain in its request (`req.firewall`), and commits it once
- * the whole chain has succeeded; a chain that fails is released without a
+ * One FirewallTx per CNI chain and backend: the runtime opens it, hands it
+ * to every plugin of the chain on that backend in its request
+ * (`req.firewall`), and commits it once the whole chain has succeeded; a chain that fails is released without a
  * commit and has changed nothing. The change methods only record (under the
  * backend's lock, taken at the first one); the check methods only read, need
  * no lock and work on a closed transaction too (CHECK and STATUS

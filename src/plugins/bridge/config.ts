@@ -1,8 +1,8 @@
-import {CniError, CNI_ERR, type CniDns, type ParseContext, type PluginConf, type PluginNetConf} from '../types.js'
+import {CniError, CNI_ERR, type CniDns, type FirewallUse, type ParseContext, type PluginConf, type PluginNetConf} from '../types.js'
 import {assertIfName, normalizeMac} from '../../kernel/ip/link.js'
 import {loadArgs} from '../cniargs.js'
 import * as f from '../fields.js'
-import {FIREWALL_PROGRAMS} from '../programs.js'
+import {isFirewallBackendName, type FirewallBackendName} from '../../kernel/netfilter/backends/index.js'
 
 /** The bridge plugin's netconf (bridge.go NetConf of v1.1.1), parsed and checked. */
 export interface BridgeConf {
@@ -13,6 +13,8 @@ export interface BridgeConf {
   isDefaultGW: boolean
   forceAddress: boolean
   ipMasq: boolean
+  /** `ipMasqBackend` (plugins >= 1.6): where the masquerade goes; absent: the reference's rule. */
+  ipMasqBackend?: FirewallBackendName
   mtu: number
   hairpinMode: boolean
   promiscMode: boolean
@@ -63,6 +65,11 @@ export function loadBridgeConf(c: PluginNetConf, args: Array<[string, string]>):
     ipamType: typeof c.ipam?.type === 'string' ? c.ipam.type : '',
     dns: (c.dns as CniDns | undefined) ?? {},
   }
+  if (c.ipMasqBackend != null) {
+    // pkg/ip SetupIPMasqForNetworks (refused there at ADD with ipMasq; here whenever it is given)
+    if (!isFirewallBackendName(c.ipMasqBackend)) throw invalid(`unknown ipmasq backend ${JSON.stringify(String(c.ipMasqBackend))}`)
+    n.ipMasqBackend = c.ipMasqBackend
+  }
   if (n.vlan < 0 || n.vlan > 4094) throw invalid(`invalid VLAN ID ${n.vlan} (must be between 0 and 4094)`)
   if (n.mtu < 0 || n.mtu > 65535) throw invalid(`invalid MTU ${n.mtu}`)
   const env = loadArgs(args, ['MAC'])
@@ -90,6 +97,7 @@ function checkFields(c: PluginNetConf, at: string): void {
   opt('mtu', (v, field) => f.intIn(v, field, 0, 65535))
   opt('vlan', (v, field) => f.intIn(v, field, 0, 4094))
   for (const k of ['isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'hairpinMode', 'promiscMode', 'macspoofchk', 'enabledad', 'disableContainerInterface']) opt(k, f.bool)
+  opt('ipMasqBackend', f.firewallBackendName)
   if (f.given(c.vlanTrunk)) f.list(c.vlanTrunk, `${at}.vlanTrunk`)
   const a = f.given(c.args) ? f.obj(f.obj(c.args, `${at}.args`).cni ?? {}, `${at}.args.cni`) : {}
   if (f.given(a.mac)) f.mac(a.mac, `${at}.args.cni.mac`)
@@ -104,9 +112,14 @@ export function parseBridge(c: PluginNetConf, at: string, ctx: ParseContext): Br
   return n
 }
 
-/** ip and its container batch; iptables for ipMasq, nft for the spoof check, bridge(8) for a VLAN. */
+/** ip and its container batch; nft for the spoof check, bridge(8) for a VLAN (the masquerade's: bridgeFirewallUse). */
 export function bridgePrograms(n: BridgeConf): string[] {
-  return ['ip', 'nsenter', 'sh', ...(n.ipMasq ? FIREWALL_PROGRAMS : []), ...(n.macSpoofChk ? ['nft'] : []), ...(n.vlan !== 0 ? ['bridge'] : [])]
+  return ['ip', 'nsenter', 'sh', ...(n.macSpoofChk ? ['nft'] : []), ...(n.vlan !== 0 ? ['bridge'] : [])]
+}
+
+/** The masquerade (ipMasq) goes to `ipMasqBackend`, else to the reference's default backend. */
+export function bridgeFirewallUse(n: BridgeConf): FirewallUse {
+  return {needs: n.ipMasq, ...(n.ipMasqBackend ? {named: n.ipMasqBackend} : {}), otherwise: 'default'}
 }
 
 /** Whether a conflist entry is a bridge that holds its network's gateway address (`isGateway`): where a DNS server can listen. */

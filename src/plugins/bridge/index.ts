@@ -1,7 +1,7 @@
 import type {EmbeddedPlugin, PluginRequest} from '../types.js'
 import {applyAdd, applyDel} from './apply.js'
 import {checkBridge} from './check.js'
-import {bridgePrograms, parseBridge, type BridgeConf} from './config.js'
+import {bridgeFirewallUse, bridgePrograms, parseBridge, type BridgeConf} from './config.js'
 
 /**
  * The bridge plugin of containernetworking/plugins v1.1.1, in-process:
@@ -20,5 +20,13 @@ async function gc(req: PluginRequest, n: BridgeConf): Promise<void> {
   if (n.ipamType) await req.invokeIpam('GC')
 }
 
-const plugin: EmbeddedPlugin<BridgeConf> = {parse: parseBridge, programs: bridgePrograms, add: applyAdd, del: applyDel, check: checkBridge, gc}
+const plugin: EmbeddedPlugin<BridgeConf> = {
+  parse: parseBridge,
+  programs: bridgePrograms,
+  firewallUse: bridgeFirewallUse,
+  add: applyAdd,
+  del: applyDel,
+  check: checkBridge,
+  gc,
+}
 export default plugin

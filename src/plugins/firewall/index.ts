@@ -1,7 +1,7 @@
 /**
  * firewall, as containernetworking/plugins (plugins/meta/firewall), backend
  * iptables only, ingressPolicy "open", "same-bridge" (v1.1.1) and "isolated"
- * (v1.7.1): its config, versions and errors. ADD and DEL state what the
+ * (v1.7.1): its config, versions and errors (and the network's firewall backend, see firewallUse). ADD and DEL state what the
  * container's forwarded traffic needs on the request's firewall transaction
  * (kernel/netfilter/firewall.ts), which the runtime commits once for the
  * whole chain; the rules (CNI-FORWARD, CNI-ADMIN, CNI-ISOLATION-STAGE-1/2,
@@ -29,7 +29,6 @@
 import {existsSync, readFileSync} from 'node:fs'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type PluginNetConf, type PluginRequest} from '../types.js'
 import * as f from '../fields.js'
-import {FIREWALL_PROGRAMS} from '../programs.js'
 import {familyOf, type Family} from '../../kernel/ip/addr.js'
 import {ipBatch} from '../../kernel/ip/batch.js'
 import {bridgePorts, cmdLinkSet, linkAttr} from '../../kernel/ip/link.js'
@@ -42,6 +41,8 @@ export type IngressPolicy = 'open' | 'same-bridge' | 'isolated'
 export type Exposure = ForwardPolicy['exposure']
 
 export interface FirewallConf {
+  /** `"backend": "iptables"` given (the reference's choice between iptables and firewalld). */
+  backend?: 'iptables'
   adminChain: string
   ingressPolicy: IngressPolicy
   /** Per family: gatewayModeIPv4/IPv6 "routed" -> routed, else published. */
@@ -83,7 +84,12 @@ export function parseFirewallConf(config: PluginRequest['config']): FirewallConf
   if (policy !== 'open' && policy !== 'same-bridge' && policy !== 'isolated') throw invalid(`unknown ingress policy: ${JSON.stringify(policy)}`)
   const admin = c.iptablesAdminChainName ? String(c.iptablesAdminChainName) : DEFAULT_ADMIN_CHAIN
   const exposure = (v: unknown): Exposure => (v === 'routed' ? 'routed' : 'published')
-  return {adminChain: admin, ingressPolicy: policy, exposure: {4: exposure(c.gatewayModeIPv4), 6: exposure(c.gatewayModeIPv6)}}
+  return {
+    ...(backend === 'iptables' ? {backend} : {}),
+    adminChain: admin,
+    ingressPolicy: policy,
+    exposure: {4: exposure(c.gatewayModeIPv4), 6: exposure(c.gatewayModeIPv6)},
+  }
 }
 
 function checkVersion(config: PluginRequest['config']): void {
@@ -185,7 +191,9 @@ function parse(config: PluginNetConf, at: string): FirewallConf {
 
 const firewall: EmbeddedPlugin<FirewallConf> = {
   parse,
-  programs: () => [...FIREWALL_PROGRAMS],
+  programs: () => [],
+  // the reference plugin has no nftables mode: ctrnet's follows the network's backend, or iptables when the entry names it
+  firewallUse: (conf) => ({needs: true, ...(conf.backend ? {named: conf.backend} : {}), otherwise: 'network'}),
   async add(req, conf) {
     const prev = req.config.prevResult
     if (!prev) throw invalid('missing prevResult from earlier plugin')

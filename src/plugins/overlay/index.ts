@@ -3,7 +3,6 @@ import {formatCidr, parseCidr} from '../../kernel/ip/addr.js'
 import {joinOverlay, overlayMtu} from '../../services/overlay/host.js'
 import {readState} from '../../services/overlay/state.js'
 import {OverlayError, type OverlayFault} from '../../services/overlay/errors.js'
-import {FIREWALL_PROGRAMS} from '../programs.js'
 import {type OverlayPluginConf, loadOverlayConf} from './config.js'
 
 /**
@@ -94,7 +93,9 @@ async function check(req: PluginRequest, o: OverlayPluginConf): Promise<void> {
 const plugin: EmbeddedPlugin<OverlayPluginConf> = {
   parse,
   // its own device and peers (ip, bridge fdb), its state lock, then the bridge it delegates to
-  programs: () => ['ip', 'bridge', 'flock', 'nsenter', 'sh', ...FIREWALL_PROGRAMS],
+  programs: () => ['ip', 'bridge', 'flock', 'nsenter', 'sh'],
+  // its masquerade goes to the network's backend (the one its portmap entry names, else the default)
+  firewallUse: () => ({needs: true, otherwise: 'network'}),
   add,
   del,
   check,

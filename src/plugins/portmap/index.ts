@@ -18,8 +18,8 @@ import {writeSysctl} from '../../kernel/sysctl.js'
 import {routeGetDev} from '../../kernel/ip/route-get.js'
 import {CNI_ERR, CniError, type CniResult, type EmbeddedPlugin, type ParseContext, type PluginNetConf, type PluginRequest, type PortMapping, type Protocol} from '../types.js'
 import * as f from '../fields.js'
-import {FIREWALL_PROGRAMS} from '../programs.js'
 import type {Family} from '../../kernel/ip/addr.js'
+import {defaultFirewallBackend, isFirewallBackendName, type FirewallBackendName} from '../../kernel/netfilter/backends/index.js'
 import type {HairpinMasquerade, PortForwarding} from '../../kernel/netfilter/firewall.js'
 
 const DEFAULT_MARK_BIT = 13
@@ -27,6 +27,8 @@ const DEFAULT_MARK_BIT = 13
 export interface PortMapConf {
   name: string
   containerId: string
+  /** `backend` (plugins >= 1.6): where the ports are published; absent: the reference's rule. */
+  backend?: FirewallBackendName
   snat: boolean
   markMasqBit: number
   externalSetMarkChain?: string
@@ -65,6 +67,9 @@ export function parseConfig(req: Pick<PluginRequest, 'config' | 'containerId' | 
  */
 export function loadPortMapConf(config: PluginNetConf, containerId: string): PortMapConf {
   const c = config as Record<string, unknown>
+  if (c.backend != null && !isFirewallBackendName(c.backend)) throw invalid(`unrecognized backend ${JSON.stringify(String(c.backend))}`)
+  const backend = c.backend as FirewallBackendName | undefined
+  refuseWrongBackend(c, backend)
   if (c.markMasqBit != null && c.externalSetMarkChain != null) throw invalid('Cannot specify externalSetMarkChain and markMasqBit')
   const markMasqBit = c.markMasqBit == null ? DEFAULT_MARK_BIT : Number(c.markMasqBit)
   if (!Number.isInteger(markMasqBit) || markMasqBit < 0 || markMasqBit > 31) throw invalid('MasqMarkBit must be between 0 and 31')
@@ -90,6 +95,7 @@ export function loadPortMapConf(config: PluginNetConf, containerId: string): Por
   return {
     name: config.name,
     containerId,
+    ...(backend ? {backend} : {}),
     snat: c.snat == null ? true : Boolean(c.snat),
     markMasqBit,
     ...(c.externalSetMarkChain != null ? {externalSetMarkChain: String(c.externalSetMarkChain)} : {}),
@@ -97,6 +103,24 @@ export function loadPortMapConf(config: PluginNetConf, containerId: string): Por
     ...(c.conditionsV6 != null ? {conditionsV6: strList(c.conditionsV6, 'conditionsV6')} : {}),
     portMappings,
   }
+}
+
+/**
+ * ensureBackend of the reference: options of the other backend are refused
+ * (externalSetMarkChain, and conditions in iptables form, a first element
+ * that starts with - or !, are iptables-only). ctrnet reads conditions in
+ * iptables form only (checkFields), so only nftables can be the wrong one.
+ */
+function refuseWrongBackend(c: Record<string, unknown>, named: FirewallBackendName | undefined): void {
+  const iptablesOnly: string[] = []
+  if (c.externalSetMarkChain != null) iptablesOnly.push('externalSetMarkChain')
+  for (const k of ['conditionsV4', 'conditionsV6']) {
+    const first = Array.isArray(c[k]) ? (c[k] as unknown[])[0] : undefined
+    if (typeof first === 'string' && (first.startsWith('-') || first.startsWith('!'))) iptablesOnly.push(k)
+  }
+  if (iptablesOnly.length === 0) return
+  if ((named ?? defaultFirewallBackend()) !== 'nftables') return
+  throw invalid(`nftables backend was requested but configuration contains iptables-specific options [${iptablesOnly.join(' ')}]`)
 }
 
 /** The container IP per family, from prevResult (at run time: the parsed config has none). */
@@ -161,6 +185,7 @@ function wrap(what: string, err: unknown): CniError {
 /** The fields of a portmap entry that reach iptables, refused by name (`plugins[1].conditionsV4[0]`). */
 function checkFields(c: PluginNetConf, at: string): void {
   const opt = <T>(k: string, parse: (v: unknown, field: string) => T) => (f.given(c[k]) ? parse(c[k], `${at}.${k}`) : undefined)
+  opt('backend', f.firewallBackendName)
   opt('snat', f.bool)
   opt('markMasqBit', (v, field) => f.intIn(v, field, 0, 31))
   opt('externalSetMarkChain', f.chainName)
@@ -174,7 +199,9 @@ const portmap: EmbeddedPlugin<PortMapConf> = {
     checkFields(config, at)
     return loadPortMapConf(config, ctx.containerId)
   },
-  programs: () => ['ip', ...FIREWALL_PROGRAMS],
+  programs: () => ['ip'],
+  // the ports go to `backend`, else to the reference's default backend
+  firewallUse: (conf) => ({needs: true, ...(conf.backend ? {named: conf.backend} : {}), otherwise: 'default'}),
   async add(req, parsed) {
     const {conf, prevResult} = withPrevResult(parsed, req)
     if (!prevResult) throw invalid('must be called as chained plugin')
