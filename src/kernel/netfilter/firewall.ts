@@ -31,6 +31,11 @@ export interface Masquerade {
   network: string
   containerId: string
   /**
+   * The container's interface name (CNI_IFNAME): the nftables backend names
+   * its rules with it, as the reference ipMasq does; eth0 when not given.
+   */
+  ifName?: string
+  /**
    * The container's addresses, each as CIDR whose prefix is the subnet whose
    * traffic is NOT masqueraded (bridge: the container's subnet; overlay: the
    * whole overlay). Multicast is never masqueraded. Several of one family
@@ -43,6 +48,8 @@ export interface Masquerade {
 export interface MasqueradeRemoval {
   network: string
   containerId: string
+  /** As Masquerade.ifName; not given: every interface of the container on the network. */
+  ifName?: string
   /** Only the families of these addresses are looked at; none given: IPv4 and IPv6. */
   addresses?: readonly string[]
 }
@@ -102,17 +109,35 @@ export interface ForwardPolicy {
   adminChain: string
   /**
    * none: accept the container's traffic; bridge: also isolate the
-   * container's bridge, dropping what it forwards to another isolated bridge.
+   * container's bridge, dropping what it forwards to another isolated bridge;
+   * isolated: bridge, and also drop traffic between the containers of the
+   * bridge (icc=false), keeping their way out and their published ports.
    */
-  isolation: 'none' | 'bridge'
+  isolation: 'none' | 'bridge' | 'isolated'
+  /**
+   * published: new connections from outside the host reach the containers
+   * of the bridge only through published ports (Docker 28's default);
+   * routed: directly too (Docker's gateway_mode_ipv4/ipv6=routed).
+   */
+  exposure: 'published' | 'routed'
 }
 
 /** The container whose forwarded traffic is accepted. */
 export interface ForwardedContainer {
   /** Its addresses (CIDR; only the address counts). */
   addresses: readonly string[]
-  /** The bridge it is attached to: needed by isolation 'bridge'. */
+  /** The bridge it is attached to: needed by isolation 'bridge' and 'isolated' and by exposure 'published'. */
   bridge?: string
+  /**
+   * Its port on the bridge (the host end of its veth), for isolation
+   * 'isolated'; not given: every port of the bridge is isolated.
+   */
+  port?: string
+  /**
+   * Interfaces besides the bridge itself whose new connections reach the
+   * bridge's containers under exposure 'published' (an overlay's VXLAN device).
+   */
+  ingress?: readonly string[]
 }
 
 /** The firewall transaction of one chain. */
@@ -148,4 +173,10 @@ export interface FirewallBackend {
   open(opts?: {lockPath?: string}): FirewallTx
   /** A transaction that takes no changes (its checks work): for CHECK and STATUS. */
   closed(): FirewallTx
+  /**
+   * Removes everything the backend keeps for one bridge (its isolation and
+   * exposure rules), for `network rm`: idempotent; never the shared parts
+   * other bridges use.
+   */
+  removeBridge(bridge: string, opts?: {lockPath?: string}): Promise<void>
 }

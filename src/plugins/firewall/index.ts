@@ -78,7 +78,7 @@ function familiesOf(result: CniResult | undefined): Family[] {
 
 /** What the firewall plugin's config asks of the firewall, in the seam's words. */
 export function forwardPolicy(conf: FirewallConf): ForwardPolicy {
-  return {adminChain: conf.adminChain, isolation: conf.ingressPolicy === 'same-bridge' ? 'bridge' : 'none'}
+  return {adminChain: conf.adminChain, isolation: conf.ingressPolicy === 'same-bridge' ? 'bridge' : 'none', exposure: 'routed'}
 }
 
 /** The container as the previous result reports it: its addresses and, first of its interfaces, its bridge. */
