@@ -146,9 +146,9 @@ describe('nftables backend renderings', () => {
     expect(text).toContain('add rule ip cni_hostport hostports ip daddr 192.0.2.10 tcp dport 8081 dnat to 10.88.0.5:81 comment "c1"')
     expect(text).not.toContain('ip6 daddr 192.0.2.10')
     expect(text).toContain('add rule ip6 cni_hostport hostports udp dport 5353 dnat to [fd00:88::5]:53 comment "c1"')
-    expect(text).toContain('add rule ip cni_hostport masquerading ip saddr 10.88.0.0/16 ip daddr 10.88.0.5 masquerade comment "c1"')
+    expect(text).toContain('add rule ip cni_hostport masquerading ip saddr 10.88.0.0/16 ip daddr 10.88.0.5 ct status dnat masquerade comment "c1"')
     expect(text).toContain('add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.88.0.5 masquerade comment "c1"')
-    expect(text).toContain('add rule ip6 cni_hostport masquerading ip6 saddr fd00:88::/64 ip6 daddr fd00:88::5 masquerade comment "c1"')
+    expect(text).toContain('add rule ip6 cni_hostport masquerading ip6 saddr fd00:88::/64 ip6 daddr fd00:88::5 ct status dnat masquerade comment "c1"')
     expect(text).not.toMatch(/^(list|delete)/m)
   })
 

@@ -10,7 +10,7 @@
  *     hostip_hostports                     (empty: older versions' hostIP rules; scanned on DEL)
  *     hostports       per mapping:  [ip daddr <hostIP>] <proto> dport <hp> dnat to <ip>:<cp> comment "<cid>"
  *     masquerading (nat, postrouting, 100) per container:
- *                     ip saddr <subnet> ip daddr <ip> masquerade comment "<cid>"
+ *                     ip saddr <subnet> ip daddr <ip> ct status dnat masquerade comment "<cid>"
  *                     ip saddr 127.0.0.1 ip daddr <ip> masquerade comment "<cid>"       (IPv4)
  *
  * An ADD only adds: the tiny shared chains are flushed and re-added, the
@@ -23,7 +23,10 @@
  * container's subnet (the seam's PortForwarding.addresses prefix), not only
  * its own address, so that a sibling container on the bridge reaches it
  * through the host's published port without br_netfilter (the iptables
- * backend and portmap 1.1.1 do the same with `-s <subnet>`); the mark bit of
+ * backend and portmap 1.1.1 do the same with `-s <subnet>`), and only for
+ * DNATed connections (`ct status dnat`: with br_netfilter, direct traffic
+ * between containers of the bridge also passes postrouting and must keep its
+ * source, as the iptables backend's mark only set in the DNAT chain); the mark bit of
  * HairpinMasquerade 'mark' is not used (nft masquerades directly, as the
  * reference); 'chain' (an external iptables mark chain) and extra iptables
  * match arguments are iptables-only and refused.
@@ -91,7 +94,7 @@ export function containerRules(p: PortForwarding, f: Family, address: string): A
     out.push([HOSTPORTS, [...dst, proto(e.protocol), kw('dport'), port(e.hostPort), kw('dnat'), kw('to'), dnatTarget(ip, e.containerPort, f)]])
   }
   if (p.hairpinMasquerade.kind !== 'none') {
-    out.push([MASQUERADING, [ipKw(f), kw('saddr'), net(address, f), ipKw(f), kw('daddr'), addr(ip, f), kw('masquerade')]])
+    out.push([MASQUERADING, [ipKw(f), kw('saddr'), net(address, f), ipKw(f), kw('daddr'), addr(ip, f), kw('ct'), kw('status'), kw('dnat'), kw('masquerade')]])
     if (f === 4) out.push([MASQUERADING, [kw('ip'), kw('saddr'), addr('127.0.0.1'), kw('ip'), kw('daddr'), addr(ip, f), kw('masquerade')]])
   }
   return out
