@@ -28,6 +28,14 @@
  * isolated on`, /sys/class/net/<port>/brport/isolated): isolated ports do not
  * talk to each other, and still reach the bridge itself (the way out, the
  * published ports). It goes with the veth, so nothing needs removing.
+ * With br_netfilter calling iptables (bridge-nf-call-iptables=1) the kernel
+ * bridges a sibling's DNATed connection port to port, and the isolation
+ * drops it: a published port is then not reachable from a sibling on the
+ * same icc=false bridge (as Docker's icc=false without its userland proxy).
+ */
+/*
+ * Also: a DNATed connection from another isolated bridge is dropped, as the
+ * iptables backend's CNI-ISOLATION stages do.
  *
  * Removal adds then deletes the container's elements in one script (nft 1.0.6
  * has no `destroy`): idempotent, nothing listed. removeBridge lists the table
