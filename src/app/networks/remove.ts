@@ -3,7 +3,7 @@ import {bridgeNamesOf, bridgeUsers, describeUser, forgetOwnedBridge, ownsBridge}
 import {DEFAULT_NETWORK_NAME} from '../../netconf/names.js'
 import {type NetworkEntry, removeNetworkFile, withStoreLock} from '../../netconf/store.js'
 import {deleteLinkIfExists, isBridge, linkExists} from '../../kernel/ip/link.js'
-import {firewallBackend} from '../../kernel/netfilter/backends/index.js'
+import {FIREWALL_BACKENDS, backendInstalled, firewallBackend} from '../../kernel/netfilter/backends/index.js'
 import {isOverlayType, overlayNetworkOf} from '../../plugins/overlay/config.js'
 import {leaveOverlay} from '../../services/overlay/host.js'
 import {networkUsers, type ContainerdOpts} from '../usage.js'
@@ -64,12 +64,19 @@ async function removeOne(s: RemoveSettings, n: NetworkEntry, what: string, warn:
   }
 }
 
-/** The firewall backend's rules of one bridge (the seam's removeBridge); a failure is a warning (the file is gone). */
+/**
+ * The rules of one bridge in every firewall backend installed here (the
+ * seam's removeBridge): the network may have been attached through either
+ * (its conflist's choice, or the default rule of the host at the time); a
+ * failure is a warning (the file is gone).
+ */
 async function removeBridgeRules(s: RemoveSettings, n: NetworkEntry, dev: string, warn: Warn): Promise<void> {
-  try {
-    await firewallBackend().removeBridge(dev, {lockPath: s.iptablesLockPath})
-  } catch (err) {
-    warn(`network ${JSON.stringify(n.name)}: the firewall rules of bridge ${JSON.stringify(dev)} are left: ${errorMessage(err)}`)
+  for (const name of FIREWALL_BACKENDS.filter((b) => backendInstalled(b))) {
+    try {
+      await firewallBackend(name).removeBridge(dev, {lockPath: s.iptablesLockPath})
+    } catch (err) {
+      warn(`network ${JSON.stringify(n.name)}: the ${name} rules of bridge ${JSON.stringify(dev)} are left: ${errorMessage(err)}`)
+    }
   }
 }
 

@@ -31,6 +31,11 @@ export interface Masquerade {
   network: string
   containerId: string
   /**
+   * The container's interface name (CNI_IFNAME): the nftables backend names
+   * its rules with it, as the reference ipMasq does; eth0 when not given.
+   */
+  ifName?: string
+  /**
    * The container's addresses, each as CIDR whose prefix is the subnet whose
    * traffic is NOT masqueraded (bridge: the container's subnet; overlay: the
    * whole overlay). Multicast is never masqueraded. Several of one family
@@ -43,6 +48,8 @@ export interface Masquerade {
 export interface MasqueradeRemoval {
   network: string
   containerId: string
+  /** As Masquerade.ifName; not given: every interface of the container on the network. */
+  ifName?: string
   /** Only the families of these addresses are looked at; none given: IPv4 and IPv6. */
   addresses?: readonly string[]
 }
@@ -119,8 +126,18 @@ export interface ForwardPolicy {
 export interface ForwardedContainer {
   /** Its addresses (CIDR; only the address counts). */
   addresses: readonly string[]
-  /** The bridge it is attached to: needed by isolation 'bridge'. */
+  /** The bridge it is attached to: needed by isolation 'bridge' and 'isolated' and by exposure 'published'. */
   bridge?: string
+  /**
+   * Its port on the bridge (the host end of its veth), for isolation
+   * 'isolated'; not given: every port of the bridge is isolated.
+   */
+  port?: string
+  /**
+   * Interfaces besides the bridge itself whose new connections reach the
+   * bridge's containers under exposure 'published' (an overlay's VXLAN device).
+   */
+  ingress?: readonly string[]
 }
 
 /** The firewall transaction of one chain. */

@@ -37,12 +37,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 // The masquerade of the network for these addresses (ipMasq): the only calls
 // into the firewall. They are recorded on the chain's firewall transaction,
 // which the runtime commits when the chain succeeded.
-async function masqUp(fw: FirewallTx, network: string, containerId: string, ips: {address: string}[]): Promise<void> {
-  await fw.masquerade({network, containerId, addresses: ips.map((i) => i.address)})
+async function masqUp(fw: FirewallTx, network: string, containerId: string, ifName: string | undefined, ips: {address: string}[]): Promise<void> {
+  await fw.masquerade({network, containerId, ...(ifName ? {ifName} : {}), addresses: ips.map((i) => i.address)})
 }
 
-async function masqDown(fw: FirewallTx, network: string, containerId: string, ips: {address: string}[] | undefined): Promise<void> {
-  await fw.removeMasquerade({network, containerId, ...(ips ? {addresses: ips.map((i) => i.address)} : {})})
+async function masqDown(fw: FirewallTx, network: string, containerId: string, ifName: string, ips: {address: string}[] | undefined): Promise<void> {
+  await fw.removeMasquerade({network, containerId, ifName, ...(ips ? {addresses: ips.map((i) => i.address)} : {})})
 }
 
 /**
@@ -74,7 +74,7 @@ async function runOp(op: BridgeOp, fw?: FirewallTx): Promise<void> {
       return
     case 'ipmasq':
       if (!fw) throw fail('ipmasq: no netfilter transaction')
-      await masqUp(fw, op.network, op.containerId, op.ips)
+      await masqUp(fw, op.network, op.containerId, op.ifName, op.ips)
       return
   }
 }
@@ -174,7 +174,7 @@ export async function applyAdd(req: PluginRequest, conf: BridgeConf): Promise<Cn
       // gateway addresses on the bridge (host), in parallel with the container
       const gwP = n.isGW ? setupGateways(n, c.gws, brAddrs, brPreMac, result) : Promise.resolve()
       // the masquerade rules need only the addresses: set them up alongside
-      const masqP = n.ipMasq ? runOp({op: 'ipmasq', network: n.name, containerId: req.containerId, ips: ipsOf(result)}, req.firewall) : Promise.resolve()
+      const masqP = n.ipMasq ? runOp({op: 'ipmasq', network: n.name, containerId: req.containerId, ifName, ips: ipsOf(result)}, req.firewall) : Promise.resolve()
       const [contR, gwR, masqR] = await Promise.allSettled([contP, gwP, masqP])
       if (masqR.status === 'rejected') throw masqR.reason
       if (contR.status === 'rejected') throw fail(`failed to configure ${ifName} in ${netns}: ${(contR.reason as Error).message}`)
@@ -198,7 +198,7 @@ export async function applyAdd(req: PluginRequest, conf: BridgeConf): Promise<Cn
     }
   } catch (e) {
     if (n.macSpoofChk) await spoofCheckTeardown(req.containerId, ifName).catch(() => undefined)
-    if (n.ipMasq && isL3) await masqDown(req.firewall, n.name, req.containerId, ipsOf(result)).catch(() => undefined)
+    if (n.ipMasq && isL3) await masqDown(req.firewall, n.name, req.containerId, ifName, ipsOf(result)).catch(() => undefined)
     await undo()
     throw e instanceof CniError ? e : fail((e as Error).message)
   }
@@ -284,7 +284,7 @@ export async function applyDel(req: PluginRequest, n: BridgeConf): Promise<void>
     if (isL3) await req.invokeIpam('DEL')
   }
   const masqTeardown = async (ips: {address: string}[] | undefined) => {
-    if (isL3 && n.ipMasq) await masqDown(req.firewall, n.name, req.containerId, ips)
+    if (isL3 && n.ipMasq) await masqDown(req.firewall, n.name, req.containerId, req.ifName, ips)
   }
   const spoofDown = async () => {
     if (n.macSpoofChk && validIfName(req.ifName)) await spoofCheckTeardown(req.containerId, req.ifName)

@@ -27,7 +27,7 @@ export type BridgeOp =
   | {op: 'sysctl'; key: string; value: string; mode: 'try' | 'ensure'}
   /** `bridge vlan add dev <dev> vid <vid> pvid untagged master` */
   | {op: 'bridge-vlan'; dev: string; vid: number}
-  | {op: 'ipmasq'; network: string; containerId: string; ips: {address: string}[]}
+  | {op: 'ipmasq'; network: string; containerId: string; ifName?: string; ips: {address: string}[]}
   | {op: 'spoofcheck'; hostVeth: string; mac: string; containerId: string; ifName: string}
   /** Polls the container's addresses until none is tentative (DAD). */
   | {op: 'settle'; netns: string; ifName: string}

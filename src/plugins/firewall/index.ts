@@ -158,7 +158,9 @@ function unisolatedPort(prev: Pick<CniResult, 'interfaces'>): string | undefined
 /** The container as the previous result reports it: its addresses and, first of its interfaces, its bridge. */
 export function forwardedContainer(result: Pick<CniResult, 'interfaces' | 'ips'>): ForwardedContainer {
   const bridge = result.interfaces?.[0]?.name
-  return {addresses: (result.ips ?? []).map((ip) => ip.address), ...(bridge ? {bridge} : {})}
+  // the host end of the container's veth: the first interface after the bridge with no sandbox
+  const port = result.interfaces?.slice(1).find((i) => !i.sandbox && i.name)?.name
+  return {addresses: (result.ips ?? []).map((ip) => ip.address), ...(bridge ? {bridge} : {}), ...(bridge && port ? {port} : {})}
 }
 
 /** Records a change on the chain's firewall transaction; a refusal is the plugin's error. */

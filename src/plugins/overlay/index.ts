@@ -71,6 +71,7 @@ async function add(req: PluginRequest, o: OverlayPluginConf): Promise<CniResult>
   await req.firewall.masquerade({
     network: o.name,
     containerId: req.containerId,
+    ifName: req.ifName,
     addresses: v4.map((i) => `${i.address.split('/')[0]}/${o.subnet.prefix}`),
   })
   return result
@@ -82,7 +83,7 @@ function localSlice(o: OverlayPluginConf): string {
 }
 
 async function del(req: PluginRequest, o: OverlayPluginConf): Promise<void> {
-  await req.firewall.removeMasquerade({network: o.name, containerId: req.containerId, addresses: [formatCidr(o.subnet)]})
+  await req.firewall.removeMasquerade({network: o.name, containerId: req.containerId, ifName: req.ifName, addresses: [formatCidr(o.subnet)]})
   await req.invokeDelegate('DEL', bridgeConfFor(o, req.config, localSlice(o), o.mtu))
 }
 

@@ -1,35 +1,16 @@
 /**
- * PLACEHOLDER (issue 22, branch h22sel): a stand-in for the nftables backend,
- * which another branch writes; the lead replaces this file with the real one
- * at merge. It exists only so that the backend choice (backends/index.ts,
- * the runtime's per-backend transactions, `network create
- * --firewall-backend`) compiles and can be tested: every change and check
- * throws `not implemented`; a transaction nobody recorded on commits nothing.
+ * The nftables backend, whole: what backends/index.ts plugs into the firewall
+ * seam, and the parts tests and tools use directly. Files:
+ *   script.ts      the typed writer of `nft -f -` scripts (refuses what it cannot encode)
+ *   io.ts          nft processes: apply a script, list a table as JSON; the lock; nftStats
+ *   masquerade.ts  inet cni_plugins_masquerade (the reference ipMasq layout)
+ *   portmap.ts     ip/ip6 cni_hostport (the reference portmap layout)
+ *   forwarding.ts  inet ctrnet: accept, bridge isolation, exposure (ctrnet's own)
+ *   backend.ts     the seam's FirewallTx: record, then one nft per commit
  */
-import type {FirewallBackend, FirewallTx} from '../firewall.js'
-
-const notImplemented = (): never => {
-  throw new Error('nftables backend: not implemented')
-}
-
-function placeholderTx(): FirewallTx {
-  return {
-    masquerade: async () => notImplemented(),
-    removeMasquerade: async () => notImplemented(),
-    publishPorts: async () => notImplemented(),
-    unpublishPorts: async () => notImplemented(),
-    checkPorts: async () => notImplemented(),
-    acceptForwarding: async () => notImplemented(),
-    removeForwarding: async () => notImplemented(),
-    checkForwarding: async () => notImplemented(),
-    commit: async () => undefined,
-    release: () => undefined,
-  }
-}
-
-export const nftablesBackend: FirewallBackend = {
-  name: 'nftables',
-  programs: ['nft'],
-  open: () => placeholderTx(),
-  closed: () => placeholderTx(),
-}
+export {NftablesFirewall, nftablesBackend} from './backend.js'
+export {DEFAULT_NFT_LOCK_PATH, NFT_PROGRAMS, nftApply, nftListTable, nftStats, parseListing, type ListedRule, type ListedTable} from './io.js'
+export * as nftScript from './script.js'
+export {MASQ_CHAIN, MASQ_TABLE, hash16, masqComment, masqPrefix} from './masquerade.js'
+export {CONTAINER_CHAINS, HOSTPORT_TABLE, HOSTPORTS, MASQUERADING} from './portmap.js'
+export {FWD_CHAIN, FWD_TABLE, SETS} from './forwarding.js'
