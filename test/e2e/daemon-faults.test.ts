@@ -137,8 +137,15 @@ describe('ctrnet daemon: faults', () => {
     const trials: Array<{delayMs: number; after: string; attachedBefore: number; halfDone: number; litter: number}> = []
     const results = join(host.cache, 'results')
     const temps = () => readdirSync(results).filter((n) => n.endsWith('.tmp'))
+    // The steps below are synchronous (spawnSync of ctr and of `daemon --once`); on a loaded machine a
+    // trial's synchronous stretch outlasted vitest's 60 s RPC timeout ("Timeout calling onTaskUpdate",
+    // a run of 2026-12-08 at load 12): the loop turns between them.
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
     for (let i = 0; i < 10; i++) {
-      for (const x of ['a', 'b', 'c']) runLabelled(`k${i}${x}`)
+      for (const x of ['a', 'b', 'c']) {
+        runLabelled(`k${i}${x}`)
+        await turn()
+      }
       // one earlier container's task dies as well: the pass has releases to do too
       if (i > 0) await ctrd.killTask(NS, `k${i - 1}a`)
       const daemon = d.start(['--reconcile-interval', '1h', '--grace', '0s'])
@@ -167,7 +174,9 @@ describe('ctrnet daemon: faults', () => {
       const deadPid = Number(spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], {encoding: 'utf8'}).stdout.trim())
       writeFileSync(join(results, `.${NET}-${NS}-k${i}z-eth0.${deadPid}.0123456789ab.tmp`), '{"kind":"cniCacheV1"')
 
+      await turn()
       const r = d.once(['--grace', '0s'])
+      await turn()
       expect({trial: i, code: r.code, stderr: r.stderr}).toEqual({trial: i, code: 0, stderr: ''})
       expectExactly(running(), `trial ${i} (killed ${trials[i]!.delayMs} ms after start, after "${trials[i]!.after}")`)
       expect(temps()).toEqual([])
