@@ -5,6 +5,9 @@
 //      from the same process, libcni-style; goal ratio <= 0.1
 //  (b) whole `ctrnet cni add` + `ctrnet cni del` (two processes, start-up
 //      included) vs the time the reference plugins spend in their execs; goal <= 0.5
+//  (c) in-process ADD+DEL of the same chain on the nftables backend (bridge
+//      ipMasqBackend, portmap backend), vs the reference (whose 1.1.1 here has
+//      iptables only) and vs ctrnet's iptables backend
 // Alternating, median of ROUNDS rounds after one warm-up round each.
 //
 // The default export creates the namespaces and re-runs this file as
@@ -164,6 +167,14 @@ async function inner(cns, dir) {
   const file = join(confDir, `${NET}.conflist`)
   writeFileSync(file, JSON.stringify(list, null, 2))
   const loaded = loadConfFile(file)
+  // the same chain on the nftables backend (the reference fields), its own bridge and subnet
+  const nftList = conflist(join(dir, 'ipam-nft'))
+  nftList.name = `${NET}nft`
+  nftList.plugins[0] = {...nftList.plugins[0], bridge: 'h5x-br1', ipMasqBackend: 'nftables', ipam: {...nftList.plugins[0].ipam, ranges: [[{gateway: '10.4.2.1', subnet: '10.4.2.0/24'}]]}}
+  nftList.plugins[1] = {...nftList.plugins[1], backend: 'nftables'}
+  const nftFile = join(confDir, `${NET}nft.conflist`)
+  writeFileSync(nftFile, JSON.stringify(nftList, null, 2))
+  const nftLoaded = loadConfFile(nftFile)
   const runtime = new CniRuntime({cniPath: [REF], cacheDir, mode: 'embedded'})
   const containerId = `default-${randomBytes(32).toString('hex')}`
   const rt = {
@@ -203,6 +214,13 @@ async function inner(cns, dir) {
     const t2 = process.hrtime.bigint()
     return {ms: Number(t2 - t0) / 1e6, addMs: Number(t1 - t0) / 1e6, delMs: Number(t2 - t1) / 1e6}
   }
+  const oursNft = async () => {
+    const t0 = process.hrtime.bigint()
+    const res = await runtime.addNetworkList(nftLoaded, rt)
+    if (!res?.ips?.length) throw new Error('ctrnet ADD (nftables) gave no address')
+    await runtime.delNetworkList(nftLoaded, rt)
+    return Number(process.hrtime.bigint() - t0) / 1e6
+  }
   const wholeCli = async () => {
     const t0 = process.hrtime.bigint()
     await cliRun(cliArgs('add'))
@@ -213,6 +231,7 @@ async function inner(cns, dir) {
   // Warm-up: the first ADD creates the bridge and the shared iptables chains.
   await referenceAddDel(list, rt)
   await ours()
+  await oursNft()
   await wholeCli()
 
   const refMs = []
@@ -223,6 +242,7 @@ async function inner(cns, dir) {
   const oursAddMs = []
   const oursDelMs = []
   const cliMs = []
+  const nftMs = []
   for (let i = 0; i < ROUNDS; i++) {
     const steps = [
       async () => {
@@ -239,6 +259,7 @@ async function inner(cns, dir) {
         oursDelMs.push(r.delMs)
       },
       async () => cliMs.push(await wholeCli()),
+      async () => nftMs.push(await oursNft()),
     ]
     // Alternate the order so neither side always runs on a warmer cache.
     if (i % 2) steps.reverse()
@@ -256,6 +277,13 @@ async function inner(cns, dir) {
     },
     {name: '  of which ADD (in-process vs reference)', baselineMs: median(refAddMs), ms: median(oursAddMs), ratio: median(oursAddMs) / median(refAddMs)},
     {name: '  of which DEL (in-process vs reference)', baselineMs: median(refDelMs), ms: median(oursDelMs), ratio: median(oursDelMs) / median(refDelMs)},
+    {
+      name: `cni ADD+DEL in-process, nftables backend vs reference execs (iptables; median of ${ROUNDS})`,
+      baselineMs: a.base,
+      ms: median(nftMs),
+      ratio: median(nftMs) / a.base,
+    },
+    {name: '  nftables vs iptables backend, in-process ADD+DEL', baselineMs: a.ms, ms: median(nftMs), ratio: median(nftMs) / a.ms},
     {
       name: `ctrnet cni add + cni del (2 processes) vs reference plugin exec time (median of ${ROUNDS})`,
       baselineMs: b.base,
