@@ -7,8 +7,8 @@
 //
 // One throwaway host netns per backend, FEW (10) then MANY (200) containers
 // attached (each its own netns, 32 ports each, distinct host ports); at each
-// level the probe container is added and deleted ROUNDS times, median of the
-// ADD times after one warm-up. Baseline column: ADD with FEW; ctrnet column:
+// level a fresh process adds and deletes the probe container ROUNDS times,
+// median of the ADD times after one warm-up. Baseline column: ADD with FEW; ctrnet column:
 // ADD with MANY. A backend the host lacks the programs of fails the bench.
 //
 // The default export creates the namespaces and re-runs this file as
@@ -56,14 +56,23 @@ async function runBackend(backend, rnd) {
     const r = spawnSync('ip', ['-batch', '-'], {input: batch, encoding: 'utf8'})
     made.push(...cns)
     if (r.status !== 0) throw new Error(`ip -batch: ${r.stderr}`)
-    const out = await new Promise((resolve, reject) => {
-      const child = spawn('ip', ['netns', 'exec', host, process.execPath, here, '--inner', backend, dir, JSON.stringify(cns)], {stdio: ['ignore', 'pipe', 'inherit']})
-      const chunks = []
-      child.stdout.on('data', (d) => chunks.push(d))
-      child.on('error', reject)
-      child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`inner bench (${backend}) exited ${code}`))))
-    })
-    return JSON.parse(out)
+    // each step a fresh process in the host netns: filling, then measuring, so that the measuring
+    // process is the same at both levels (a process that made 200 ADDs forks its children slower)
+    const step = (...args) =>
+      new Promise((resolve, reject) => {
+        const child = spawn('ip', ['netns', 'exec', host, process.execPath, here, '--inner', backend, dir, JSON.stringify(cns), ...args], {stdio: ['ignore', 'pipe', 'inherit']})
+        const chunks = []
+        child.stdout.on('data', (d) => chunks.push(d))
+        child.on('error', reject)
+        child.on('close', (code) => (code === 0 ? resolve(JSON.parse(Buffer.concat(chunks).toString() || 'null')) : reject(new Error(`inner bench (${backend} ${args.join(' ')}) exited ${code}`))))
+      })
+    await step('fill', '0', String(FEW))
+    const few = await step('measure')
+    process.stderr.write(`bench ports (${backend}): ADD with ${FEW} containers ${few.toFixed(1)} ms; filling to ${MANY} ...\n`)
+    await step('fill', String(FEW), String(MANY))
+    const many = await step('measure')
+    process.stderr.write(`bench ports (${backend}): ADD with ${MANY} containers ${many.toFixed(1)} ms\n`)
+    return {few, many}
   } finally {
     if (made.length) spawnSync('ip', ['-batch', '-'], {input: made.map((n) => `netns del ${n}`).join('\n') + '\n'})
     rmSync(dir, {recursive: true, force: true})
@@ -109,13 +118,15 @@ function conflist(backend, dataDir) {
   }
 }
 
-async function inner(backend, dir, cns) {
+async function inner(backend, dir, cns, what, from, to) {
   const {loadConfFile} = await import(pathToFileURL(join(root, 'dist', 'libcni', 'loader.js')).href)
   const {CniRuntime} = await import(pathToFileURL(join(root, 'dist', 'libcni', 'runtime.js')).href)
   const confDir = join(dir, 'net.d')
-  mkdirSync(confDir, {recursive: true})
   const file = join(confDir, 'bptnet.conflist')
-  writeFileSync(file, JSON.stringify(conflist(backend, join(dir, 'ipam')), null, 2))
+  if (what === 'fill' && from === 0) {
+    mkdirSync(confDir, {recursive: true})
+    writeFileSync(file, JSON.stringify(conflist(backend, join(dir, 'ipam')), null, 2))
+  }
   const loaded = loadConfFile(file)
   const runtime = new CniRuntime({cniPath: [REF], cacheDir: join(dir, 'cache'), mode: 'embedded'})
   const rtOf = (i, firstPort) => ({
@@ -125,36 +136,28 @@ async function inner(backend, dir, cns) {
     args: [['IgnoreUnknown', '1']],
     capabilityArgs: {portMappings: Array.from({length: PORTS}, (_, j) => ({hostPort: firstPort + j, containerPort: 80 + j, protocol: j % 4 === 3 ? 'udp' : 'tcp'}))},
   })
-  // the probe is the last netns; the filler containers take 1..MANY, ports from 20000
+  if (what === 'fill') {
+    // the filler containers take netns 0..MANY-1, host ports from 20000
+    for (let i = from; i < to; i++) await runtime.addNetworkList(loaded, rtOf(i, 20000 + i * PORTS))
+    return null
+  }
+  // the probe is the last netns, host ports from 10000
   const probe = rtOf(MANY, 10000)
-  const measure = async () => {
-    const adds = []
-    for (let i = 0; i <= ROUNDS; i++) {
-      const t0 = process.hrtime.bigint()
-      const res = await runtime.addNetworkList(loaded, probe)
-      const t1 = process.hrtime.bigint()
-      if (!res?.ips?.length) throw new Error('ADD gave no address')
-      await runtime.delNetworkList(loaded, probe)
-      if (i > 0) adds.push(Number(t1 - t0) / 1e6)
-    }
-    return median(adds)
+  const adds = []
+  for (let i = 0; i <= ROUNDS; i++) {
+    const t0 = process.hrtime.bigint()
+    const res = await runtime.addNetworkList(loaded, probe)
+    const t1 = process.hrtime.bigint()
+    if (!res?.ips?.length) throw new Error('ADD gave no address')
+    await runtime.delNetworkList(loaded, probe)
+    if (i > 0) adds.push(Number(t1 - t0) / 1e6)
   }
-  let attached = 0
-  const fill = async (n) => {
-    for (; attached < n; attached++) await runtime.addNetworkList(loaded, rtOf(attached, 20000 + attached * PORTS))
-  }
-  await fill(FEW)
-  const few = await measure()
-  process.stderr.write(`bench ports (${backend}): ADD with ${FEW} containers ${few.toFixed(1)} ms; filling to ${MANY} ...\n`)
-  await fill(MANY)
-  const many = await measure()
-  process.stderr.write(`bench ports (${backend}): ADD with ${MANY} containers ${many.toFixed(1)} ms\n`)
   // the host netns goes with its rules; the cache and IPAM dirs with the temp dir
-  return {few, many}
+  return median(adds)
 }
 
 if (process.argv[2] === '--inner') {
-  inner(process.argv[3], process.argv[4], JSON.parse(process.argv[5])).then(
+  inner(process.argv[3], process.argv[4], JSON.parse(process.argv[5]), process.argv[6], Number(process.argv[7] ?? 0), Number(process.argv[8] ?? 0)).then(
     (r) => process.stdout.write(JSON.stringify(r) + '\n'),
     (err) => {
       process.stderr.write(`ports bench: ${err?.stack ?? err}\n`)
