@@ -83,6 +83,17 @@ describe('DiskStore.reserve', () => {
 })
 
 describe('garbage under the lock', () => {
+  it("ADD's sweep removes temp files by name and reads no lease (its cost does not grow with the leases); the next full sweep takes the rest", async () => {
+    const {dir, store} = fresh()
+    writeFileSync(join(dir, '10.9.0.10'), '')
+    writeFileSync(join(dir, '.10.9.0.12.0123456789ab.tmp'), 'x\r\neth0')
+    writeFileSync(join(dir, '10.9.0.13'), 'keep\r\neth0')
+    await store.locked(() => undefined, {sweep: 'temp'})
+    expect(entries(dir)).toEqual(['10.9.0.10', '10.9.0.13'])
+    await store.locked(() => undefined)
+    expect(entries(dir)).toEqual(['10.9.0.13'])
+  })
+
   it('reclaims empty and unparseable lease files and leftover temp files, keeps real leases', async () => {
     const {dir, store} = fresh()
     writeFileSync(join(dir, '10.9.0.10'), '') // the reference killed between create and write

@@ -63,7 +63,7 @@ export async function hostLocalAdd(conf: HostLocalConf, containerId: string, ifN
       releaseAll()
       throw ipamFail(`failed to allocate all requested IPs: ${requested.join(' ')}`)
     }
-  })
+  }, {sweep: 'temp'})
   return result
 }
 

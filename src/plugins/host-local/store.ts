@@ -23,9 +23,10 @@ import type {IpStore} from './allocator.js'
  * So whoever holds the lock knows nobody is mid-write, and an empty or
  * unparseable `<ip>` file (the reference, or an older ctrnet, killed between
  * create and write) or a leftover temp file is garbage. `locked()` removes
- * it before running its function, so DEL, GC and CHECK never see it, and ADD
- * allocates such an address again in its normal round-robin order (`reserve`
- * also replaces a garbage `<ip>` it runs into).
+ * it before running its function, so DEL, GC and CHECK never see it; ADD
+ * removes only the temp files (reading every lease would make its cost grow
+ * with the host) and allocates a garbage address again in its normal
+ * round-robin order (`reserve` replaces a garbage `<ip>` it runs into).
  */
 export const LINE_BREAK = '\r\n'
 const LAST_IP_PREFIX = 'last_reserved_ip.'
@@ -74,13 +75,34 @@ export class DiskStore implements IpStore {
     this.dir = join(dataDir, network)
   }
 
-  /** Runs fn under the store lock (creates the directory 0755 as the reference). */
-  async locked<T>(fn: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs fn under the store lock (creates the directory 0755 as the
+   * reference), after removing the garbage: `all` (DEL, GC, CHECK) reads
+   * every lease file; `temp` (ADD) only removes leftover temp files by
+   * name, so that an ADD costs the same on a host with 10 leases or 10,000:
+   * its allocation reads only the addresses it tries, and `reserve` takes
+   * over a garbage `<ip>` it runs into.
+   */
+  async locked<T>(fn: () => T | Promise<T>, opts: {sweep?: 'all' | 'temp'} = {}): Promise<T> {
     mkdirSync(this.dir, {recursive: true, mode: 0o755})
     return withLock(join(this.dir, 'lock'), () => {
-      this.reclaimGarbage()
+      if (opts.sweep === 'temp') this.reclaimTemps()
+      else this.reclaimGarbage()
       return fn()
     }, {mode: 0o750})
+  }
+
+  /** Removes leftover temp files (names only: nothing is read). Only with the lock held. */
+  reclaimTemps(): string[] {
+    let names: string[]
+    try {
+      names = readdirSync(this.dir)
+    } catch {
+      return []
+    }
+    const removed = names.filter((n) => TMP_RE.test(n))
+    for (const n of removed) rmSync(join(this.dir, n), {force: true})
+    return removed
   }
 
   /**
