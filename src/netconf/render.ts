@@ -61,8 +61,7 @@ export interface CreateOptions {
   ipv6: boolean
   ipv4: boolean
   internal: boolean
-  /** --firewall-backend, written by netconf/firewall-backend.ts (not here: nerdctl has no such flag); default auto */
-  firewallBackend?: 'auto' | 'iptables' | 'nftables'
+  firewallBackend?: 'auto' | 'iptables' | 'nftables' // --firewall-backend (nerdctl has none): netconf/firewall-backend.ts writes it
 }
 
 export interface RenderContext {
@@ -373,8 +372,7 @@ function buildPlugins(what: string, o: CreateOptions, ipam: Record<string, unkno
       bridge.hairpinMode = true
       bridge.ipam = ipam as PluginConf['ipam']
       if (o.ipv6) bridge.capabilities = {ips: true}
-      // icc=false: "isolated" as nerdctl writes it (reference >= v1.7.1); ctrnet's own keys only when asked for
-      const firewall: PluginConf = {type: 'firewall', ingressPolicy: icc ? 'same-bridge' : 'isolated'}
+      const firewall: PluginConf = {type: 'firewall', ingressPolicy: icc ? 'same-bridge' : 'isolated'} // icc=false: as nerdctl (reference >= v1.7.1)
       for (const f of [4, 6] as const) if (routed[f]) firewall[`gatewayModeIPv${f}`] = 'routed'
       const plugins: PluginConf[] = [bridge]
       if (!o.internal) plugins.push({type: 'portmap', capabilities: {portMappings: true}})
