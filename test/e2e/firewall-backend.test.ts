@@ -15,10 +15,10 @@
  *
  * Everything runs in a throwaway host netns with private dirs (containerd-harness's HostNs).
  */
-import {existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync} from 'node:fs'
-import {join} from 'node:path'
+import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {HostNs, sh, type RunResult} from './containerd-harness.js'
+import {NO_IPTABLES, pathHiding} from './firewall-lib.js'
 import {FOO} from '../unit/nerdctl-files.js'
 import {defaultCreateOptions, renderNetwork} from '../../src/netconf/render.js'
 
@@ -33,21 +33,6 @@ function ok(r: RunResult): RunResult {
   return r
 }
 
-/** A PATH of one dir: symlinks to every program on this PATH whose name `hide` does not match. */
-function pathHiding(tag: string, hide: RegExp): string {
-  const dir = join(host.dir, `path-${tag}`)
-  mkdirSync(dir)
-  for (const d of (process.env.PATH ?? '').split(':').filter(Boolean)) {
-    if (!existsSync(d)) continue
-    for (const name of readdirSync(d)) {
-      if (hide.test(name) || existsSync(join(dir, name))) continue
-      symlinkSync(join(d, name), join(dir, name))
-    }
-  }
-  return dir
-}
-
-const NO_IPTABLES = /^ip6?tables/
 const NO_NFT = /^nft$/
 
 /** nerdctl's file for a network created with these options (render.ts, checked against nerdctl by the conformance tests). */
@@ -84,7 +69,7 @@ describe('network create --firewall-backend', () => {
     host.patchDataDir(file)
 
     // nft is hidden: a chain on iptables does not need it
-    const noNft = pathHiding('no-nft', NO_NFT)
+    const noNft = pathHiding(host.dir, 'no-nft', NO_NFT)
     ok(cli(['cni', 'add', 'fwi', `/var/run/netns/${CTR}`, '--container-id', 'h22s-fwi-1', '-p', '8080:80'], {PATH: noNft}))
     const ipt = host.iptables()
     expect(ipt).toMatch(/-A CNI-DN-[0-9a-f]+ .*--dport 8080 .*-j DNAT --to-destination 10\.97\.2\.\d+:80/)
@@ -106,7 +91,7 @@ describe('network create --firewall-backend', () => {
   })
 
   it('where the iptables programs are missing, auto writes nftables; a named backend or CTRNET_FIREWALL_BACKEND wins', () => {
-    const noIptables = pathHiding('no-iptables', NO_IPTABLES)
+    const noIptables = pathHiding(host.dir, 'no-iptables', NO_IPTABLES)
     // the simulation holds: the CLI's PATH has nft and no iptables program
     expect(readdirSync(noIptables)).toContain('nft')
     expect(readdirSync(noIptables).filter((n) => NO_IPTABLES.test(n))).toEqual([])

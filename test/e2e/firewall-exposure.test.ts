@@ -13,137 +13,15 @@
  * route to 10.251.0.0/16 via the host; container netns with a TCP server on
  * port 80 each.
  */
-import {spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {dirname, join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {createNetns, linkNetns, netnsPath, nsSpawn, useNetnsCleanup} from '../helpers/netns.js'
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const CLI = process.env.CTRNET_TEST_CLI || join(ROOT, 'bin', 'run.js')
-const HOST_IP = '10.250.0.1'
-const NEIGHBOUR_IP = '10.250.0.2'
-const SERVER = "require('net').createServer((s) => s.end('hi ' + process.argv[1])).listen(Number(process.argv[2]), process.argv[3])"
+import {netnsPath, useNetnsCleanup} from '../helpers/netns.js'
+import {HOST_IP, Host, NEIGHBOUR_IP, must, ping, tcp} from './firewall-lib.js'
 
 useNetnsCleanup(afterAll)
 
-function must(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, {encoding: 'utf8'})
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`)
-  return r.stdout
-}
-
-/** True when `from` gets the server's greeting from ip:port within 2 s. */
-function tcp(from: string, ip: string, port: number): boolean {
-  const r = spawnSync('ip', ['netns', 'exec', from, 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${ip}/${port} && cat <&3`], {encoding: 'utf8'})
-  return r.status === 0 && r.stdout.startsWith('hi ')
-}
-
-function ping(from: string, ip: string): boolean {
-  return spawnSync('ip', ['netns', 'exec', from, 'busybox', 'ping', '-c', '1', '-W', '1', ip]).status === 0
-}
-
-class Host {
-  ns = ''
-  neighbour = ''
-  base = ''
-  readonly stops: Array<() => void> = []
-  readonly containers = new Map<string, {ns: string; ip: string; net: string}>()
-  before = ''
-
-  constructor(readonly policy: 'ACCEPT' | 'DROP') {}
-
-  async setup(): Promise<void> {
-    this.base = mkdtempSync(join(tmpdir(), 'h22i-'))
-    for (const d of ['conf', 'cache', 'varlib/cni']) mkdirSync(join(this.base, d), {recursive: true})
-    this.ns = await createNetns('h22i', `host${this.policy}`)
-    this.neighbour = await createNetns('h22i', 'nb')
-    await linkNetns(this.ns, 'h22up', [`${HOST_IP}/24`], this.neighbour, 'eth0', [`${NEIGHBOUR_IP}/24`])
-    must('ip', ['-n', this.neighbour, 'route', 'add', '10.251.0.0/16', 'via', HOST_IP])
-    must('ip', ['netns', 'exec', this.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
-    if (this.policy === 'DROP') must('ip', ['netns', 'exec', this.ns, 'iptables', '-P', 'FORWARD', 'DROP'])
-    this.before = this.iptablesSave()
-    const srv = await nsSpawn(this.neighbour, [process.execPath, '-e', SERVER, 'neighbour', '9000', NEIGHBOUR_IP])
-    this.stops.push(srv.stop)
-  }
-
-  teardown(): void {
-    for (const s of this.stops) s()
-    if (this.base) rmSync(this.base, {recursive: true, force: true})
-  }
-
-  cli(args: string[]): {code: number; stdout: string; stderr: string} {
-    const varlib = join(this.base, 'varlib')
-    const r = spawnSync(
-      'ip',
-      [
-        'netns', 'exec', this.ns, 'sh', '-c', 'mount --bind "$0" /var/lib && exec "$@"', varlib,
-        process.execPath, CLI, ...args, '--cni-netconfpath', join(this.base, 'conf'), '--cni-cachedir', join(this.base, 'cache'),
-      ],
-      {encoding: 'utf8', input: '', env: {...process.env, CONTAINERD_ADDRESS: join(this.base, 'no-containerd.sock'), DEBUG: ''}},
-    )
-    return {code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr}
-  }
-
-  ok(args: string[]): string {
-    const r = this.cli(args)
-    if (r.code !== 0) throw new Error(`ctrnet ${args.join(' ')}: ${r.stderr}`)
-    return r.stdout
-  }
-
-  conflist(name: string): {plugins: Array<Record<string, unknown>>} {
-    const dir = join(this.base, 'conf')
-    for (const f of readdirSync(dir, {recursive: true}) as string[]) {
-      if (!f.endsWith('.conflist')) continue
-      const c = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {name: string; plugins: Array<Record<string, unknown>>}
-      if (c.name === name) return c
-    }
-    throw new Error(`no conflist for ${name} in ${JSON.stringify(readdirSync(dir, {recursive: true}))}`)
-    throw new Error(`no conflist for ${name}`)
-  }
-
-  /** A container on `net` with a server on port 80; published ports as `-p` specs. */
-  async container(name: string, net: string, ports: string[] = []): Promise<string> {
-    const ns = await createNetns('h22i', name)
-    const out = this.ok(['cni', 'add', net, netnsPath(ns), '--container-id', `h22i-${name}`, ...ports.flatMap((p) => ['-p', p])])
-    const ip = (JSON.parse(out) as {ips: Array<{address: string}>}).ips[0]!.address.split('/')[0]!
-    const srv = await nsSpawn(ns, [process.execPath, '-e', SERVER, name, '80', '0.0.0.0'])
-    this.stops.push(srv.stop)
-    this.containers.set(name, {ns, ip, net})
-    return ip
-  }
-
-  c(name: string): {ns: string; ip: string; net: string} {
-    return this.containers.get(name)!
-  }
-
-  iptablesSave(): string {
-    return must('ip', ['netns', 'exec', this.ns, 'iptables-save'])
-      .split('\n')
-      .filter((l) => l && !l.startsWith('#'))
-      .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
-      .join('\n')
-  }
-
-  setBrNetfilter(on: boolean): void {
-    must('ip', ['netns', 'exec', this.ns, 'sysctl', '-qw', `net.bridge.bridge-nf-call-iptables=${on ? 1 : 0}`])
-  }
-}
-
-/** Waits until the servers answer (they start asynchronously). */
-async function settle(h: Host, names: string[]): Promise<void> {
-  for (const n of names) {
-    const {ns, ip} = h.c(n)
-    for (let i = 0; i < 50 && !tcp(ns, ip, 80); i++) await new Promise((r) => setTimeout(r, 100))
-  }
-  for (let i = 0; i < 50 && !tcp(h.ns, NEIGHBOUR_IP, 9000); i++) await new Promise((r) => setTimeout(r, 100))
-}
-
 for (const policy of ['ACCEPT', 'DROP'] as const) {
   describe.sequential(`iptables: isolation, exposure and network rm (FORWARD policy ${policy})`, () => {
-    const h = new Host(policy)
+    const h = new Host('h22i', policy)
     beforeAll(async () => {
       await h.setup()
       h.ok(['network', 'create', 'h22iso', '-o', 'icc=false', '-o', 'com.docker.network.bridge.name=h22iso0', '--subnet', '10.251.1.0/24'])
@@ -154,7 +32,7 @@ for (const policy of ['ACCEPT', 'DROP'] as const) {
       await h.container('p1', 'h22pub', ['8083:80/tcp'])
       await h.container('p2', 'h22pub')
       await h.container('r1', 'h22rt')
-      await settle(h, ['i1', 'i2', 'p1', 'p2', 'r1'])
+      await h.settle(['i1', 'i2', 'p1', 'p2', 'r1'])
     }, 120_000)
     afterAll(() => h.teardown())
 
@@ -206,10 +84,7 @@ for (const policy of ['ACCEPT', 'DROP'] as const) {
     })
 
     it('cni del + network rm leave no rule naming the bridges, nothing per container, and the rest as before', () => {
-      for (const [name, c] of h.containers) {
-        const ports = name === 'i1' ? ['8081:80/tcp'] : name === 'i2' ? ['8082:80/tcp'] : name === 'p1' ? ['8083:80/tcp'] : []
-        h.ok(['cni', 'del', c.net, netnsPath(c.ns), '--container-id', `h22i-${name}`, ...ports.flatMap((p) => ['-p', p])])
-      }
+      h.delAll()
       const mid = h.iptablesSave()
       expect(mid).toMatch(/h22iso0/) // the bridges' rules outlive their containers
       h.ok(['network', 'rm', 'h22iso', 'h22pub', 'h22rt'])
