@@ -19,6 +19,7 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
+import {median, sh} from './_lib.js'
 
 const here = fileURLToPath(import.meta.url)
 const root = join(dirname(here), '..')
@@ -27,16 +28,7 @@ const REF = '/usr/lib/cni'
 const ROUNDS = 9
 const NET = 'h5xbench'
 
-export const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
-
-function sh(file, args) {
-  const r = spawnSync(file, args, {encoding: 'utf8'})
-  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: exit ${r.status}: ${r.stderr}`)
-  return r.stdout
-}
+export {median}
 
 export default async function bench() {
   const rnd = randomBytes(3).toString('hex')

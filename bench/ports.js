@@ -5,10 +5,10 @@
 // for nftables <= 1.1 (published ports are elements added to the kernel's
 // tables, never a read and rewrite of them).
 //
-// One throwaway host netns per backend, FEW (10) then MANY (200) containers
-// attached (each its own netns, 32 ports each, distinct host ports); at each
-// level a fresh process adds and deletes the probe container ROUNDS times,
-// median of the ADD times after one warm-up. Baseline column: ADD with FEW; ctrnet column:
+// Per backend, two throwaway host netns, one with FEW (10) and one with MANY
+// (200) containers attached (each its own netns, 32 ports each, distinct host
+// ports); then, in turn on each, a fresh process adds and deletes the probe
+// container twice and reports the second ADD; median of ROUNDS turns. Baseline column: ADD with FEW; ctrnet column:
 // ADD with MANY. A backend the host lacks the programs of fails the bench.
 //
 // The default export creates the namespaces and re-runs this file as
@@ -20,6 +20,7 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
+import {median, sh} from './_lib.js'
 
 const here = fileURLToPath(import.meta.url)
 const root = join(dirname(here), '..')
@@ -27,55 +28,58 @@ const REF = '/usr/lib/cni'
 const PORTS = 32
 const FEW = 10
 const MANY = 200
-const ROUNDS = 7
+const ROUNDS = 9
 const BACKENDS = ['iptables', 'nftables']
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+
+/** One host netns with its own dirs and `count` containers attached (each its own netns). */
+function hostOf(backend, level, rnd) {
+  const tag = `bpt-${backend.slice(0, 3)}${level}-${rnd}`
+  return {name: tag, dir: mkdtempSync(join(tmpdir(), 'bpt-')), cns: Array.from({length: level + 1}, (_, i) => `${tag}-${i}`)}
 }
 
-function sh(file, args) {
-  const r = spawnSync(file, args, {encoding: 'utf8'})
-  if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: exit ${r.status}: ${r.stderr}`)
-  return r.stdout
+/** A fresh process in the host's netns: `fill` or `measure` (see inner). */
+function step(backend, h, ...args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', h.name, process.execPath, here, '--inner', backend, h.dir, JSON.stringify(h.cns), ...args], {stdio: ['ignore', 'pipe', 'inherit']})
+    const chunks = []
+    child.stdout.on('data', (d) => chunks.push(d))
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(Buffer.concat(chunks).toString() || 'null')) : reject(new Error(`inner bench (${backend} ${args.join(' ')}) exited ${code}`))))
+  })
 }
 
-/** One backend's run, in its own host netns; the containers' netns are made (and removed) here. */
+/**
+ * One backend: a host netns with FEW containers and one with MANY, both
+ * filled first; then the probe's ADD is measured on each in turn, ROUNDS
+ * times, each time in a fresh process (a process that made 200 ADDs forks
+ * its children slower), so that a change of the machine's load hits both.
+ */
 async function runBackend(backend, rnd) {
-  const host = `bpt-h-${backend.slice(0, 3)}-${rnd}`
-  const cns = Array.from({length: MANY + 1}, (_, i) => `bpt-${backend.slice(0, 3)}-${rnd}-${i}`)
-  const dir = mkdtempSync(join(tmpdir(), 'bpt-'))
+  const hosts = [hostOf(backend, FEW, rnd), hostOf(backend, MANY, rnd)]
   const made = []
   try {
-    sh('ip', ['netns', 'add', host])
-    made.push(host)
-    sh('ip', ['-n', host, 'link', 'set', 'lo', 'up'])
-    // one `ip -batch` for the containers' namespaces
-    const batch = cns.map((n) => `netns add ${n}`).join('\n') + '\n'
-    const r = spawnSync('ip', ['-batch', '-'], {input: batch, encoding: 'utf8'})
-    made.push(...cns)
-    if (r.status !== 0) throw new Error(`ip -batch: ${r.stderr}`)
-    // each step a fresh process in the host netns: filling, then measuring, so that the measuring
-    // process is the same at both levels (a process that made 200 ADDs forks its children slower)
-    const step = (...args) =>
-      new Promise((resolve, reject) => {
-        const child = spawn('ip', ['netns', 'exec', host, process.execPath, here, '--inner', backend, dir, JSON.stringify(cns), ...args], {stdio: ['ignore', 'pipe', 'inherit']})
-        const chunks = []
-        child.stdout.on('data', (d) => chunks.push(d))
-        child.on('error', reject)
-        child.on('close', (code) => (code === 0 ? resolve(JSON.parse(Buffer.concat(chunks).toString() || 'null')) : reject(new Error(`inner bench (${backend} ${args.join(' ')}) exited ${code}`))))
-      })
-    await step('fill', '0', String(FEW))
-    const few = await step('measure')
-    process.stderr.write(`bench ports (${backend}): ADD with ${FEW} containers ${few.toFixed(1)} ms; filling to ${MANY} ...\n`)
-    await step('fill', String(FEW), String(MANY))
-    const many = await step('measure')
-    process.stderr.write(`bench ports (${backend}): ADD with ${MANY} containers ${many.toFixed(1)} ms\n`)
-    return {few, many}
+    for (const h of hosts) {
+      sh('ip', ['netns', 'add', h.name])
+      made.push(h.name)
+      sh('ip', ['-n', h.name, 'link', 'set', 'lo', 'up'])
+      // one `ip -batch` for the containers' namespaces
+      const r = spawnSync('ip', ['-batch', '-'], {input: h.cns.map((n) => `netns add ${n}`).join('\n') + '\n', encoding: 'utf8'})
+      made.push(...h.cns)
+      if (r.status !== 0) throw new Error(`ip -batch: ${r.stderr}`)
+      await step(backend, h, 'fill', String(h.cns.length - 1))
+    }
+    const few = []
+    const many = []
+    for (let i = 0; i < ROUNDS; i++) {
+      few.push(await step(backend, hosts[0], 'measure'))
+      many.push(await step(backend, hosts[1], 'measure'))
+    }
+    process.stderr.write(`bench ports (${backend}): ADD with ${FEW} containers ${median(few).toFixed(1)} ms, with ${MANY} ${median(many).toFixed(1)} ms\n`)
+    return {few: median(few), many: median(many)}
   } finally {
     if (made.length) spawnSync('ip', ['-batch', '-'], {input: made.map((n) => `netns del ${n}`).join('\n') + '\n'})
-    rmSync(dir, {recursive: true, force: true})
+    for (const h of hosts) rmSync(h.dir, {recursive: true, force: true})
   }
 }
 
@@ -118,12 +122,12 @@ function conflist(backend, dataDir) {
   }
 }
 
-async function inner(backend, dir, cns, what, from, to) {
+async function inner(backend, dir, cns, what, count) {
   const {loadConfFile} = await import(pathToFileURL(join(root, 'dist', 'libcni', 'loader.js')).href)
   const {CniRuntime} = await import(pathToFileURL(join(root, 'dist', 'libcni', 'runtime.js')).href)
   const confDir = join(dir, 'net.d')
   const file = join(confDir, 'bptnet.conflist')
-  if (what === 'fill' && from === 0) {
+  if (what === 'fill') {
     mkdirSync(confDir, {recursive: true})
     writeFileSync(file, JSON.stringify(conflist(backend, join(dir, 'ipam')), null, 2))
   }
@@ -137,27 +141,26 @@ async function inner(backend, dir, cns, what, from, to) {
     capabilityArgs: {portMappings: Array.from({length: PORTS}, (_, j) => ({hostPort: firstPort + j, containerPort: 80 + j, protocol: j % 4 === 3 ? 'udp' : 'tcp'}))},
   })
   if (what === 'fill') {
-    // the filler containers take netns 0..MANY-1, host ports from 20000
-    for (let i = from; i < to; i++) await runtime.addNetworkList(loaded, rtOf(i, 20000 + i * PORTS))
+    // the filler containers take netns 0..count-1, host ports from 20000
+    for (let i = 0; i < count; i++) await runtime.addNetworkList(loaded, rtOf(i, 20000 + i * PORTS))
     return null
   }
-  // the probe is the last netns, host ports from 10000
-  const probe = rtOf(MANY, 10000)
-  const adds = []
-  for (let i = 0; i <= ROUNDS; i++) {
+  // the probe is the last netns, host ports from 10000: one warm-up ADD+DEL, then the one measured
+  const probe = rtOf(cns.length - 1, 10000)
+  let ms = 0
+  for (let i = 0; i < 2; i++) {
     const t0 = process.hrtime.bigint()
     const res = await runtime.addNetworkList(loaded, probe)
-    const t1 = process.hrtime.bigint()
+    ms = Number(process.hrtime.bigint() - t0) / 1e6
     if (!res?.ips?.length) throw new Error('ADD gave no address')
     await runtime.delNetworkList(loaded, probe)
-    if (i > 0) adds.push(Number(t1 - t0) / 1e6)
   }
   // the host netns goes with its rules; the cache and IPAM dirs with the temp dir
-  return median(adds)
+  return ms
 }
 
 if (process.argv[2] === '--inner') {
-  inner(process.argv[3], process.argv[4], JSON.parse(process.argv[5]), process.argv[6], Number(process.argv[7] ?? 0), Number(process.argv[8] ?? 0)).then(
+  inner(process.argv[3], process.argv[4], JSON.parse(process.argv[5]), process.argv[6], Number(process.argv[7] ?? 0)).then(
     (r) => process.stdout.write(JSON.stringify(r) + '\n'),
     (err) => {
       process.stderr.write(`ports bench: ${err?.stack ?? err}\n`)
