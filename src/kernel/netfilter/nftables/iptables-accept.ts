@@ -16,7 +16,7 @@
  * Cost: a commit that adds to inet ctrnet checks a state file (stat, no
  * process): `<lock dir>/nftables-iptables-accept.<netns inode>`, written once
  * the rules were checked or installed. While it is younger than STATE_TTL_MS
- * nothing runs. Otherwise, under the backend's lock: one `iptables -w -C` per
+ * nothing runs. Otherwise, under the backend's lock: one `iptables -w 5 -C` per
  * family, one `-A` per missing rule, then the file is written again. So an
  * ADD costs no process in the steady state, and at most 1 + 2 (+2) processes
  * per STATE_TTL_MS; a FORWARD flushed by someone else is repaired by the
@@ -74,7 +74,7 @@ function fresh(path: string): boolean {
 async function ipt(bin: string, op: '-C' | '-A' | '-D'): Promise<{ok: boolean; stderr: string}> {
   nftStats.spawns++
   nftStats.iptables++
-  const r = await run(bin, ['-w', op, 'FORWARD', ...IPTABLES_ACCEPT_RULE], {allowFailure: true})
+  const r = await run(bin, ['-w', '5', op, 'FORWARD', ...IPTABLES_ACCEPT_RULE], {allowFailure: true})
   return {ok: r.code === 0, stderr: r.stderr.trim()}
 }
 
