@@ -47,13 +47,14 @@ try {
   for (const tx of input.txs) {
     if (tx.removeBridge) { await m.nftablesBackend.removeBridge(tx.removeBridge, {lockPath}); continue }
     const s0 = m.nftStats.spawns
+    const i0 = m.nftStats.iptables
     const t0 = performance.now()
     const fw = m.nftablesBackend.open({lockPath})
     try {
       for (const [op, ...args] of tx.ops) await fw[op](...args)
       const script = fw.script()
       await fw.commit()
-      res.push({spawns: m.nftStats.spawns - s0, ms: performance.now() - t0, lines: script.split('\\n').length})
+      res.push({spawns: m.nftStats.spawns - s0, ipt: m.nftStats.iptables - i0, ms: performance.now() - t0, lines: script.split('\\n').length})
     } finally { fw.release() }
   }
   process.stdout.write(JSON.stringify({ok: true, res}))
@@ -82,7 +83,7 @@ s.on('error', (e) => { process.stdout.write('ERROR ' + e.code); process.exit(0) 
 interface Driven {
   ok: boolean
   error?: string
-  res: Array<{spawns: number; ms: number; lines: number}>
+  res: Array<{spawns: number; ipt: number; ms: number; lines: number}>
 }
 
 type Op = [string, ...unknown[]]
@@ -190,7 +191,13 @@ afterAll(() => {
 describe('nftables backend, real nft and traffic', () => {
   it('ADD: one nft process per chain, the reference layouts in the ruleset', async () => {
     const d = drive([{ops: addOps('c1', C1.v4, C1.v6, 'nbr1')}, {ops: addOps('c2', '10.77.0.3/24', 'fd77::3/64', 'nbr1', {...POLICY, exposure: 'routed'}, [])}, {ops: addOps('c3', '10.78.0.2/24', undefined, 'nbr2', POLICY, [])}])
-    expect(d.res.map((r) => r.spawns)).toEqual([1, 1, 1])
+    // the first ADD also installs the generic iptables accept of inet ctrnet's mark (this host has
+    // iptables and ip6tables): flock, then -C and -A per family; the next ADDs trust its state file
+    expect(d.res.map((r) => r.spawns)).toEqual([1 + 1 + 4, 1, 1])
+    expect(d.res.map((r) => r.ipt)).toEqual([4, 0, 0])
+    for (const bin of ['iptables-save', 'ip6tables-save']) {
+      expect((await nsExec(host, [bin, '-t', 'filter'])).stdout).toContain('-A FORWARD -m mark --mark 0x10000000/0x10000000 -m comment --comment "ctrnet: accepted in nftables table inet ctrnet" -j ACCEPT')
+    }
     const rs = await ruleset()
     expect(rs).toContain('tcp dport 8080 dnat to 10.77.0.2:80 comment "c1"')
     expect(rs).toContain('ip daddr 192.0.2.1 tcp dport 8443 dnat to 10.77.0.2:80 comment "c1"')
@@ -278,6 +285,8 @@ describe('nftables backend, real nft and traffic', () => {
     expect(rs).not.toMatch(/"nbr[12]"/)
     expect(rs).not.toMatch(/comment "c\d"/)
     expect(rs).not.toContain('elements')
+    // nothing left in inet ctrnet: the generic iptables accept went with the last bridge
+    for (const bin of ['iptables-save', 'ip6tables-save']) expect((await nsExec(host, [bin, '-t', 'filter'])).stdout).not.toContain('ctrnet: accepted')
   })
 
   it('an ADD with 32 published ports costs the same with 200 containers on the host as with 10', async () => {

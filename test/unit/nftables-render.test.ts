@@ -3,10 +3,12 @@
  * test/e2e/nftables-backend.test.ts feeds them to a real nft).
  */
 import {describe, expect, it} from 'vitest'
-import {NftablesFirewall, hash16, masqComment, parseListing} from '../../src/kernel/netfilter/nftables/index.js'
+import {FWD_ACCEPT_MARK, IPTABLES_ACCEPT_RULE, NftablesFirewall, hash16, masqComment, parseListing} from '../../src/kernel/netfilter/nftables/index.js'
+import {emptyWithout} from '../../src/kernel/netfilter/nftables/forwarding.js'
 import {
   NftScript,
   addr,
+  bits,
   comment,
   dnatTarget,
   handle,
@@ -194,6 +196,48 @@ describe('nftables backend renderings', () => {
     expect(text).toContain('add element inet ctrnet isolated_bridges { "br0" }')
     expect(text).toContain('add element inet ctrnet bridge_inputs { "br0" . "br0", "ctrnet.7" . "br0" }')
     expect(text).toContain('add element inet ctrnet fwd4 { 10.88.0.6 }\ndelete element inet ctrnet fwd4 { 10.88.0.6 }\n')
+  })
+
+  it('forwarding: every accept sets the mark bit that iptables FORWARD accepts; routed bridges have a set', async () => {
+    expect(FWD_ACCEPT_MARK).toBe(0x10000000)
+    for (const taken of [0x1000, 0x2000, 0x4000, 0x8000, 0xff0000, 0x0f00]) expect(FWD_ACCEPT_MARK & taken).toBe(0)
+    const tx = new NftablesFirewall()
+    await tx.acceptForwarding({adminChain: 'CNI-ADMIN', isolation: 'none', exposure: 'routed'}, {addresses: ['10.88.0.5/16'], bridge: 'br1'})
+    const rules = tx.script().split('\n').filter((l) => l.startsWith('add rule inet ctrnet forward '))
+    const m = 'meta mark set meta mark | 0x10000000 accept'
+    expect(rules.map((l) => l.slice('add rule inet ctrnet forward '.length))).toEqual([
+      'jump CNI-ADMIN',
+      'iifname @isolated_bridges oifname @isolated_bridges iifname . oifname != @bridge_inputs drop',
+      'oifname @published_bridges iifname != "ctrnet.*" ct state new ct status & dnat == 0 iifname . oifname != @bridge_inputs drop',
+      `ip saddr @fwd4 ${m}`,
+      `ip6 saddr @fwd6 ${m}`,
+      `ip daddr @fwd4 ct state established,related ${m}`,
+      `ip6 daddr @fwd6 ct state established,related ${m}`,
+      `ip daddr @fwd4 ct status dnat ${m}`,
+      `ip6 daddr @fwd6 ct status dnat ${m}`,
+      `iifname "ctrnet.*" ip daddr @fwd4 ${m}`,
+      `iifname "ctrnet.*" ip6 daddr @fwd6 ${m}`,
+      `oifname @routed_bridges ${m}`,
+    ])
+    expect(tx.script()).toContain('add set inet ctrnet routed_bridges { type ifname ; }\n')
+    expect(tx.script()).toContain('add element inet ctrnet routed_bridges { "br1" }\n')
+    expect(IPTABLES_ACCEPT_RULE).toEqual(['-m', 'mark', '--mark', '0x10000000/0x10000000', '-m', 'comment', '--comment', 'ctrnet: accepted in nftables table inet ctrnet', '-j', 'ACCEPT'])
+  })
+
+  it('mark bits: 32-bit masks only', () => {
+    expect(bits(0x10000000).text).toBe('0x10000000')
+    expect(bits(1).text).toBe('0x00000001')
+    for (const v of [0, -1, 0x100000000, 1.5, NaN, '0x1' as unknown as number]) refused(() => bits(v))
+  })
+
+  it('the generic iptables accept goes only when the table is left with nothing', () => {
+    const t = (sets: Record<string, string[]>) => ({chains: new Set<string>(), rules: [], sets: new Map(Object.entries(sets))})
+    expect(emptyWithout(undefined, 'br0')).toBe(true)
+    expect(emptyWithout(t({fwd4: [], fwd6: [], isolated_bridges: ['br0'], published_bridges: ['"br0"'], routed_bridges: [], bridge_inputs: ['br0 . br0', 'ctrnet.7 . br0']}), 'br0')).toBe(true)
+    expect(emptyWithout(t({fwd4: ['10.0.0.2'], fwd6: []}), 'br0')).toBe(false)
+    expect(emptyWithout(t({fwd4: [], fwd6: ['fd00::2']}), 'br0')).toBe(false)
+    expect(emptyWithout(t({fwd4: [], routed_bridges: ['br1']}), 'br0')).toBe(false)
+    expect(emptyWithout(t({fwd4: [], bridge_inputs: ['br1 . br1']}), 'br0')).toBe(false)
   })
 
   it('parses nft --json listings: rules with handles and comments, set elements', () => {

@@ -22,7 +22,8 @@ import type {
   PortForwarding,
   PortForwardingRemoval,
 } from '../firewall.js'
-import {checkIn, FWD_TABLE, forwardingFault, isolatePorts, planAccept, planRemove, planRemoveBridge} from './forwarding.js'
+import {checkIn, emptyWithout, FWD_TABLE, forwardingFault, isolatePorts, planAccept, planRemove, planRemoveBridge} from './forwarding.js'
+import {ensureIptablesAccept, forgetIptablesAccept, removeIptablesAccept} from './iptables-accept.js'
 import {DEFAULT_NFT_LOCK_PATH, NFT_PROGRAMS, nftApply, nftListTable, nftStats, takeNftLock, type ListedTable} from './io.js'
 import {MASQ_TABLE, planMasquerade, planMasqueradeRemoval} from './masquerade.js'
 import {addressesOf, checkPortsIn, HOSTPORT_TABLE, nftFamily, planPublish, planUnpublish, portsFault} from './portmap.js'
@@ -57,6 +58,8 @@ export class NftablesFirewall implements FirewallTx {
   private readonly changes: Change[] = []
   /** Bridges (and ports) to isolate after the script applied (isolation 'isolated'). */
   private readonly isolate: Array<{bridge: string; port?: string}> = []
+  /** Whether the commit adds to inet ctrnet (then iptables' FORWARD must accept the mark too). */
+  private accepts = false
   private done = false
 
   constructor(private readonly lockPath: string = DEFAULT_NFT_LOCK_PATH) {}
@@ -104,6 +107,7 @@ export class NftablesFirewall implements FirewallTx {
     const fault = forwardingFault(policy, on)
     if (fault) throw new Error(`nftables: cannot accept the forwarding of ${on.addresses.join(', ')} : ${fault}`)
     await this.record([], (s) => planAccept(s, policy, on))
+    this.accepts = true
     if (policy.isolation === 'isolated') this.isolate.push({bridge: on.bridge!, ...(on.port ? {port: on.port} : {})})
   }
 
@@ -137,6 +141,8 @@ export class NftablesFirewall implements FirewallTx {
       lock?.release()
     }
     for (const i of this.isolate) isolatePorts(i.bridge, i.port)
+    // after the script: a removeBridge that listed the table before it did not see this container and forgot the state
+    if (this.accepts) await ensureIptablesAccept(this.lockPath)
   }
 
   release(): void {
@@ -155,15 +161,25 @@ export class NftablesFirewall implements FirewallTx {
   }
 }
 
-/** Removes one bridge's elements (network rm): idempotent, under the lock. */
+/**
+ * Removes one bridge's elements (network rm): idempotent, under the lock.
+ * When inet ctrnet then holds nothing (no container, no other bridge), the
+ * generic iptables accept goes too (iptables-accept.ts).
+ */
 async function removeBridge(bridge: string, opts: {lockPath?: string} = {}): Promise<void> {
-  const lock = await takeNftLock(opts.lockPath ?? DEFAULT_NFT_LOCK_PATH)
+  const lockPath = opts.lockPath ?? DEFAULT_NFT_LOCK_PATH
+  const lock = await takeNftLock(lockPath)
   try {
+    forgetIptablesAccept(lockPath)
     for (let attempt = 0; ; attempt++) {
       const s = new NftScript()
-      planRemoveBridge(s, await nftListTable('inet', FWD_TABLE), bridge)
+      const listed = await nftListTable('inet', FWD_TABLE)
+      planRemoveBridge(s, listed, bridge)
       const r = await nftApply(s)
-      if (r.ok) return
+      if (r.ok) {
+        if (emptyWithout(listed, bridge)) await removeIptablesAccept(lockPath)
+        return
+      }
       if (attempt >= MAX_RETRIES) throw new Error(`nft: ${r.stderr || 'failed'}`)
       nftStats.retries++
     }

@@ -8,6 +8,7 @@
  *     set fwd4 (ipv4_addr), fwd6 (ipv6_addr)     the containers whose traffic is accepted
  *     set isolated_bridges (ifname)              bridges of isolation 'bridge' / 'isolated'
  *     set published_bridges (ifname)             bridges of exposure 'published'
+ *     set routed_bridges (ifname)                bridges of exposure 'routed'
  *     set bridge_inputs (ifname . ifname)        (in, out) pairs that are inside a bridge:
  *                                                <br> . <br> and <overlay vxlan> . <br>
  *     chain <admin chain>                        the admin's, jumped to first, never touched
@@ -15,12 +16,20 @@
  *       jump <admin chain>
  *       iifname @isolated_bridges oifname @isolated_bridges iifname . oifname != @bridge_inputs drop
  *       oifname @published_bridges iifname != "ctrnet.*" ct state new ct status & dnat == 0 iifname . oifname != @bridge_inputs drop
- *       ip saddr @fwd4 accept ; ip6 saddr @fwd6 accept
- *       ip daddr @fwd4 ct state established,related accept ; ip6 daddr @fwd6 ct state established,related accept
+ *       then the accepts, each `meta mark set meta mark | 0x10000000 accept` (<mark accept> below):
+ *       ip saddr @fwd4 <mark accept> ; ip6 saddr @fwd6 <mark accept>                  the containers' own traffic
+ *       ip daddr @fwd4 ct state established,related <mark accept> ; (ip6, @fwd6)     replies
+ *       ip daddr @fwd4 ct status dnat <mark accept> ; (ip6, @fwd6)                    published ports
+ *       iifname "ctrnet.*" ip daddr @fwd4 <mark accept> ; (ip6, @fwd6)                the overlay's peers
+ *       oifname @routed_bridges <mark accept>                                         exposure routed
  *
  * Priority filter - 1: before iptables(-nft)'s FORWARD (priority filter), so
  * that our drops come first. An accept here is not final: a FORWARD chain with
- * policy DROP in another table (iptables) still drops the packet.
+ * policy DROP in another table (iptables) still drops the packet. Hence the
+ * mark (FWD_ACCEPT_MARK): each accept ORs it into the packet mark, and where
+ * the iptables programs exist one generic rule per family in iptables' filter
+ * FORWARD accepts what carries it (./iptables-accept.ts). Docker 29's
+ * nftables mode takes the same mark as --bridge-accept-fwmark.
  *
  * Isolation 'isolated' (traffic between the containers of one bridge) is not
  * a forward-hook rule: bridged frames reach the inet forward hook only with
@@ -46,7 +55,7 @@ import {familyOf, type Family} from '../../ip/addr.js'
 import {ifNameFault} from '../../tokens.js'
 import type {ForwardPolicy, ForwardedContainer} from '../firewall.js'
 import type {ListedTable} from './io.js'
-import {addr, ident, ifname, ifnamePrefix, kw, setRef, type NftScript, type NftWord} from './script.js'
+import {addr, bits, ident, ifname, ifnamePrefix, kw, setRef, type NftScript, type NftWord} from './script.js'
 
 export const FWD_TABLE = 'ctrnet'
 export const FWD_CHAIN = 'forward'
@@ -56,8 +65,20 @@ export const SETS = {
   fwd6: 'fwd6',
   isolated: 'isolated_bridges',
   published: 'published_bridges',
+  routed: 'routed_bridges',
   inputs: 'bridge_inputs',
 } as const
+
+/**
+ * The packet mark bit every accept of the forward chain sets (ORed into the
+ * mark, never replacing it), so that iptables' FORWARD can accept the packet
+ * too (one generic rule, ./iptables-accept.ts). Bit 28: none of Kubernetes'
+ * (0x4000 masquerade, 0x8000 drop), the portmap hairpin masquerade's (bit
+ * 13, 0x2000), netavark's (0x1000 ct mark, 0x2000), Tailscale's (0xff0000)
+ * or Cilium's (0x0f00). A mark set in the forward hook is seen by later
+ * forward and postrouting rules only (routing was decided before).
+ */
+export const FWD_ACCEPT_MARK = 0x10000000
 
 /**
  * The overlay service's VXLAN devices (services/overlay vxlanDevice:
@@ -82,6 +103,7 @@ export function fwdTable(s: NftScript): void {
   s.addSet('inet', FWD_TABLE, SETS.fwd6, 'ipv6_addr')
   s.addSet('inet', FWD_TABLE, SETS.isolated, 'ifname')
   s.addSet('inet', FWD_TABLE, SETS.published, 'ifname')
+  s.addSet('inet', FWD_TABLE, SETS.routed, 'ifname')
   s.addSet('inet', FWD_TABLE, SETS.inputs, 'ifname . ifname')
 }
 
@@ -99,10 +121,13 @@ export function fwdChain(s: NftScript, adminChain: string): void {
     kw('oifname'), setRef(SETS.published), kw('iifname'), kw('!='), ifnamePrefix(OVERLAY_DEVICE_PREFIX), kw('ct'), kw('state'), kw('new'),
     kw('ct'), kw('status'), kw('&'), kw('dnat'), kw('=='), kw('0'), ...pair, kw('drop'),
   ])
-  s.addRule('inet', T, C, [kw('ip'), kw('saddr'), setRef(SETS.fwd4), kw('accept')])
-  s.addRule('inet', T, C, [kw('ip6'), kw('saddr'), setRef(SETS.fwd6), kw('accept')])
-  s.addRule('inet', T, C, [kw('ip'), kw('daddr'), setRef(SETS.fwd4), kw('ct'), kw('state'), kw('established,related'), kw('accept')])
-  s.addRule('inet', T, C, [kw('ip6'), kw('daddr'), setRef(SETS.fwd6), kw('ct'), kw('state'), kw('established,related'), kw('accept')])
+  const accept: NftWord[] = [kw('meta'), kw('mark'), kw('set'), kw('meta'), kw('mark'), kw('|'), bits(FWD_ACCEPT_MARK), kw('accept')]
+  const fams = [[kw('ip'), setRef(SETS.fwd4)], [kw('ip6'), setRef(SETS.fwd6)]] as const
+  for (const [f, set] of fams) s.addRule('inet', T, C, [f, kw('saddr'), set, ...accept])
+  for (const [f, set] of fams) s.addRule('inet', T, C, [f, kw('daddr'), set, kw('ct'), kw('state'), kw('established,related'), ...accept])
+  for (const [f, set] of fams) s.addRule('inet', T, C, [f, kw('daddr'), set, kw('ct'), kw('status'), kw('dnat'), ...accept])
+  for (const [f, set] of fams) s.addRule('inet', T, C, [kw('iifname'), ifnamePrefix(OVERLAY_DEVICE_PREFIX), f, kw('daddr'), set, ...accept])
+  s.addRule('inet', T, C, [kw('oifname'), setRef(SETS.routed), ...accept])
 }
 
 /** Why the policy cannot be applied to the container, or undefined. */
@@ -113,15 +138,15 @@ export function forwardingFault(policy: ForwardPolicy, on: ForwardedContainer): 
 }
 
 /** The elements of one bridge under a policy: the bridge sets and the (in, out) pairs. */
-function bridgeElements(policy: ForwardPolicy, on: ForwardedContainer): {isolated: boolean; published: boolean; pairs: NftWord[][]} {
+function bridgeElements(policy: ForwardPolicy, on: ForwardedContainer): {isolated: boolean; published: boolean; routed: boolean; pairs: NftWord[][]} {
   const br = on.bridge
-  if (!br) return {isolated: false, published: false, pairs: []}
+  if (!br) return {isolated: false, published: false, routed: false, pairs: []}
   const isolated = policy.isolation !== 'none'
   const published = policy.exposure === 'published'
   const pairs: NftWord[][] = []
   if (isolated || published) pairs.push([ifname(br), ifname(br)])
   if (published) for (const i of on.ingress ?? []) pairs.push([ifname(i), ifname(br)])
-  return {isolated, published, pairs}
+  return {isolated, published, routed: policy.exposure === 'routed', pairs}
 }
 
 /** Records the acceptance of the container's traffic and its bridge's elements. */
@@ -137,6 +162,7 @@ export function planAccept(s: NftScript, policy: ForwardPolicy, on: ForwardedCon
   const b = bridgeElements(policy, on)
   if (b.isolated) s.addElements('inet', FWD_TABLE, SETS.isolated, [ifname(on.bridge!)])
   if (b.published) s.addElements('inet', FWD_TABLE, SETS.published, [ifname(on.bridge!)])
+  if (b.routed) s.addElements('inet', FWD_TABLE, SETS.routed, [ifname(on.bridge!)])
   s.addElements('inet', FWD_TABLE, SETS.inputs, b.pairs)
 }
 
@@ -160,9 +186,28 @@ export function planRemoveBridge(s: NftScript, listed: ListedTable | undefined, 
   const br = ifname(bridge)
   if (has(SETS.isolated, bridge)) s.deleteElements('inet', FWD_TABLE, SETS.isolated, [br])
   if (has(SETS.published, bridge)) s.deleteElements('inet', FWD_TABLE, SETS.published, [br])
+  if (has(SETS.routed, bridge)) s.deleteElements('inet', FWD_TABLE, SETS.routed, [br])
   const pairs = (listed.sets.get(SETS.inputs) ?? []).map((e) => e.split(' . ').map((x) => x.replace(/^"|"$/g, '')))
   const mine = pairs.filter((p) => p.length === 2 && p[1] === bridge && ifNameFault(p[0]) === undefined)
   if (mine.length) s.deleteElements('inet', FWD_TABLE, SETS.inputs, mine.map(([i]) => [ifname(i!), br]))
+}
+
+/**
+ * True when the listed table holds nothing once `bridge` is gone: no
+ * container address and no bridge element of another bridge (the generic
+ * iptables accept is then no longer needed).
+ */
+export function emptyWithout(listed: ListedTable | undefined, bridge: string): boolean {
+  if (!listed) return true
+  const unq = (e: string) => e.replace(/^"|"$/g, '')
+  for (const [name, els] of listed.sets) {
+    if (name === SETS.inputs) {
+      if (els.some((e) => unq(e.split(' . ')[1] ?? '') !== bridge)) return false
+    } else if (name === SETS.fwd4 || name === SETS.fwd6) {
+      if (els.length) return false
+    } else if (els.some((e) => unq(e) !== bridge)) return false
+  }
+  return true
 }
 
 /** CHECK: the chain, the container's elements and its bridge's. */
@@ -176,6 +221,7 @@ export function checkIn(listed: ListedTable | undefined, policy: ForwardPolicy, 
   const b = bridgeElements(policy, on)
   if (b.isolated && !(listed.sets.get(SETS.isolated) ?? []).includes(on.bridge!)) return `bridge ${on.bridge} not found in set ${SETS.isolated}`
   if (b.published && !(listed.sets.get(SETS.published) ?? []).includes(on.bridge!)) return `bridge ${on.bridge} not found in set ${SETS.published}`
+  if (b.routed && !(listed.sets.get(SETS.routed) ?? []).includes(on.bridge!)) return `bridge ${on.bridge} not found in set ${SETS.routed}`
   return undefined
 }
 

@@ -6,6 +6,7 @@
  *   masquerade.ts  inet cni_plugins_masquerade (the reference ipMasq layout)
  *   portmap.ts     ip/ip6 cni_hostport (the reference portmap layout)
  *   forwarding.ts  inet ctrnet: accept, bridge isolation, exposure (ctrnet's own)
+ *   iptables-accept.ts  the generic iptables FORWARD accept of inet ctrnet's mark (iptables policy DROP)
  *   backend.ts     the seam's FirewallTx: record, then one nft per commit
  */
 export {NftablesFirewall, nftablesBackend} from './backend.js'
@@ -13,4 +14,5 @@ export {DEFAULT_NFT_LOCK_PATH, NFT_PROGRAMS, nftApply, nftListTable, nftStats, p
 export * as nftScript from './script.js'
 export {MASQ_CHAIN, MASQ_TABLE, hash16, masqComment, masqPrefix} from './masquerade.js'
 export {CONTAINER_CHAINS, HOSTPORT_TABLE, HOSTPORTS, MASQUERADING} from './portmap.js'
-export {FWD_CHAIN, FWD_TABLE, SETS} from './forwarding.js'
+export {FWD_ACCEPT_MARK, FWD_CHAIN, FWD_TABLE, SETS} from './forwarding.js'
+export {IPTABLES_ACCEPT_COMMENT, IPTABLES_ACCEPT_RULE, STATE_TTL_MS, acceptStatePath} from './iptables-accept.js'

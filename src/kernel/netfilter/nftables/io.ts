@@ -16,7 +16,7 @@ export const DEFAULT_NFT_LOCK_PATH = '/run/ctrnet/nftables.lock'
 export const NFT_PROGRAMS: readonly string[] = ['nft']
 
 /** Counters of what the operations cost; for benchmarks and tests. */
-export const nftStats = {spawns: 0, applies: 0, lists: 0, retries: 0}
+export const nftStats = {spawns: 0, applies: 0, lists: 0, retries: 0, /** iptables processes of the generic accept (iptables-accept.ts), also in spawns */ iptables: 0}
 
 /** Applies a script with one `nft -f -`: ok, or nft's error text. */
 export async function nftApply(script: NftScript): Promise<{ok: boolean; stderr: string}> {

@@ -16,6 +16,7 @@
  *   comment   printable ASCII without quotes, backslash, ';', '{', '}', '#',
  *             '$', at most 128 characters (nft has no escapes inside "...")
  *   handle    a rule handle, a non-negative integer
+ *   bits      a 32-bit mask of packet mark bits, rendered 0x%08x
  *
  * A statement is rendered only from such words; the script is checked as a
  * whole before anything is spawned (renderScript throws on the first bad word).
@@ -43,6 +44,7 @@ const KEYWORDS = [
   'ip', 'ip6', 'saddr', 'daddr', 'tcp', 'udp', 'sctp', 'th', 'dport', 'sport', 'meta', 'l4proto', 'nfproto',
   'iifname', 'oifname', 'ct', 'state', 'status', 'new', 'established', 'related', 'established,related', 'dnat', 'snat',
   'to', 'masquerade', 'return', 'goto', 'jump', 'accept', 'drop', 'fib', 'type', 'local', '==', '!=', '&', '.', '0',
+  'mark', 'set', '|',
 ] as const
 export type Keyword = (typeof KEYWORDS)[number]
 const KEYWORD_SET = new Set<string>(KEYWORDS)
@@ -157,6 +159,12 @@ export function comment(v: string): NftWord {
 export function handle(v: number): NftWord {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) refuse('handle', v, 'is not a non-negative integer')
   return NftWord.make(String(v))
+}
+
+/** A packet mark mask (1..0xffffffff), rendered as 0x followed by 8 hex digits. */
+export function bits(v: number): NftWord {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 0xffffffff) refuse('mark bits', v, 'is not an integer 1..0xffffffff')
+  return NftWord.make(`0x${v.toString(16).padStart(8, '0')}`)
 }
 
 function family(f: NftFamily): string {
