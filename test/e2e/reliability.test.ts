@@ -166,6 +166,66 @@ describe.each(BACKENDS)('SIGKILL at random points of an ADD, then DEL (%s)', (ba
   }, 600_000) // 33 ADDs and 30 DELs of separate processes: ~90 s alone, several times that on a loaded 2-core machine
 })
 
+/** gc after containers die: dead attachments (and an interrupted ADD) reclaimed, the live one untouched. */
+async function reclaimsDead(lab: Lab): Promise<void> {
+  const live = await createNetns('rlg', 'live')
+  const dead1 = await createNetns('rlg', 'dead1')
+  const dead2 = await createNetns('rlg', 'dead2')
+  for (const [ns, cid, port] of [
+    [live, 'live', 22001],
+    [dead1, 'dead1', 22002],
+    [dead2, 'dead2', 22003],
+  ] as const) {
+    const r = await lab.cli(['cni', 'add', lab.net, netnsPath(ns), '--container-id', cid, '-p', `${port}:80`])
+    expect(r.code, r.stderr).toBe(0)
+  }
+  // an ADD killed half-way (a journal entry or a cache entry, depending on the moment)
+  const dead3 = await createNetns('rlg', 'dead3')
+  const child = spawn('ip', ['netns', 'exec', lab.host, process.execPath, CLI, 'cni', 'add', lab.net, netnsPath(dead3), '--container-id', 'dead3', '-p', '22004:80', '--cni-netconfpath', lab.conf, '--cni-cachedir', lab.cache], {stdio: 'ignore'})
+  const exited = new Promise((r) => child.on('exit', r))
+  await new Promise((r) => setTimeout(r, 260))
+  child.kill('SIGKILL')
+  await exited
+  await new Promise((r) => setTimeout(r, 300))
+  await destroyNetns(dead1)
+  await destroyNetns(dead2)
+  await destroyNetns(dead3)
+  // the kernel dismantles a deleted netns (and so the host ends of its veths) asynchronously
+  for (let i = 0; i < 50 && (await account(lab)).veths.length > 1; i++) await new Promise((r) => setTimeout(r, 100))
+  const before = await account(lab)
+  expect(before.veths.length).toBe(1)
+  expect(Object.keys(before.leases).length).toBeGreaterThanOrEqual(3)
+
+  const dry = await lab.cli(['cni', 'gc', lab.net, '--dry-run'])
+  expect(dry.code, dry.stderr).toBe(0)
+  expect(dry.stdout).toMatch(/would remove dead1 eth0/)
+  expect(dry.stdout).toMatch(/would remove dead2 eth0/)
+  expect(dry.stdout).not.toMatch(/live/)
+  expect(summary(await account(lab))).toBe(summary(before)) // dry run changed nothing
+
+  const gc = await lab.cli(['cni', 'gc', lab.net])
+  expect(gc.code, gc.stderr).toBe(0)
+  const a = await account(lab)
+  expect(Object.values(a.leases)).toEqual(['live\r\neth0'])
+  if (lab.backend === 'iptables') {
+    expect(a.masqChains).toEqual([chains(lab.net, 'live').masq])
+    expect(a.dnatChains).toEqual([chains(lab.net, 'live').dnat])
+    expect(a.firewallRules).toBe(2)
+  } else {
+    expectNftAttachments(a, lab, Object.keys(a.leases), ['live'], [22001])
+  }
+  expect(a.cache).toEqual([`${lab.net}-live-eth0`])
+  expect(a.veths.length).toBe(1)
+  // the live container still answers
+  const ip = Object.keys(a.leases)[0]
+  const ping = await nsTry(lab.host, ['busybox', 'ping', '-c', '1', '-W', '2', ip])
+  expect(ping.code, ping.stdout + ping.stderr).toBe(0)
+
+  const del = await lab.cli(['cni', 'del', lab.net, netnsPath(live), '--container-id', 'live'])
+  expect(del.code, del.stderr).toBe(0)
+  expect(isClean(await account(lab))).toBe(true)
+}
+
 describe('gc after containers die', () => {
   let lab: Lab
   beforeAll(async () => {
@@ -173,60 +233,7 @@ describe('gc after containers die', () => {
   })
   afterAll(async () => lab?.cleanup())
 
-  it('reclaims dead attachments (and an interrupted ADD) and leaves live ones untouched', async () => {
-    const live = await createNetns('rlg', 'live')
-    const dead1 = await createNetns('rlg', 'dead1')
-    const dead2 = await createNetns('rlg', 'dead2')
-    for (const [ns, cid, port] of [
-      [live, 'live', 22001],
-      [dead1, 'dead1', 22002],
-      [dead2, 'dead2', 22003],
-    ] as const) {
-      const r = await lab.cli(['cni', 'add', lab.net, netnsPath(ns), '--container-id', cid, '-p', `${port}:80`])
-      expect(r.code, r.stderr).toBe(0)
-    }
-    // an ADD killed half-way (a journal entry or a cache entry, depending on the moment)
-    const dead3 = await createNetns('rlg', 'dead3')
-    const child = spawn('ip', ['netns', 'exec', lab.host, process.execPath, CLI, 'cni', 'add', lab.net, netnsPath(dead3), '--container-id', 'dead3', '-p', '22004:80', '--cni-netconfpath', lab.conf, '--cni-cachedir', lab.cache], {stdio: 'ignore'})
-    const exited = new Promise((r) => child.on('exit', r))
-    await new Promise((r) => setTimeout(r, 260))
-    child.kill('SIGKILL')
-    await exited
-    await new Promise((r) => setTimeout(r, 300))
-    await destroyNetns(dead1)
-    await destroyNetns(dead2)
-    await destroyNetns(dead3)
-    // the kernel dismantles a deleted netns (and so the host ends of its veths) asynchronously
-    for (let i = 0; i < 50 && (await account(lab)).veths.length > 1; i++) await new Promise((r) => setTimeout(r, 100))
-    const before = await account(lab)
-    expect(before.veths.length).toBe(1)
-    expect(Object.keys(before.leases).length).toBeGreaterThanOrEqual(3)
-
-    const dry = await lab.cli(['cni', 'gc', lab.net, '--dry-run'])
-    expect(dry.code, dry.stderr).toBe(0)
-    expect(dry.stdout).toMatch(/would remove dead1 eth0/)
-    expect(dry.stdout).toMatch(/would remove dead2 eth0/)
-    expect(dry.stdout).not.toMatch(/live/)
-    expect(summary(await account(lab))).toBe(summary(before)) // dry run changed nothing
-
-    const gc = await lab.cli(['cni', 'gc', lab.net])
-    expect(gc.code, gc.stderr).toBe(0)
-    const a = await account(lab)
-    expect(Object.values(a.leases)).toEqual(['live\r\neth0'])
-    expect(a.masqChains).toEqual([chains(lab.net, 'live').masq])
-    expect(a.dnatChains).toEqual([chains(lab.net, 'live').dnat])
-    expect(a.firewallRules).toBe(2)
-    expect(a.cache).toEqual([`${lab.net}-live-eth0`])
-    expect(a.veths.length).toBe(1)
-    // the live container still answers
-    const ip = Object.keys(a.leases)[0]
-    const ping = await nsTry(lab.host, ['busybox', 'ping', '-c', '1', '-W', '2', ip])
-    expect(ping.code, ping.stdout + ping.stderr).toBe(0)
-
-    const del = await lab.cli(['cni', 'del', lab.net, netnsPath(live), '--container-id', 'live'])
-    expect(del.code, del.stderr).toBe(0)
-    expect(isClean(await account(lab))).toBe(true)
-  })
+  it('reclaims dead attachments (and an interrupted ADD) and leaves live ones untouched', () => reclaimsDead(lab))
 
   it('reclaims a host-local lease that has no cache entry and whose owner is gone', async () => {
     const leaseDir = join(lab.data, lab.net)
@@ -260,4 +267,14 @@ describe('gc after containers die', () => {
     expect(leaseDirFiles(lab)).toEqual([])
     expect(isClean(await account(lab))).toBe(true)
   })
+})
+
+describe('gc after containers die (nftables)', () => {
+  let lab: Lab
+  beforeAll(async () => {
+    lab = await makeLab('gcn', {subnet: '10.79.0.0/24', backend: 'nftables'})
+  })
+  afterAll(async () => lab?.cleanup())
+
+  it('reclaims dead attachments (and an interrupted ADD) and leaves live ones untouched', () => reclaimsDead(lab))
 })
