@@ -41,8 +41,11 @@ function hostState(): string {
   if (links.code !== 0 || addrs.code !== 0) throw new Error(`cannot read the host netns: ${links.stderr}${addrs.stderr}`)
   // iptables-save prints "# Generated/Completed on <time>" lines: not state
   const ipt = host.iptables().split('\n').filter((l) => !l.startsWith('#')).join('\n')
-  // an IPv6 address's duplicate address detection ends on its own clock ("tentative" goes): not a change of ours
-  return links.stdout + addrs.stdout.replace(/ tentative/g, '') + ipt
+  // an IPv6 address's duplicate address detection ends on its own clock ("tentative" goes): not a change of ours;
+  // nor is a link's carrier and operational state, which the kernel's linkwatch updates up to a second after
+  // its cause (a bridge whose last port went in the case before this one: UP, then NO-CARRIER, state DOWN)
+  const operstate = (t: string) => t.replace(/NO-CARRIER,|,LOWER_UP| state [A-Z]+ /g, (m) => (m.startsWith(' state') ? ' ' : ''))
+  return operstate(links.stdout) + addrs.stdout.replace(/ tentative/g, '') + ipt
 }
 
 /** Interfaces of the container, read through its live task's netns (throws if it cannot enter). */
