@@ -92,14 +92,18 @@ export class DiskStore implements IpStore {
     }, {mode: 0o750})
   }
 
-  /** Removes leftover temp files (names only: nothing is read). Only with the lock held. */
-  reclaimTemps(): string[] {
-    let names: string[]
+  /** The names in the store's directory; none when it cannot be read. */
+  private names(): string[] {
     try {
-      names = readdirSync(this.dir)
+      return readdirSync(this.dir)
     } catch {
       return []
     }
+  }
+
+  /** Removes leftover temp files (names only: nothing is read). Only with the lock held. */
+  reclaimTemps(): string[] {
+    const names = this.names()
     const removed = names.filter((n) => TMP_RE.test(n))
     for (const n of removed) rmSync(join(this.dir, n), {force: true})
     return removed
@@ -110,12 +114,7 @@ export class DiskStore implements IpStore {
    * Only with the lock held (see the header). Returns the names removed.
    */
   reclaimGarbage(): string[] {
-    let names: string[]
-    try {
-      names = readdirSync(this.dir)
-    } catch {
-      return []
-    }
+    const names = this.names()
     const removed: string[] = []
     for (const name of names) {
       const p = join(this.dir, name)
@@ -194,13 +193,7 @@ export class DiskStore implements IpStore {
 
   /** All lease files of the store (named by an IP) with their trimmed content. */
   private *files(): Generator<[string, string]> {
-    let names: string[]
-    try {
-      names = readdirSync(this.dir)
-    } catch {
-      return
-    }
-    for (const name of names) {
+    for (const name of this.names()) {
       if (!isIpName(name)) continue
       const p = join(this.dir, name)
       try {
