@@ -2,7 +2,7 @@
  * Shared pieces of the reliability suites: a throwaway "host" netns with its
  * own config, cache and host-local dirs, the CLI run inside it, and exact
  * accounting of what attachments leave behind (leases, iptables chains and
- * rules or nftables rules and set elements, veths, cache and journal entries).
+ * rules, veths, cache and journal entries).
  */
 import {spawn, type ChildProcess} from 'node:child_process'
 import {mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync} from 'node:fs'
@@ -25,8 +25,6 @@ export interface Lab {
   net: string
   bridge: string
   subnet: string
-  /** the firewall backend the lab's conflist names (iptables: nerdctl's conflist as it is) */
-  backend: Backend
   cli(args: string[], env?: NodeJS.ProcessEnv): Promise<ExecResult>
   cleanup(): Promise<void>
 }
@@ -52,19 +50,7 @@ export function nerdctlChain(name: string, bridge: string, subnet: string, gatew
   }
 }
 
-export type Backend = 'iptables' | 'nftables'
-
-/** The conflist of a lab: nerdctl's chain, with bridge `ipMasqBackend` and portmap `backend` for nftables. */
-export function labChain(name: string, bridge: string, subnet: string, gateway: string, dataDir: string, backend: Backend): object {
-  const c = nerdctlChain(name, bridge, subnet, gateway, dataDir) as {plugins: Array<Record<string, unknown>>}
-  if (backend === 'nftables') {
-    c.plugins[0]!.ipMasqBackend = 'nftables'
-    c.plugins[1]!.backend = 'nftables'
-  }
-  return c
-}
-
-export async function makeLab(tag: string, opts: {subnet?: string; gateway?: string; backend?: Backend} = {}): Promise<Lab> {
+export async function makeLab(tag: string, opts: {subnet?: string; gateway?: string} = {}): Promise<Lab> {
   const host = await createNetns('rl', tag)
   const dir = mkdtempSync(join(tmpdir(), `ctrnet-rl-${tag}-`))
   const conf = join(dir, 'net.d')
@@ -75,8 +61,7 @@ export async function makeLab(tag: string, opts: {subnet?: string; gateway?: str
   const bridge = `br-rl${tag}`.slice(0, 15)
   const subnet = opts.subnet ?? '10.77.0.0/24'
   const gateway = opts.gateway ?? subnet.replace(/\.0\/\d+$/, '.1')
-  const backend = opts.backend ?? 'iptables'
-  writeFileSync(join(conf, `${net}.conflist`), JSON.stringify(labChain(net, bridge, subnet, gateway, data, backend), null, 2))
+  writeFileSync(join(conf, `${net}.conflist`), JSON.stringify(nerdctlChain(net, bridge, subnet, gateway, data), null, 2))
   const lab: Lab = {
     host,
     dir,
@@ -86,7 +71,6 @@ export async function makeLab(tag: string, opts: {subnet?: string; gateway?: str
     net,
     bridge,
     subnet,
-    backend,
     cli: (args, env) => {
       const dirs = [
         ...(args.includes('--cni-netconfpath') ? [] : ['--cni-netconfpath', conf]),
@@ -123,33 +107,6 @@ export interface Account {
   cache: string[]
   pending: string[]
   iptables: string
-  /** `nft list ruleset` of the lab's host netns */
-  nft: string
-  /**
-   * What of any attachment the nft ruleset holds: rules that carry a comment
-   * (every per-container rule does: the container id), and any line with an
-   * address of the lab's subnet or a port (rules, set elements). What the
-   * backend shares (tables, chains, their comments, sets, bridge names) is not counted.
-   */
-  nftTraces: string[]
-}
-
-/** The tables the nftables backend writes (the reference's two, ctrnet's own). */
-export const NFT_TABLES = ['inet cni_plugins_masquerade', 'ip cni_hostport', 'ip6 cni_hostport', 'inet ctrnet']
-
-/** The per-attachment lines of the nftables backend's tables in a ruleset (see Account.nftTraces). */
-export function nftTraces(ruleset: string, subnet: string): string[] {
-  const prefix = subnet.split('/')[0]!.replace(/\.0$/, '.')
-  const out: string[] = []
-  let table = ''
-  for (const raw of ruleset.split('\n')) {
-    const l = raw.trim()
-    const t = /^table (\S+ \S+) \{/.exec(l)
-    if (t) table = t[1]!
-    if (!NFT_TABLES.includes(table) || t) continue
-    if ((l.includes('comment "') && !l.startsWith('comment ')) || l.includes(prefix) || /\bdport\b/.test(l)) out.push(`${table}: ${l}`)
-  }
-  return out
 }
 
 /** Exact accounting of what the attachments of a lab leave behind. */
@@ -165,9 +122,6 @@ export async function account(lab: Lab): Promise<Account> {
   const links = await nsTry(lab.host, ['ip', '-j', 'link', 'show'])
   const veths = (JSON.parse(links.stdout || '[]') as Array<{ifname: string}>).map((l) => l.ifname).filter((n) => n.startsWith('veth'))
   const ipt = (await nsTry(lab.host, ['iptables-save'])).stdout
-  const nftRes = await nsTry(lab.host, ['nft', 'list', 'ruleset'])
-  if (nftRes.code !== 0) throw new Error(`nft list ruleset: ${nftRes.stderr}`)
-  const nft = nftRes.stdout
   const lines = ipt.split('\n')
   const ls = (d: string) => (existsSync(d) ? readdirSync(d).filter((f) => !f.startsWith('.')) : [])
   return {
@@ -181,8 +135,6 @@ export async function account(lab: Lab): Promise<Account> {
     cache: ls(join(lab.cache, 'results')),
     pending: ls(join(lab.cache, 'ctrnet', 'pending')),
     iptables: ipt,
-    nft,
-    nftTraces: nftTraces(nft, lab.subnet),
   }
 }
 
@@ -197,13 +149,12 @@ export function isClean(a: Account): boolean {
     a.postroutingJumps === 0 &&
     a.firewallRules === 0 &&
     a.cache.length === 0 &&
-    a.pending.length === 0 &&
-    a.nftTraces.length === 0
+    a.pending.length === 0
   )
 }
 
 export function summary(a: Account): string {
-  const {iptables: _i, nft: _n, ...rest} = a
+  const {iptables: _i, ...rest} = a
   return JSON.stringify(rest)
 }
 
@@ -231,8 +182,7 @@ export function spawnAdd(lab: Lab, netns: string, cid: string, port: number): {c
 /**
  * How far an ADD of `cid` (ifname eth0) got, in the order the ADD goes:
  * journal written, then bridge (veth and lease in parallel), journal updated
- * with the addresses, firewall rules of the whole chain in one transaction
- * (iptables-restore, or one `nft -f -`),
+ * with the addresses, iptables rules of the whole chain in one transaction,
  * cache entry written and journal removed.
  */
 export const PHASES = ['no journal', 'journal without addresses', 'veth present', 'journal with addresses', 'rules present', 'completed'] as const
@@ -245,7 +195,7 @@ export async function addPhase(lab: Lab, cid: string): Promise<{phase: Phase; de
   const cached = existsSync(join(lab.cache, 'results', name))
   const a = await account(lab)
   const c = chains(lab.net, cid)
-  const rules = a.masqChains.includes(c.masq) || a.dnatChains.includes(c.dnat) || a.firewallRules > 0 || a.nftTraces.length > 0
+  const rules = a.masqChains.includes(c.masq) || a.dnatChains.includes(c.dnat) || a.firewallRules > 0
   const lease = Object.values(a.leases).some((v) => v.split('\r\n')[0] === cid)
   const detail = `journal=${journal ? (journal.result?.ips?.length ? 'addresses' : 'bare') : 'none'} veth=${a.veths.length} lease=${lease} rules=${rules} cache=${cached}`
   let phase: Phase = 'no journal'

@@ -7,53 +7,17 @@ import {closeSync, openSync, writeFileSync, mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createNetns, destroyNetns, netnsPath, nsTry, useNetnsCleanup} from '../helpers/netns.js'
-import {account, addPhase, chains, CLI, isClean, leaseDirFiles, makeLab, PHASES, spawnAdd, summary, type Account, type Backend, type Lab, type Phase} from './reliability-lib.js'
+import {account, addPhase, chains, CLI, isClean, leaseDirFiles, makeLab, PHASES, spawnAdd, summary, type Lab, type Phase} from './reliability-lib.js'
 
 useNetnsCleanup(afterAll)
 
 const N = 24
 
-const BACKENDS: Backend[] = ['iptables', 'nftables']
-
-/** The lines of table `name` (family and name, as `inet ctrnet`) in an nft ruleset. */
-function nftTable(ruleset: string, name: string): string[] {
-  const lines = ruleset.split('\n')
-  const i = lines.indexOf(`table ${name} {`)
-  if (i < 0) return []
-  const end = lines.indexOf('}', i)
-  return lines.slice(i + 1, end < 0 ? undefined : end).map((l) => l.trim())
-}
-
-/** nftables: each container's rules, exactly once, and nothing in iptables. */
-function expectNftAttachments(a: Account, lab: Lab, ips: string[], cids: string[], ports: number[]): void {
-  expect(a.masqChains.length + a.dnatChains.length + a.dnatJumps + a.postroutingJumps + a.firewallRules, 'iptables rules of a container').toBe(0)
-  const masq = nftTable(a.nft, 'inet cni_plugins_masquerade')
-  const hp = nftTable(a.nft, 'ip cni_hostport')
-  const ctr = nftTable(a.nft, 'inet ctrnet')
-  for (const [i, cid] of cids.entries()) {
-    const ip = ips[i]!
-    const m = masq.filter((l) => l.endsWith(`id: ${cid}"`))
-    expect(m.length, `${cid}: ${m.join(' | ')}`).toBe(1)
-    expect(m[0]).toMatch(new RegExp(`^ip saddr ${ip.replace(/\./g, '\\.')} ip daddr != ${lab.subnet.replace(/\./g, '\\.')} masquerade comment "[0-9a-f]{16}-[0-9a-f]{16}, net: ${lab.net}, if: eth0, id: ${cid}"$`))
-    expect(hp.filter((l) => l.endsWith(`comment "${cid}"`)).sort(), cid).toEqual(
-      [`tcp dport ${ports[i]} dnat to ${ip}:80 comment "${cid}"`, `ip saddr ${lab.subnet} ip daddr ${ip} ct status dnat masquerade comment "${cid}"`, `ip saddr 127.0.0.1 ip daddr ${ip} masquerade comment "${cid}"`].sort(),
-    )
-  }
-  // every address in the forward set of inet ctrnet, and no other address of the subnet
-  const prefix = lab.subnet.replace(/0\/\d+$/, '')
-  const inCtrnet = ctr.flatMap((l) => l.match(/\d+\.\d+\.\d+\.\d+/g) ?? []).filter((x) => x.startsWith(prefix))
-  expect(inCtrnet.sort()).toEqual([...ips].sort())
-  // no duplicate rule anywhere, no rule of another container
-  expect(a.nftTraces.length, a.nftTraces.join('\n')).toBe(4 * cids.length + ctr.filter((l) => l.includes(prefix)).length)
-  const rules = a.nftTraces.filter((l) => l.includes('comment "'))
-  expect(rules.length).toBe(new Set(rules).size)
-}
-
-describe.each(BACKENDS)(`${N} parallel ADDs then ${N} parallel DELs on one network with portmap (%s)`, (backend) => {
+describe(`${N} parallel ADDs then ${N} parallel DELs on one network with portmap`, () => {
   let lab: Lab
   const containers: string[] = []
   beforeAll(async () => {
-    lab = await makeLab(backend === 'nftables' ? 'parn' : 'par', {subnet: '10.77.0.0/24', backend})
+    lab = await makeLab('par', {subnet: '10.77.0.0/24'})
     for (let i = 0; i < N; i++) containers.push(await createNetns('rlc', `p${i}`))
   })
   afterAll(async () => {
@@ -72,17 +36,11 @@ describe.each(BACKENDS)(`${N} parallel ADDs then ${N} parallel DELs on one netwo
     expect(Object.keys(a.leases).sort()).toEqual(ips.map((ip) => ip.split('/')[0]).sort())
     for (let i = 0; i < N; i++) expect(a.leases[ips[i].split('/')[0]]).toBe(`par${i}\r\neth0`)
     expect(a.veths.length).toBe(N)
-    if (backend === 'iptables') {
-      expect(a.masqChains.sort()).toEqual(containers.map((_, i) => chains(lab.net, `par${i}`).masq).sort())
-      expect(a.dnatChains.sort()).toEqual(containers.map((_, i) => chains(lab.net, `par${i}`).dnat).sort())
-      expect(a.dnatJumps).toBe(N)
-      expect(a.postroutingJumps).toBe(N)
-      expect(a.firewallRules).toBe(2 * N)
-      expect(a.nftTraces).toEqual([])
-    } else {
-      const cids = containers.map((_, i) => `par${i}`)
-      expectNftAttachments(a, lab, ips.map((ip) => ip.split('/')[0]!), cids, cids.map((_, i) => 20000 + i))
-    }
+    expect(a.masqChains.sort()).toEqual(containers.map((_, i) => chains(lab.net, `par${i}`).masq).sort())
+    expect(a.dnatChains.sort()).toEqual(containers.map((_, i) => chains(lab.net, `par${i}`).dnat).sort())
+    expect(a.dnatJumps).toBe(N)
+    expect(a.postroutingJumps).toBe(N)
+    expect(a.firewallRules).toBe(2 * N)
     expect(a.cache.length).toBe(N)
     expect(a.pending).toEqual([])
     // no duplicate rule anywhere
@@ -93,21 +51,15 @@ describe.each(BACKENDS)(`${N} parallel ADDs then ${N} parallel DELs on one netwo
     for (const r of dels) expect(r.code, r.stderr).toBe(0)
     const after = await account(lab)
     expect(isClean(after), summary(after)).toBe(true)
-    if (backend === 'nftables') {
-      // only what the backend shares is left: its tables, shared chains and (empty) sets
-      for (const t of ['inet cni_plugins_masquerade', 'ip cni_hostport', 'inet ctrnet']) expect(after.nft).toContain(`table ${t} {`)
-      expect(after.nft).not.toMatch(/10\.77\.0\.|dport|par\d/)
-    }
   })
 })
 
-describe.each(BACKENDS)('SIGKILL at random points of an ADD, then DEL (%s)', (backend) => {
-  // fewer trials on nftables: the file's runtime stays reasonable, and the spread is asserted all the same
-  const TRIALS = backend === 'nftables' ? 20 : 30
+describe('SIGKILL at random points of an ADD, then DEL', () => {
+  const TRIALS = 30
   const WARMUP = 3
   let lab: Lab
   beforeAll(async () => {
-    lab = await makeLab(backend === 'nftables' ? 'killn' : 'kill', {subnet: '10.78.0.0/24', backend})
+    lab = await makeLab('kill', {subnet: '10.78.0.0/24'})
   })
   afterAll(async () => lab?.cleanup())
 
@@ -151,7 +103,7 @@ describe.each(BACKENDS)('SIGKILL at random points of an ADD, then DEL (%s)', (ba
       // where the ADD was when it died, before anything else touches the lab
       const {phase, detail} = await addPhase(lab, cid)
       trials.push({delay, phase, detail})
-      // Helper processes the killed ADD had started (ip, iptables-restore, nft) finish on
+      // Helper processes the killed ADD had started (ip, iptables-restore) finish on
       // their own within milliseconds; a later DEL comes after them (docs/reliability.md).
       await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 300 - Date.now())))
       await delAndAccount(c, cid, `trial ${t} (delay ${delay} ms, ${phase}: ${detail})`)
@@ -159,72 +111,12 @@ describe.each(BACKENDS)('SIGKILL at random points of an ADD, then DEL (%s)', (ba
     }
 
     const histogram = Object.fromEntries(PHASES.map((p) => [p, trials.filter((x) => x.phase === p).length]))
-    console.log(`SIGKILL (${backend}): ADD ${durations.join('/')} ms, kills over 0..${Math.round(span)} ms, ${TRIALS} trials, phases ${JSON.stringify(histogram)}`)
+    console.log(`SIGKILL: ADD ${durations.join('/')} ms, kills over 0..${Math.round(span)} ms, ${TRIALS} trials, phases ${JSON.stringify(histogram)}`)
     for (const [t, x] of trials.entries()) console.log(`  trial ${t}: ${x.delay} ms -> ${x.phase} (${x.detail})`)
     expect(trials.length).toBe(TRIALS)
     expect(Object.values(histogram).filter((k) => k > 0).length, JSON.stringify(histogram)).toBeGreaterThanOrEqual(3)
   }, 600_000) // 33 ADDs and 30 DELs of separate processes: ~90 s alone, several times that on a loaded 2-core machine
 })
-
-/** gc after containers die: dead attachments (and an interrupted ADD) reclaimed, the live one untouched. */
-async function reclaimsDead(lab: Lab): Promise<void> {
-  const live = await createNetns('rlg', 'live')
-  const dead1 = await createNetns('rlg', 'dead1')
-  const dead2 = await createNetns('rlg', 'dead2')
-  for (const [ns, cid, port] of [
-    [live, 'live', 22001],
-    [dead1, 'dead1', 22002],
-    [dead2, 'dead2', 22003],
-  ] as const) {
-    const r = await lab.cli(['cni', 'add', lab.net, netnsPath(ns), '--container-id', cid, '-p', `${port}:80`])
-    expect(r.code, r.stderr).toBe(0)
-  }
-  // an ADD killed half-way (a journal entry or a cache entry, depending on the moment)
-  const dead3 = await createNetns('rlg', 'dead3')
-  const child = spawn('ip', ['netns', 'exec', lab.host, process.execPath, CLI, 'cni', 'add', lab.net, netnsPath(dead3), '--container-id', 'dead3', '-p', '22004:80', '--cni-netconfpath', lab.conf, '--cni-cachedir', lab.cache], {stdio: 'ignore'})
-  const exited = new Promise((r) => child.on('exit', r))
-  await new Promise((r) => setTimeout(r, 260))
-  child.kill('SIGKILL')
-  await exited
-  await new Promise((r) => setTimeout(r, 300))
-  await destroyNetns(dead1)
-  await destroyNetns(dead2)
-  await destroyNetns(dead3)
-  // the kernel dismantles a deleted netns (and so the host ends of its veths) asynchronously
-  for (let i = 0; i < 50 && (await account(lab)).veths.length > 1; i++) await new Promise((r) => setTimeout(r, 100))
-  const before = await account(lab)
-  expect(before.veths.length).toBe(1)
-  expect(Object.keys(before.leases).length).toBeGreaterThanOrEqual(3)
-
-  const dry = await lab.cli(['cni', 'gc', lab.net, '--dry-run'])
-  expect(dry.code, dry.stderr).toBe(0)
-  expect(dry.stdout).toMatch(/would remove dead1 eth0/)
-  expect(dry.stdout).toMatch(/would remove dead2 eth0/)
-  expect(dry.stdout).not.toMatch(/live/)
-  expect(summary(await account(lab))).toBe(summary(before)) // dry run changed nothing
-
-  const gc = await lab.cli(['cni', 'gc', lab.net])
-  expect(gc.code, gc.stderr).toBe(0)
-  const a = await account(lab)
-  expect(Object.values(a.leases)).toEqual(['live\r\neth0'])
-  if (lab.backend === 'iptables') {
-    expect(a.masqChains).toEqual([chains(lab.net, 'live').masq])
-    expect(a.dnatChains).toEqual([chains(lab.net, 'live').dnat])
-    expect(a.firewallRules).toBe(2)
-  } else {
-    expectNftAttachments(a, lab, Object.keys(a.leases), ['live'], [22001])
-  }
-  expect(a.cache).toEqual([`${lab.net}-live-eth0`])
-  expect(a.veths.length).toBe(1)
-  // the live container still answers
-  const ip = Object.keys(a.leases)[0]
-  const ping = await nsTry(lab.host, ['busybox', 'ping', '-c', '1', '-W', '2', ip])
-  expect(ping.code, ping.stdout + ping.stderr).toBe(0)
-
-  const del = await lab.cli(['cni', 'del', lab.net, netnsPath(live), '--container-id', 'live'])
-  expect(del.code, del.stderr).toBe(0)
-  expect(isClean(await account(lab))).toBe(true)
-}
 
 describe('gc after containers die', () => {
   let lab: Lab
@@ -233,7 +125,60 @@ describe('gc after containers die', () => {
   })
   afterAll(async () => lab?.cleanup())
 
-  it('reclaims dead attachments (and an interrupted ADD) and leaves live ones untouched', () => reclaimsDead(lab))
+  it('reclaims dead attachments (and an interrupted ADD) and leaves live ones untouched', async () => {
+    const live = await createNetns('rlg', 'live')
+    const dead1 = await createNetns('rlg', 'dead1')
+    const dead2 = await createNetns('rlg', 'dead2')
+    for (const [ns, cid, port] of [
+      [live, 'live', 22001],
+      [dead1, 'dead1', 22002],
+      [dead2, 'dead2', 22003],
+    ] as const) {
+      const r = await lab.cli(['cni', 'add', lab.net, netnsPath(ns), '--container-id', cid, '-p', `${port}:80`])
+      expect(r.code, r.stderr).toBe(0)
+    }
+    // an ADD killed half-way (a journal entry or a cache entry, depending on the moment)
+    const dead3 = await createNetns('rlg', 'dead3')
+    const child = spawn('ip', ['netns', 'exec', lab.host, process.execPath, CLI, 'cni', 'add', lab.net, netnsPath(dead3), '--container-id', 'dead3', '-p', '22004:80', '--cni-netconfpath', lab.conf, '--cni-cachedir', lab.cache], {stdio: 'ignore'})
+    const exited = new Promise((r) => child.on('exit', r))
+    await new Promise((r) => setTimeout(r, 260))
+    child.kill('SIGKILL')
+    await exited
+    await new Promise((r) => setTimeout(r, 300))
+    await destroyNetns(dead1)
+    await destroyNetns(dead2)
+    await destroyNetns(dead3)
+    // the kernel dismantles a deleted netns (and so the host ends of its veths) asynchronously
+    for (let i = 0; i < 50 && (await account(lab)).veths.length > 1; i++) await new Promise((r) => setTimeout(r, 100))
+    const before = await account(lab)
+    expect(before.veths.length).toBe(1)
+    expect(Object.keys(before.leases).length).toBeGreaterThanOrEqual(3)
+
+    const dry = await lab.cli(['cni', 'gc', lab.net, '--dry-run'])
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.stdout).toMatch(/would remove dead1 eth0/)
+    expect(dry.stdout).toMatch(/would remove dead2 eth0/)
+    expect(dry.stdout).not.toMatch(/live/)
+    expect(summary(await account(lab))).toBe(summary(before)) // dry run changed nothing
+
+    const gc = await lab.cli(['cni', 'gc', lab.net])
+    expect(gc.code, gc.stderr).toBe(0)
+    const a = await account(lab)
+    expect(Object.values(a.leases)).toEqual(['live\r\neth0'])
+    expect(a.masqChains).toEqual([chains(lab.net, 'live').masq])
+    expect(a.dnatChains).toEqual([chains(lab.net, 'live').dnat])
+    expect(a.firewallRules).toBe(2)
+    expect(a.cache).toEqual([`${lab.net}-live-eth0`])
+    expect(a.veths.length).toBe(1)
+    // the live container still answers
+    const ip = Object.keys(a.leases)[0]
+    const ping = await nsTry(lab.host, ['busybox', 'ping', '-c', '1', '-W', '2', ip])
+    expect(ping.code, ping.stdout + ping.stderr).toBe(0)
+
+    const del = await lab.cli(['cni', 'del', lab.net, netnsPath(live), '--container-id', 'live'])
+    expect(del.code, del.stderr).toBe(0)
+    expect(isClean(await account(lab))).toBe(true)
+  })
 
   it('reclaims a host-local lease that has no cache entry and whose owner is gone', async () => {
     const leaseDir = join(lab.data, lab.net)
@@ -267,14 +212,4 @@ describe('gc after containers die', () => {
     expect(leaseDirFiles(lab)).toEqual([])
     expect(isClean(await account(lab))).toBe(true)
   })
-})
-
-describe('gc after containers die (nftables)', () => {
-  let lab: Lab
-  beforeAll(async () => {
-    lab = await makeLab('gcn', {subnet: '10.79.0.0/24', backend: 'nftables'})
-  })
-  afterAll(async () => lab?.cleanup())
-
-  it('reclaims dead attachments (and an interrupted ADD) and leaves live ones untouched', () => reclaimsDead(lab))
 })
